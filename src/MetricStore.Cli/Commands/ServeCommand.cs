@@ -1,0 +1,78 @@
+using System.CommandLine;
+using System.Globalization;
+using MetricStore.Server;
+using Microsoft.Extensions.Logging;
+
+namespace MetricStore.Cli.Commands;
+
+/// <summary>
+/// metricstore serve: the server on an embedded data directory. Each flag falls back to an
+/// environment variable, then to the default: --data (METRICSTORE_DATA, ./metricstore-data),
+/// --grpc-port (METRICSTORE_GRPC_PORT, 50051), --http-port (METRICSTORE_HTTP_PORT, 8765),
+/// --host (METRICSTORE_HOST, 127.0.0.1).
+/// </summary>
+internal static class ServeCommand
+{
+    public static Command Create(CliContext context)
+    {
+        var data = new Option<string?>("--data") { Description = "Data directory (env METRICSTORE_DATA; default ./metricstore-data)" };
+        var grpcPort = new Option<int?>("--grpc-port") { Description = "gRPC port, 0 = any free port (env METRICSTORE_GRPC_PORT; default 50051)" };
+        var httpPort = new Option<int?>("--http-port") { Description = "HTTP/JSON port, 0 = any free port (env METRICSTORE_HTTP_PORT; default 8765)" };
+        var host = new Option<string?>("--host") { Description = "Address to bind (env METRICSTORE_HOST; default 127.0.0.1, loopback only)" };
+        var command = new Command("serve", "Start the server (gRPC and HTTP/JSON) on a data directory; stop with Ctrl+C or SIGTERM.")
+        {
+            data, grpcPort, httpPort, host,
+        };
+
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            var options = new MetricStoreServerOptions
+            {
+                DataDirectory = parse.GetValue(data) ?? Env("METRICSTORE_DATA") ?? MetricStoreServerOptions.DefaultDataDirectory,
+                GrpcPort = parse.GetValue(grpcPort) ?? EnvInt("METRICSTORE_GRPC_PORT") ?? MetricStoreServerOptions.DefaultGrpcPort,
+                HttpPort = parse.GetValue(httpPort) ?? EnvInt("METRICSTORE_HTTP_PORT") ?? MetricStoreServerOptions.DefaultHttpPort,
+                Host = parse.GetValue(host) ?? Env("METRICSTORE_HOST") ?? MetricStoreServerOptions.DefaultHost,
+            };
+
+            await using var server = await MetricStoreServer.StartAsync(
+                options,
+                logging => logging.SetMinimumLevel(LogLevel.Information)
+                    .AddFilter("Microsoft.AspNetCore", LogLevel.Warning)
+                    .AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Warning)
+                    .AddFilter("Grpc", LogLevel.Warning),
+                cancellationToken);
+
+            var output = context.Output;
+            await output.WriteLineAsync("MetricStore is serving");
+            await output.WriteLineAsync($"  data directory  {server.DataDirectory}");
+            await output.WriteLineAsync($"  gRPC            {Base(server.GrpcAddress)}");
+            await output.WriteLineAsync($"  HTTP/JSON       {Base(server.HttpAddress)}");
+            await output.WriteLineAsync($"  health          {Base(server.HttpAddress)}/healthz");
+            await output.WriteLineAsync("Press Ctrl+C to stop.");
+            await output.FlushAsync(cancellationToken);
+
+            await server.WaitForShutdownAsync(cancellationToken);
+            await server.StopAsync(CancellationToken.None);
+            await output.WriteLineAsync("MetricStore stopped cleanly.");
+            return 0;
+        });
+        return command;
+    }
+
+    private static string Base(Uri uri) => uri.GetLeftPart(UriPartial.Authority);
+
+    private static string? Env(string name) => Environment.GetEnvironmentVariable(name) is { Length: > 0 } value ? value : null;
+
+    private static int? EnvInt(string name)
+    {
+        var value = Env(name);
+        if (value is null)
+        {
+            return null;
+        }
+
+        return int.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out var port)
+            ? port
+            : throw new UsageException($"environment variable {name}='{value}' is not a port number");
+    }
+}

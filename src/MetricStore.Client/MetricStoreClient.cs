@@ -1,0 +1,192 @@
+using Grpc.Core;
+using Grpc.Net.Client;
+using MetricStore.Protocol.V1;
+
+namespace MetricStore.Client;
+
+/// <summary>
+/// A connection to a MetricStore server. Thread-safe; create one per process and share it.
+/// Errors surface as <see cref="RpcException"/> whose status names what was wrong
+/// (e.g. AlreadyExists for a conflicting param, NotFound for an unknown run).
+/// </summary>
+public sealed class MetricStoreClient : IDisposable
+{
+    private readonly GrpcChannel _channel;
+
+    /// <summary>Connects to <paramref name="url"/>, or to METRICSTORE_URL, or to http://127.0.0.1:50051.</summary>
+    public MetricStoreClient(string? url = null)
+        : this(url is null ? new MetricStoreClientOptions() : new MetricStoreClientOptions { Address = MetricStoreClientOptions.Parse(url) })
+    {
+    }
+
+    public MetricStoreClient(MetricStoreClientOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        Options = options;
+        _channel = GrpcChannel.ForAddress(options.Address, new GrpcChannelOptions
+        {
+            MaxReceiveMessageSize = 16 * 1024 * 1024,
+            MaxSendMessageSize = 16 * 1024 * 1024,
+        });
+        Tracking = new TrackingService.TrackingServiceClient(_channel);
+    }
+
+    public MetricStoreClientOptions Options { get; }
+
+    /// <summary>The generated tracking client, for calls this class does not wrap.</summary>
+    public TrackingService.TrackingServiceClient Tracking { get; }
+
+    internal CallOptions Call(CancellationToken cancellationToken) =>
+        new(deadline: DateTime.UtcNow + Options.CallTimeout, cancellationToken: cancellationToken);
+
+    public async Task<Experiment> CreateExperimentAsync(
+        string name, string? description = null, IReadOnlyDictionary<string, string>? tags = null, CancellationToken cancellationToken = default)
+    {
+        var request = new CreateExperimentRequest { Name = name, Description = description ?? "" };
+        AddAll(request.Tags, tags);
+        return await Tracking.CreateExperimentAsync(request, Call(cancellationToken));
+    }
+
+    public async Task<Experiment> GetExperimentAsync(string name, CancellationToken cancellationToken = default) =>
+        await Tracking.GetExperimentAsync(new GetExperimentRequest { Name = name }, Call(cancellationToken));
+
+    /// <summary>Returns the experiment with this name, creating it when missing (safe under races).</summary>
+    public async Task<Experiment> GetOrCreateExperimentAsync(string name, CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            return await GetExperimentAsync(name, cancellationToken);
+        }
+        catch (RpcException e) when (e.StatusCode == StatusCode.NotFound)
+        {
+        }
+
+        try
+        {
+            return await CreateExperimentAsync(name, cancellationToken: cancellationToken);
+        }
+        catch (RpcException e) when (e.StatusCode == StatusCode.AlreadyExists)
+        {
+            return await GetExperimentAsync(name, cancellationToken);
+        }
+    }
+
+    /// <summary>Every experiment, following pages.</summary>
+    public async Task<IReadOnlyList<Experiment>> ListExperimentsAsync(CancellationToken cancellationToken = default)
+    {
+        var all = new List<Experiment>();
+        var token = "";
+        do
+        {
+            var page = await Tracking.ListExperimentsAsync(new ListExperimentsRequest { PageSize = 1000, PageToken = token }, Call(cancellationToken));
+            all.AddRange(page.Experiments);
+            token = page.NextPageToken;
+        }
+        while (token.Length > 0);
+        return all;
+    }
+
+    /// <summary>Every run of an experiment, newest first, following pages.</summary>
+    public async Task<IReadOnlyList<Run>> ListRunsAsync(string experimentName, CancellationToken cancellationToken = default)
+    {
+        var all = new List<Run>();
+        var token = "";
+        do
+        {
+            var page = await Tracking.ListRunsAsync(
+                new ListRunsRequest { ExperimentName = experimentName, PageSize = 1000, PageToken = token }, Call(cancellationToken));
+            all.AddRange(page.Runs);
+            token = page.NextPageToken;
+        }
+        while (token.Length > 0);
+        return all;
+    }
+
+    public async Task<Run> GetRunAsync(string runId, CancellationToken cancellationToken = default) =>
+        await Tracking.GetRunAsync(new GetRunRequest { RunId = runId }, Call(cancellationToken));
+
+    public async Task<Run> EndRunAsync(string runId, RunStatus status, CancellationToken cancellationToken = default) =>
+        await Tracking.EndRunAsync(new EndRunRequest { RunId = runId, Status = status }, Call(cancellationToken));
+
+    /// <summary>
+    /// Starts a run in <paramref name="experiment"/> (created when missing) and returns it for
+    /// logging. Use it with <c>await using</c>; see <see cref="ActiveRun.DisposeAsync"/> for how a
+    /// run that was not ended explicitly ends.
+    /// </summary>
+    /// <remarks>
+    /// Not an async method on purpose: it marks the caller's async flow so that an exception thrown
+    /// there before the run is disposed can be told apart (an async method's marks do not reach its caller).
+    /// </remarks>
+    public Task<ActiveRun> StartRunAsync(
+        string experiment,
+        string? name = null,
+        IReadOnlyDictionary<string, string>? parameters = null,
+        RunStartOptions? options = null,
+        CancellationToken cancellationToken = default)
+    {
+        var scope = ActiveRun.EnterScope();
+        return StartRunCoreAsync(experiment, name, parameters, options, scope, cancellationToken);
+    }
+
+    private async Task<ActiveRun> StartRunCoreAsync(
+        string experiment, string? name, IReadOnlyDictionary<string, string>? parameters, RunStartOptions? options, RunScope scope, CancellationToken cancellationToken)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(experiment);
+        var request = new CreateRunRequest
+        {
+            ExperimentName = experiment,
+            Name = name ?? "",
+            ParentRunId = options?.ParentRunId ?? "",
+            Source = options?.Source ?? (Options.CaptureSource ? SourceCapture.Capture() : null),
+        };
+        AddAll(request.Params, parameters);
+        AddAll(request.Tags, options?.Tags);
+        if (options?.Hypothesis is { } hypothesis)
+        {
+            request.Note = new Note { Hypothesis = hypothesis };
+        }
+
+        Run run;
+        try
+        {
+            run = await Tracking.CreateRunAsync(request, Call(cancellationToken));
+        }
+        catch (RpcException e) when (e.StatusCode == StatusCode.NotFound && e.Status.Detail.StartsWith("experiment", StringComparison.Ordinal))
+        {
+            await GetOrCreateExperimentAsync(experiment, cancellationToken);
+            run = await Tracking.CreateRunAsync(request, Call(cancellationToken));
+        }
+
+        return new ActiveRun(this, run, scope);
+    }
+
+    public void Dispose() => _channel.Dispose();
+
+    internal static void AddAll(Google.Protobuf.Collections.MapField<string, string> target, IReadOnlyDictionary<string, string>? source)
+    {
+        if (source is null)
+        {
+            return;
+        }
+
+        foreach (var (key, value) in source)
+        {
+            target[key] = value;
+        }
+    }
+}
+
+/// <summary>Optional settings of a new run.</summary>
+public sealed record RunStartOptions
+{
+    public IReadOnlyDictionary<string, string>? Tags { get; init; }
+
+    /// <summary>The run this one resumes or forks.</summary>
+    public string? ParentRunId { get; init; }
+
+    /// <summary>The note's hypothesis, markdown.</summary>
+    public string? Hypothesis { get; init; }
+
+    /// <summary>Replaces the captured source (tests, or jobs that know better).</summary>
+    public SourceInfo? Source { get; init; }
+}

@@ -1,0 +1,40 @@
+namespace MetricStore.Client;
+
+/// <summary>How to reach a server. Immutable; the defaults suit a server on this machine.</summary>
+public sealed record MetricStoreClientOptions
+{
+    /// <summary>The environment variable that names the server when no URL is given.</summary>
+    public const string UrlEnvironmentVariable = "METRICSTORE_URL";
+
+    /// <summary>The gRPC address of a local server started with default flags.</summary>
+    public const string DefaultUrl = "http://127.0.0.1:50051";
+
+    /// <summary>The server's gRPC address, e.g. http://127.0.0.1:50051.</summary>
+    public Uri Address { get; init; } = ResolveDefaultAddress();
+
+    /// <summary>Deadline of each unary call (create, log params, ...). Streams have none.</summary>
+    public TimeSpan CallTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Capture command line, host, OS, runtime and user at run start.</summary>
+    public bool CaptureSource { get; init; } = true;
+
+    /// <summary>The address from METRICSTORE_URL, else <see cref="DefaultUrl"/>.</summary>
+    public static Uri ResolveDefaultAddress()
+    {
+        var fromEnvironment = Environment.GetEnvironmentVariable(UrlEnvironmentVariable);
+        return Parse(string.IsNullOrWhiteSpace(fromEnvironment) ? DefaultUrl : fromEnvironment, UrlEnvironmentVariable);
+    }
+
+    /// <summary>Parses a server URL; a bare host:port gets http://.</summary>
+    public static Uri Parse(string url, string what = "server URL")
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(url);
+        var text = url.Contains("://", StringComparison.Ordinal) ? url : "http://" + url;
+        if (!Uri.TryCreate(text, UriKind.Absolute, out var uri) || (uri.Scheme != Uri.UriSchemeHttp && uri.Scheme != Uri.UriSchemeHttps))
+        {
+            throw new ArgumentException($"{what} '{url}' is not an http:// or https:// URL such as {DefaultUrl}", nameof(url));
+        }
+
+        return uri;
+    }
+}

@@ -1,0 +1,147 @@
+using System.Net;
+using MetricStore.Server.Grpc;
+using MetricStore.Tracking;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace MetricStore.Server;
+
+/// <summary>
+/// A running MetricStore server: gRPC on one port (HTTP/2 cleartext), HTTP/JSON and /healthz on
+/// another. Start it with <see cref="StartAsync"/>; it stops on <see cref="StopAsync"/>, on
+/// dispose, or (when started from the CLI) on Ctrl+C / SIGTERM.
+/// </summary>
+public sealed class MetricStoreServer : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+    private readonly TrackingStore _tracking;
+    private int _stopped;
+
+    private MetricStoreServer(WebApplication app, TrackingStore tracking, MetricStoreServerOptions options, Uri grpc, Uri http)
+    {
+        _app = app;
+        _tracking = tracking;
+        Options = options;
+        GrpcAddress = grpc;
+        HttpAddress = http;
+    }
+
+    public MetricStoreServerOptions Options { get; }
+
+    /// <summary>The bound gRPC address, with the real port when 0 was asked.</summary>
+    public Uri GrpcAddress { get; }
+
+    /// <summary>The bound HTTP/JSON address, with the real port when 0 was asked.</summary>
+    public Uri HttpAddress { get; }
+
+    public string DataDirectory => Path.GetFullPath(Options.DataDirectory);
+
+    /// <summary>Completes when the host begins to stop (Ctrl+C, SIGTERM or <see cref="StopAsync"/>).</summary>
+    public Task WaitForShutdownAsync(CancellationToken cancellationToken = default) => _app.WaitForShutdownAsync(cancellationToken);
+
+    /// <summary>
+    /// Opens the stores in the data directory and starts listening.
+    /// </summary>
+    /// <param name="options">Validated here; an unusable option is InvalidArgument naming it.</param>
+    /// <param name="configureLogging">Adds or filters log providers; the default is the console at Information.</param>
+    /// <param name="cancellationToken">Cancels the start.</param>
+    public static async Task<MetricStoreServer> StartAsync(
+        MetricStoreServerOptions options, Action<ILoggingBuilder>? configureLogging = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+
+        var tracking = TrackingStore.Open(new TrackingStoreOptions { DataDirectory = options.DataDirectory });
+        try
+        {
+            var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory });
+            configureLogging?.Invoke(builder.Logging);
+            builder.Services.Configure<ConsoleLifetimeOptions>(o => o.SuppressStatusMessages = true);
+            builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(10));
+
+            ListenOptions? grpcListen = null;
+            ListenOptions? httpListen = null;
+            var address = options.BindAddress();
+            builder.WebHost.ConfigureKestrel(kestrel =>
+            {
+                kestrel.Listen(address, options.GrpcPort, listen =>
+                {
+                    listen.Protocols = HttpProtocols.Http2;
+                    grpcListen = listen;
+                });
+                kestrel.Listen(address, options.HttpPort, listen =>
+                {
+                    // HTTP/2 without TLS needs prior knowledge, which browsers and curl do not use: HTTP/1.1 here.
+                    listen.Protocols = HttpProtocols.Http1;
+                    httpListen = listen;
+                });
+                // gRPC messages are bounded by the services (16 MiB for ingest); Kestrel's own request body
+                // limit does not apply to HTTP/2 streams that gRPC reads incrementally.
+                kestrel.Limits.MaxRequestBodySize = 64L * 1024 * 1024;
+            });
+
+            builder.Services.AddSingleton(tracking);
+            builder.Services
+                .AddGrpc(grpc =>
+                {
+                    grpc.Interceptors.Add<ErrorInterceptor>();
+                    grpc.MaxReceiveMessageSize = 16 * 1024 * 1024;
+                    grpc.EnableDetailedErrors = false;
+                })
+                .AddJsonTranscoding(json =>
+                {
+                    // Numbers, not strings, for int64: ids, steps and epoch milliseconds all fit a JS double.
+                    json.JsonSettings.WriteInt64sAsStrings = false;
+                });
+            builder.Services.AddGrpcHealthChecks().AddCheck<TrackingHealthCheck>("tracking");
+            builder.Services.AddHealthChecks();
+
+            var app = builder.Build();
+            app.MapGrpcService<TrackingGrpcService>();
+            app.MapGrpcHealthChecksService();
+            app.MapHealthChecks("/healthz");
+
+            await app.StartAsync(cancellationToken);
+
+            var grpcUri = ToUri(grpcListen!.IPEndPoint!);
+            var httpUri = ToUri(httpListen!.IPEndPoint!);
+            return new MetricStoreServer(app, tracking, options, grpcUri, httpUri);
+        }
+        catch
+        {
+            tracking.Dispose();
+            throw;
+        }
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken = default)
+    {
+        if (Interlocked.Exchange(ref _stopped, 1) != 0)
+        {
+            return;
+        }
+
+        await _app.StopAsync(cancellationToken);
+        await _app.DisposeAsync();
+        _tracking.Dispose();
+    }
+
+    public async ValueTask DisposeAsync() => await StopAsync();
+
+    private static Uri ToUri(IPEndPoint endpoint)
+    {
+        var host = endpoint.Address.Equals(IPAddress.Any) || endpoint.Address.Equals(IPAddress.IPv6Any)
+            ? "127.0.0.1"
+            : endpoint.Address.ToString();
+        if (endpoint.Address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 && !host.StartsWith('['))
+        {
+            host = "[" + host + "]";
+        }
+
+        return new Uri($"http://{host}:{endpoint.Port}");
+    }
+}

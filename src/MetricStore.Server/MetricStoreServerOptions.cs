@@ -1,0 +1,63 @@
+using System.Net;
+using MetricStore.Core;
+
+namespace MetricStore.Server;
+
+/// <summary>
+/// Immutable settings of a server. The CLI fills it from flags and environment variables
+/// (flags win); tests build it directly with ports 0.
+/// </summary>
+public sealed record MetricStoreServerOptions
+{
+    public const string DefaultDataDirectory = "metricstore-data";
+    public const string DefaultHost = "127.0.0.1";
+    public const int DefaultGrpcPort = 50051;
+    public const int DefaultHttpPort = 8765;
+
+    /// <summary>The data directory: meta.db, WAL, segments, artifacts. Created when missing.</summary>
+    public string DataDirectory { get; init; } = DefaultDataDirectory;
+
+    /// <summary>The address to bind, an IP literal or "localhost". Loopback by default: nothing is exposed unless asked.</summary>
+    public string Host { get; init; } = DefaultHost;
+
+    /// <summary>gRPC port (HTTP/2 cleartext). 0 = any free port.</summary>
+    public int GrpcPort { get; init; } = DefaultGrpcPort;
+
+    /// <summary>HTTP/JSON port (HTTP/1.1). 0 = any free port.</summary>
+    public int HttpPort { get; init; } = DefaultHttpPort;
+
+    /// <summary>Throws InvalidArgument naming the setting and value when an option is unusable.</summary>
+    public void Validate()
+    {
+        if (string.IsNullOrWhiteSpace(DataDirectory))
+        {
+            MetricStoreException.InvalidArgument("data directory is empty; pass --data DIR");
+        }
+
+        if (!IsValidHost(Host))
+        {
+            MetricStoreException.InvalidArgument($"host {Core.Validate.Quote(Host)} is not an IP address or 'localhost'");
+        }
+
+        CheckPort("grpc port", GrpcPort);
+        CheckPort("http port", HttpPort);
+        if (GrpcPort != 0 && GrpcPort == HttpPort)
+        {
+            MetricStoreException.InvalidArgument($"grpc port and http port are both {GrpcPort}; they must differ");
+        }
+    }
+
+    internal IPAddress BindAddress() =>
+        string.Equals(Host, "localhost", StringComparison.OrdinalIgnoreCase) ? IPAddress.Loopback : IPAddress.Parse(Host);
+
+    private static bool IsValidHost(string host) =>
+        string.Equals(host, "localhost", StringComparison.OrdinalIgnoreCase) || IPAddress.TryParse(host, out _);
+
+    private static void CheckPort(string name, int port)
+    {
+        if (port is < 0 or > 65535)
+        {
+            MetricStoreException.InvalidArgument($"{name} {port} is out of range; use 1..65535, or 0 for any free port");
+        }
+    }
+}

@@ -1,0 +1,112 @@
+using System.Globalization;
+using Microsoft.Data.Sqlite;
+
+namespace MetricStore.Tracking;
+
+/// <summary>
+/// Versioned schema migrations, applied in order at start, each in its own transaction.
+/// A migration, once released, is never edited: a change is a new migration at the end.
+/// </summary>
+internal static class Schema
+{
+    private static readonly string[] s_migrations =
+    [
+        // 1: experiments, runs, params, tags, notes, captured source.
+        """
+        CREATE TABLE experiments (
+            id          INTEGER PRIMARY KEY AUTOINCREMENT,
+            name        TEXT    NOT NULL UNIQUE,
+            description TEXT    NOT NULL DEFAULT '',
+            created_ms  INTEGER NOT NULL
+        );
+        CREATE TABLE experiment_tags (
+            experiment_id INTEGER NOT NULL REFERENCES experiments(id) ON DELETE CASCADE,
+            key           TEXT    NOT NULL,
+            value         TEXT    NOT NULL,
+            PRIMARY KEY (experiment_id, key)
+        ) WITHOUT ROWID;
+        CREATE TABLE runs (
+            id            TEXT    NOT NULL PRIMARY KEY,
+            experiment_id INTEGER NOT NULL REFERENCES experiments(id),
+            name          TEXT    NOT NULL,
+            status        INTEGER NOT NULL CHECK (status BETWEEN 1 AND 4),
+            start_ms      INTEGER NOT NULL,
+            end_ms        INTEGER,
+            parent_run_id TEXT    REFERENCES runs(id),
+            hypothesis    TEXT    NOT NULL DEFAULT '',
+            outcome       TEXT    NOT NULL DEFAULT '',
+            git_commit    TEXT    NOT NULL DEFAULT '',
+            git_branch    TEXT    NOT NULL DEFAULT '',
+            git_remote    TEXT    NOT NULL DEFAULT '',
+            git_dirty     INTEGER NOT NULL DEFAULT 0,
+            command_line  TEXT    NOT NULL DEFAULT '',
+            host          TEXT    NOT NULL DEFAULT '',
+            os            TEXT    NOT NULL DEFAULT '',
+            runtime       TEXT    NOT NULL DEFAULT '',
+            user_name     TEXT    NOT NULL DEFAULT ''
+        );
+        CREATE INDEX runs_by_experiment ON runs (experiment_id, start_ms DESC, id DESC);
+        CREATE TABLE params (
+            run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            key    TEXT NOT NULL,
+            value  TEXT NOT NULL,
+            PRIMARY KEY (run_id, key)
+        ) WITHOUT ROWID;
+        CREATE TABLE run_tags (
+            run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            key    TEXT NOT NULL,
+            value  TEXT NOT NULL,
+            PRIMARY KEY (run_id, key)
+        ) WITHOUT ROWID;
+        """,
+    ];
+
+    /// <summary>The schema version this build writes.</summary>
+    public static int LatestVersion => s_migrations.Length;
+
+    public static void Migrate(SqliteConnection connection, TimeProvider clock)
+    {
+        using (var create = connection.CreateCommand())
+        {
+            create.CommandText = "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL)";
+            create.ExecuteNonQuery();
+        }
+
+        var current = CurrentVersion(connection);
+        if (current > LatestVersion)
+        {
+            throw new InvalidOperationException(
+                $"the metadata database is at schema version {current}, newer than this build understands ({LatestVersion}); " +
+                "run a newer MetricStore or restore a backup");
+        }
+
+        for (var version = current + 1; version <= LatestVersion; version++)
+        {
+            using var tx = connection.BeginTransaction();
+            using (var migrate = connection.CreateCommand())
+            {
+                migrate.Transaction = tx;
+                migrate.CommandText = s_migrations[version - 1];
+                migrate.ExecuteNonQuery();
+            }
+
+            using (var record = connection.CreateCommand())
+            {
+                record.Transaction = tx;
+                record.CommandText = "INSERT INTO schema_migrations (version, applied_ms) VALUES ($v, $t)";
+                record.Parameters.AddWithValue("$v", version);
+                record.Parameters.AddWithValue("$t", clock.GetUtcNow().ToUnixTimeMilliseconds());
+                record.ExecuteNonQuery();
+            }
+
+            tx.Commit();
+        }
+    }
+
+    public static int CurrentVersion(SqliteConnection connection)
+    {
+        using var query = connection.CreateCommand();
+        query.CommandText = "SELECT COALESCE(MAX(version), 0) FROM schema_migrations";
+        return Convert.ToInt32(query.ExecuteScalar(), CultureInfo.InvariantCulture);
+    }
+}

@@ -1,0 +1,144 @@
+using MetricStore.Core;
+using Microsoft.Data.Sqlite;
+
+namespace MetricStore.Tracking;
+
+public sealed partial class TrackingStore
+{
+    /// <summary>Creates an experiment. AlreadyExists when the name is taken.</summary>
+    public Experiment CreateExperiment(string name, string? description = null, IReadOnlyDictionary<string, string>? tags = null)
+    {
+        Validate.Name("name", name, Limits.MaxNameLength);
+        Validate.Text("description", description, Limits.MaxDescriptionLength);
+        ValidateEntries("tags", tags, Limits.MaxTagValueLength);
+
+        var id = Write((connection, tx) =>
+        {
+            var existing = FindExperimentId(connection, tx, name);
+            if (existing is { } existingId)
+            {
+                MetricStoreException.Throw(ErrorCode.AlreadyExists, $"experiment '{name}' already exists (id {existingId}); choose another name or use the existing experiment");
+            }
+
+            using var insert = Command(connection, tx, "INSERT INTO experiments (name, description, created_ms) VALUES ($n, $d, $t) RETURNING id");
+            insert.Parameters.AddWithValue("$n", name);
+            insert.Parameters.AddWithValue("$d", description ?? "");
+            insert.Parameters.AddWithValue("$t", NowMs());
+            var newId = (long)insert.ExecuteScalar()!;
+            if (tags is { Count: > 0 })
+            {
+                UpsertEntries(connection, tx, "experiment_tags", "experiment_id", newId, tags);
+            }
+
+            return newId;
+        });
+        return GetExperiment(id);
+    }
+
+    public Experiment GetExperiment(long id)
+    {
+        if (id <= 0)
+        {
+            MetricStoreException.InvalidArgument($"experiment_id {id} is not valid: experiment ids are positive");
+        }
+
+        return Read(connection => ReadExperiment(connection, "id = $k", id))
+            ?? throw new MetricStoreException(ErrorCode.NotFound, $"experiment {id} does not exist");
+    }
+
+    public Experiment GetExperimentByName(string name)
+    {
+        Validate.Name("name", name, Limits.MaxNameLength);
+        return Read(connection => ReadExperiment(connection, "name = $k", name))
+            ?? throw new MetricStoreException(ErrorCode.NotFound, $"experiment '{name}' does not exist");
+    }
+
+    /// <summary>Experiments in creation order, a page at a time.</summary>
+    public Page<Experiment> ListExperiments(int pageSize = 0, string? pageToken = null)
+    {
+        var size = Validate.PageSize("page_size", pageSize);
+        var after = PageToken.Decode("page_token", pageToken, "experiments")?.A ?? 0;
+        return Read(connection =>
+        {
+            var ids = new List<long>(size + 1);
+            using (var select = Command(connection, null, "SELECT id FROM experiments WHERE id > $after ORDER BY id LIMIT $limit"))
+            {
+                select.Parameters.AddWithValue("$after", after);
+                select.Parameters.AddWithValue("$limit", size + 1);
+                using var reader = select.ExecuteReader();
+                while (reader.Read())
+                {
+                    ids.Add(reader.GetInt64(0));
+                }
+            }
+
+            var more = ids.Count > size;
+            var items = new List<Experiment>(Math.Min(ids.Count, size));
+            for (var i = 0; i < ids.Count && i < size; i++)
+            {
+                items.Add(ReadExperiment(connection, "id = $k", ids[i])!);
+            }
+
+            var next = more ? PageToken.Encode("experiments", items[^1].Id, "") : null;
+            return new Page<Experiment>(items, next);
+        });
+    }
+
+    /// <summary>Creates or overwrites tags of an experiment, all or nothing.</summary>
+    public Experiment SetExperimentTags(long id, IReadOnlyDictionary<string, string> tags)
+    {
+        ArgumentNullException.ThrowIfNull(tags);
+        if (tags.Count == 0)
+        {
+            MetricStoreException.InvalidArgument("tags is empty; give at least one tag to set");
+        }
+
+        ValidateEntries("tags", tags, Limits.MaxTagValueLength);
+        Write((connection, tx) =>
+        {
+            using (var exists = Command(connection, tx, "SELECT 1 FROM experiments WHERE id = $id"))
+            {
+                exists.Parameters.AddWithValue("$id", id);
+                if (exists.ExecuteScalar() is null)
+                {
+                    MetricStoreException.NotFound($"experiment {id} does not exist");
+                }
+            }
+
+            UpsertEntries(connection, tx, "experiment_tags", "experiment_id", id, tags);
+            return 0;
+        });
+        return GetExperiment(id);
+    }
+
+    private static long? FindExperimentId(SqliteConnection connection, SqliteTransaction? tx, string name)
+    {
+        using var find = Command(connection, tx, "SELECT id FROM experiments WHERE name = $n");
+        find.Parameters.AddWithValue("$n", name);
+        return find.ExecuteScalar() is long id ? id : null;
+    }
+
+    private static Experiment? ReadExperiment(SqliteConnection connection, string where, object key)
+    {
+        long id;
+        string name, description;
+        long created;
+        using (var select = Command(connection, null, $"SELECT id, name, description, created_ms FROM experiments WHERE {where}"))
+        {
+            select.Parameters.AddWithValue("$k", key);
+            using var reader = select.ExecuteReader();
+            if (!reader.Read())
+            {
+                return null;
+            }
+
+            id = reader.GetInt64(0);
+            name = reader.GetString(1);
+            description = reader.GetString(2);
+            created = reader.GetInt64(3);
+        }
+
+        var tags = ReadEntries(connection, "experiment_tags", "experiment_id", id);
+        return new Experiment(id, name, description, tags, created);
+    }
+}
