@@ -1,5 +1,5 @@
-using MetricStore.Core;
 using Grpc.Core;
+using MetricStore.Core;
 
 namespace MetricStore.Protocol;
 

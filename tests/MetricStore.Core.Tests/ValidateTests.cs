@@ -1,5 +1,3 @@
-using MetricStore.Core;
-
 namespace MetricStore.Core.Tests;
 
 public sealed class ValidateTests

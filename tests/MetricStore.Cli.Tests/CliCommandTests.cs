@@ -1,0 +1,155 @@
+using System.Text.Json;
+using MetricStore.Tests;
+
+namespace MetricStore.Cli.Tests;
+
+public sealed class CliFixture : IAsyncLifetime
+{
+    private TestServer? _server;
+
+    internal TestServer Server => _server ?? throw new InvalidOperationException("the server has not started");
+
+    public string Url => Server.Server.GrpcAddress.ToString();
+
+    public async Task InitializeAsync() => _server = await TestServer.StartAsync();
+
+    public async Task DisposeAsync()
+    {
+        if (_server is not null)
+        {
+            await _server.DisposeAsync();
+        }
+    }
+}
+
+/// <summary>The metricstore command against a real server, run in-process.</summary>
+public sealed class CliCommandTests(CliFixture fixture) : IClassFixture<CliFixture>
+{
+    private Task<CliResult> Run(params string[] args) => Cli.RunAsync([.. args, "--server", fixture.Url]);
+
+    [Fact]
+    public async Task Experiments_create_and_list()
+    {
+        var name = Unique.Name("cli");
+        var created = (await Run("experiments", "create", name, "--description", "from the CLI")).Ok();
+        Assert.Contains($"created experiment '{name}'", created.Output, StringComparison.Ordinal);
+
+        var table = (await Run("experiments", "list")).Ok();
+        var header = table.Output.Split('\n')[0];
+        Assert.StartsWith("ID", header, StringComparison.Ordinal);
+        Assert.Contains("NAME", header, StringComparison.Ordinal);
+        Assert.Contains(name, table.Output, StringComparison.Ordinal);
+        Assert.Contains("from the CLI", table.Output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Creating_an_existing_experiment_fails_on_stderr_saying_it_exists()
+    {
+        var name = Unique.Name("dup");
+        (await Run("experiments", "create", name)).Ok();
+        var again = await Run("experiments", "create", name);
+        Assert.Equal(CliApp.ExitRefused, again.ExitCode);
+        Assert.Empty(again.Output);
+        Assert.Contains($"experiment '{name}' already exists", again.Error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Json_output_of_a_created_object_is_one_object_with_its_id()
+    {
+        var name = Unique.Name("json");
+        var experiment = (await Run("experiments", "create", name, "--json")).Ok();
+        var e = JsonDocument.Parse(experiment.Output).RootElement;
+        Assert.True(e.GetProperty("id").GetInt64() > 0);
+        Assert.Equal(name, e.GetProperty("name").GetString());
+
+        var run = (await Run("runs", "create", "--experiment", name, "--param", "lr=0.1", "--json")).Ok();
+        var r = JsonDocument.Parse(run.Output).RootElement;
+        Assert.Equal(32, r.GetProperty("id").GetString()!.Length);
+        Assert.Equal(r.GetProperty("id").GetString(), r.GetProperty("runId").GetString());
+        Assert.Equal("0.1", r.GetProperty("params").GetProperty("lr").GetString());
+        Assert.Equal(e.GetProperty("id").GetInt64(), r.GetProperty("experimentId").GetInt64());
+
+        var list = (await Run("experiments", "list", "--json")).Ok();
+        Assert.Contains(JsonDocument.Parse(list.Output).RootElement.EnumerateArray(), x => x.GetProperty("name").GetString() == name);
+    }
+
+    [Fact]
+    public async Task Runs_create_prints_only_the_id_then_list_show_and_end_work()
+    {
+        var name = Unique.Name("runs");
+        (await Run("experiments", "create", name)).Ok();
+        var created = (await Run("runs", "create", "--experiment", name, "--name", "baseline", "--param", "lr=0.01", "--param", "batch=64", "--tag", "team=nlp")).Ok();
+        var id = created.Output.Trim();
+        Assert.True(Core.RunId.IsWellFormed(id), created.ToString());
+
+        var list = (await Run("runs", "list", "--experiment", name)).Ok();
+        Assert.Contains(id, list.Output, StringComparison.Ordinal);
+        Assert.Contains("RUNNING", list.Output, StringComparison.Ordinal);
+        Assert.Contains("batch=64 lr=0.01", list.Output, StringComparison.Ordinal);
+
+        (await Run("runs", "end", id, "--status", "FINISHED")).Ok();
+        var show = (await Run("runs", "show", id)).Ok();
+        Assert.Contains("status      FINISHED", show.Output, StringComparison.Ordinal);
+        Assert.Contains("lr = 0.01", show.Output, StringComparison.Ordinal);
+        Assert.Contains("team = nlp", show.Output, StringComparison.Ordinal);
+
+        var json = JsonDocument.Parse((await Run("runs", "show", id, "--json")).Ok().Output).RootElement;
+        Assert.Equal("RUN_STATUS_FINISHED", json.GetProperty("status").GetString());
+        Assert.True(json.GetProperty("endTimeMs").GetInt64() >= json.GetProperty("startTimeMs").GetInt64());
+    }
+
+    [Fact]
+    public async Task Ending_an_ended_run_with_another_status_fails_and_says_why()
+    {
+        var name = Unique.Name("end");
+        (await Run("experiments", "create", name)).Ok();
+        var id = (await Run("runs", "create", "--experiment", name)).Ok().Output.Trim();
+        (await Run("runs", "end", id, "--status", "killed")).Ok();
+        var again = await Run("runs", "end", id, "--status", "FINISHED");
+        Assert.Equal(CliApp.ExitRefused, again.ExitCode);
+        Assert.Contains("already ended as KILLED", again.Error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_run_in_a_missing_experiment_fails_and_says_to_create_it()
+    {
+        var result = await Run("runs", "create", "--experiment", Unique.Name("missing"));
+        Assert.Equal(CliApp.ExitRefused, result.ExitCode);
+        Assert.Contains("does not exist; create it first", result.Error, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("runs", "create", "--experiment", "x", "--param", "novalue")]
+    [InlineData("runs", "end", "0123", "--status", "DONE")]
+    [InlineData("runs", "create")]
+    [InlineData("experiments", "frobnicate")]
+    public async Task Bad_usage_exits_2_with_a_message(params string[] args)
+    {
+        var result = await Run(args);
+        Assert.Equal(CliApp.ExitUsage, result.ExitCode);
+        Assert.Contains("error:", result.Error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Unknown_run_id_is_reported()
+    {
+        var result = await Run("runs", "show", Core.RunId.New());
+        Assert.Equal(CliApp.ExitRefused, result.ExitCode);
+        Assert.Contains("does not exist", result.Error, StringComparison.Ordinal);
+        var malformed = await Run("runs", "show", "xyz");
+        Assert.Contains("is not a run id", malformed.Error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task An_unreachable_server_exits_3_and_says_how_to_fix_it()
+    {
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        var port = ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+        listener.Stop();
+        var result = await Cli.RunAsync("experiments", "list", "--server", $"http://127.0.0.1:{port}");
+        Assert.Equal(CliApp.ExitUnavailable, result.ExitCode);
+        Assert.Contains("cannot reach the MetricStore server", result.Error, StringComparison.Ordinal);
+        Assert.Contains("metricstore serve", result.Error, StringComparison.Ordinal);
+    }
+}
