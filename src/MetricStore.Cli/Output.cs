@@ -58,6 +58,19 @@ internal static class Output
 
     public static void WriteJson(TextWriter writer, JsonNode node) => writer.WriteLine(node.ToJsonString());
 
+    /// <summary>Writes a listing as one JSON array of objects, each with its "id" first.</summary>
+    public static void WriteJsonArray<T>(TextWriter writer, IEnumerable<T> items, Func<T, JsonNode> id)
+        where T : IMessage
+    {
+        var array = new JsonArray();
+        foreach (var item in items)
+        {
+            array.Add(ToJson(item, id(item)));
+        }
+
+        WriteJson(writer, array);
+    }
+
     /// <summary>Writes rows as columns padded to the widest cell (cells cut at 60 characters).</summary>
     public static void WriteTable(TextWriter writer, string[] header, IEnumerable<string[]> rows)
     {

@@ -72,28 +72,14 @@ public sealed partial class TrackingStore
                 }
             }
 
-            var more = ids.Count > size;
-            var items = new List<Experiment>(Math.Min(ids.Count, size));
-            for (var i = 0; i < ids.Count && i < size; i++)
-            {
-                items.Add(ReadExperiment(connection, "id = $k", ids[i])!);
-            }
-
-            var next = more ? PageToken.Encode("experiments", items[^1].Id, "") : null;
-            return new Page<Experiment>(items, next);
+            return ReadPage(connection, ids, size, (c, id) => ReadExperiment(c, "id = $k", id)!, last => PageToken.Encode("experiments", last.Id, ""));
         });
     }
 
     /// <summary>Creates or overwrites tags of an experiment, all or nothing.</summary>
     public Experiment SetExperimentTags(long id, IReadOnlyDictionary<string, string> tags)
     {
-        ArgumentNullException.ThrowIfNull(tags);
-        if (tags.Count == 0)
-        {
-            MetricStoreException.InvalidArgument("tags is empty; give at least one tag to set");
-        }
-
-        ValidateEntries("tags", tags, Limits.MaxTagValueLength);
+        ValidateBatch("tags", tags, Limits.MaxTagValueLength);
         Write((connection, tx) =>
         {
             using (var exists = Command(connection, tx, "SELECT 1 FROM experiments WHERE id = $id"))

@@ -151,15 +151,7 @@ public sealed partial class TrackingStore
                 }
             }
 
-            var more = ids.Count > size;
-            var items = new List<Run>(Math.Min(ids.Count, size));
-            for (var i = 0; i < ids.Count && i < size; i++)
-            {
-                items.Add(ReadRun(connection, ids[i])!);
-            }
-
-            var next = more ? PageToken.Encode("runs", items[^1].StartTimeMs, items[^1].Id) : null;
-            return new Page<Run>(items, next);
+            return ReadPage(connection, ids, size, (c, id) => ReadRun(c, id)!, last => PageToken.Encode("runs", last.StartTimeMs, last.Id));
         });
     }
 
@@ -231,14 +223,8 @@ public sealed partial class TrackingStore
     /// </summary>
     public void LogParams(string runId, IReadOnlyDictionary<string, string> parameters)
     {
-        ArgumentNullException.ThrowIfNull(parameters);
         RunId.Check("run_id", runId);
-        if (parameters.Count == 0)
-        {
-            MetricStoreException.InvalidArgument("params is empty; give at least one param to log");
-        }
-
-        ValidateEntries("params", parameters, Limits.MaxParamValueLength);
+        ValidateBatch("params", parameters, Limits.MaxParamValueLength);
         Write((connection, tx) =>
         {
             RequireRun(connection, tx, runId, "run_id");
@@ -273,14 +259,8 @@ public sealed partial class TrackingStore
     /// <summary>Creates or overwrites tags of a run, all or nothing.</summary>
     public void SetTags(string runId, IReadOnlyDictionary<string, string> tags)
     {
-        ArgumentNullException.ThrowIfNull(tags);
         RunId.Check("run_id", runId);
-        if (tags.Count == 0)
-        {
-            MetricStoreException.InvalidArgument("tags is empty; give at least one tag to set");
-        }
-
-        ValidateEntries("tags", tags, Limits.MaxTagValueLength);
+        ValidateBatch("tags", tags, Limits.MaxTagValueLength);
         Write((connection, tx) =>
         {
             RequireRun(connection, tx, runId, "run_id");

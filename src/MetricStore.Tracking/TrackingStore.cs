@@ -153,6 +153,33 @@ public sealed partial class TrackingStore : IDisposable
         }
     }
 
+    /// <summary>A non-empty batch of entries within the limits; otherwise InvalidArgument naming the field.</summary>
+    private static void ValidateBatch(string field, IReadOnlyDictionary<string, string> entries, int maxValueLength)
+    {
+        ArgumentNullException.ThrowIfNull(entries);
+        if (entries.Count == 0)
+        {
+            MetricStoreException.InvalidArgument($"{field} is empty; give at least one entry");
+        }
+
+        ValidateEntries(field, entries, maxValueLength);
+    }
+
+    /// <summary>
+    /// Reads the items of one keyset page. <paramref name="keys"/> holds up to size + 1 keys: the
+    /// extra one only tells that another page exists.
+    /// </summary>
+    private static Page<T> ReadPage<TKey, T>(SqliteConnection connection, List<TKey> keys, int size, Func<SqliteConnection, TKey, T> read, Func<T, string> tokenAfter)
+    {
+        var items = new List<T>(Math.Min(keys.Count, size));
+        for (var i = 0; i < keys.Count && i < size; i++)
+        {
+            items.Add(read(connection, keys[i]));
+        }
+
+        return new Page<T>(items, keys.Count > size ? tokenAfter(items[^1]) : null);
+    }
+
     private static void UpsertEntries(SqliteConnection connection, SqliteTransaction tx, string table, string ownerColumn, object owner, IReadOnlyDictionary<string, string> entries)
     {
         using var upsert = Command(connection, tx, $"INSERT INTO {table} ({ownerColumn}, key, value) VALUES ($o, $k, $v) ON CONFLICT ({ownerColumn}, key) DO UPDATE SET value = excluded.value");

@@ -143,10 +143,7 @@ public sealed class CliCommandTests(CliFixture fixture) : IClassFixture<CliFixtu
     [Fact]
     public async Task An_unreachable_server_exits_3_and_says_how_to_fix_it()
     {
-        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
-        listener.Start();
-        var port = ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
-        listener.Stop();
+        var port = Ports.Unused();
         var result = await Cli.RunAsync("experiments", "list", "--server", $"http://127.0.0.1:{port}");
         Assert.Equal(CliApp.ExitUnavailable, result.ExitCode);
         Assert.Contains("cannot reach the MetricStore server", result.Error, StringComparison.Ordinal);

@@ -23,10 +23,7 @@ public sealed class ClientOptionsTests
     [Fact]
     public async Task A_server_that_is_not_there_is_unavailable()
     {
-        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
-        listener.Start();
-        var port = ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
-        listener.Stop();
+        var port = MetricStore.Tests.Ports.Unused();
         using var client = new MetricStoreClient($"http://127.0.0.1:{port}");
         var e = await Assert.ThrowsAsync<RpcException>(() => client.ListExperimentsAsync());
         Assert.Equal(StatusCode.Unavailable, e.StatusCode);

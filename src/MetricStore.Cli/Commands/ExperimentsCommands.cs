@@ -49,13 +49,7 @@ internal static class ExperimentsCommands
             var experiments = await client.ListExperimentsAsync(cancellationToken);
             if (context.Json(parse))
             {
-                var array = new JsonArray();
-                foreach (var e in experiments)
-                {
-                    array.Add(Output.ToJson(e, JsonValue.Create(e.ExperimentId)));
-                }
-
-                Output.WriteJson(context.Output, array);
+                Output.WriteJsonArray(context.Output, experiments, e => JsonValue.Create(e.ExperimentId));
                 return 0;
             }
 

@@ -94,13 +94,7 @@ internal static class RunsCommands
             var runs = await client.ListRunsAsync(parse.GetValue(experiment)!, cancellationToken);
             if (context.Json(parse))
             {
-                var array = new JsonArray();
-                foreach (var r in runs)
-                {
-                    array.Add(Output.ToJson(r, JsonValue.Create(r.RunId)));
-                }
-
-                Output.WriteJson(context.Output, array);
+                Output.WriteJsonArray(context.Output, runs, r => JsonValue.Create(r.RunId));
                 return 0;
             }
 
