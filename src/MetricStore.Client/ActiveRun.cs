@@ -35,6 +35,10 @@ public sealed class ActiveRun : IAsyncDisposable
 
     private readonly MetricStoreClient _client;
     private readonly RunScope _scope;
+    private readonly bool _ownsLifecycle;
+    private readonly IReadOnlyDictionary<string, string>? _labels;
+    private readonly Lock _senderLock = new();
+    private MetricSender? _sender;
     private int _ended;
 
     static ActiveRun()
@@ -42,12 +46,94 @@ public sealed class ActiveRun : IAsyncDisposable
         AppDomain.CurrentDomain.FirstChanceException += OnFirstChanceException;
     }
 
-    internal ActiveRun(MetricStoreClient client, Run run, RunScope scope)
+    internal ActiveRun(MetricStoreClient client, Run run, RunScope scope, bool ownsLifecycle, IReadOnlyDictionary<string, string>? labels)
     {
         _client = client;
         _scope = scope;
+        _ownsLifecycle = ownsLifecycle;
+        _labels = labels is { Count: > 0 } ? new Dictionary<string, string>(labels, StringComparer.Ordinal) : null;
         Info = run;
         scope.Run = this;
+    }
+
+    /// <summary>Batches of metric points the server refused, with its reasons (the last 100).</summary>
+    public IReadOnlyList<string> MetricRejections => _sender?.Rejections ?? [];
+
+    /// <summary>The ingest writer id of this run's metric stream (null before the first Log).</summary>
+    public string? MetricWriterId => _sender?.WriterId;
+
+    /// <summary>
+    /// Logs a point. Returns at once: points are buffered per series and streamed in the
+    /// background. Blocks only when <see cref="MetricLoggingOptions.MaxPendingPoints"/> points are
+    /// waiting for the server (see <see cref="MetricLoggingOptions"/>). Logging a step again
+    /// replaces its value (last write wins), which is how a resumed job re-logs steps.
+    /// </summary>
+    public void Log(string metric, long step, double value) => LogCore(metric, step, value, float32: false, null);
+
+    /// <summary>Logs a float32 point; a series logged only with floats is sent and stored 4 bytes wide, losslessly.</summary>
+    public void Log(string metric, long step, float value) => LogCore(metric, step, value, float32: true, null);
+
+    /// <summary>Logs a point of the series with these labels (merged over the run's labels), e.g. {"rank": "3"}.</summary>
+    public void Log(string metric, long step, double value, IReadOnlyDictionary<string, string> labels) => LogCore(metric, step, value, float32: false, labels);
+
+    /// <summary>Logs several metrics at one step.</summary>
+    public void Log(long step, IReadOnlyDictionary<string, double> metrics)
+    {
+        ArgumentNullException.ThrowIfNull(metrics);
+        foreach (var (metric, value) in metrics)
+        {
+            LogCore(metric, step, value, float32: false, null);
+        }
+    }
+
+    /// <summary>Sends buffered points and waits until the server has made all of them durable.</summary>
+    public Task FlushAsync(CancellationToken cancellationToken = default) =>
+        _sender is { } sender ? sender.FlushAsync(cancellationToken) : Task.CompletedTask;
+
+    private void LogCore(string metric, long step, double value, bool float32, IReadOnlyDictionary<string, string>? labels)
+    {
+        if (string.IsNullOrEmpty(metric) || metric.Length > 250 || metric.Any(char.IsControl))
+        {
+            throw new ArgumentException($"metric name '{metric}' is not valid: 1..250 characters, no control characters", nameof(metric));
+        }
+
+        if (IsEnded)
+        {
+            throw new InvalidOperationException($"run {Id} has ended; start a new run (or resume this one with RunStartOptions.ParentRunId) to log more");
+        }
+
+        _scope.LastException = null;
+        var sender = _sender ?? CreateSender();
+        sender.Log(metric, Merge(labels), step, value, float32);
+    }
+
+    private IReadOnlyDictionary<string, string>? Merge(IReadOnlyDictionary<string, string>? labels)
+    {
+        if (labels is null || labels.Count == 0)
+        {
+            return _labels;
+        }
+
+        if (_labels is null)
+        {
+            return labels;
+        }
+
+        var merged = new Dictionary<string, string>(_labels, StringComparer.Ordinal);
+        foreach (var (k, v) in labels)
+        {
+            merged[k] = v;
+        }
+
+        return merged;
+    }
+
+    private MetricSender CreateSender()
+    {
+        lock (_senderLock)
+        {
+            return _sender ??= new MetricSender(_client.Ingest, Id, _client.Options.Metrics);
+        }
     }
 
     /// <summary>The run as the server created it.</summary>
@@ -113,6 +199,7 @@ public sealed class ActiveRun : IAsyncDisposable
     public async Task<Run> EndAsync(RunStatus status = RunStatus.Finished, CancellationToken cancellationToken = default)
     {
         EnterCall(allowEnded: true);
+        await CloseMetricsAsync();
         var run = await _client.Tracking.EndRunAsync(new EndRunRequest { RunId = Id, Status = status }, _client.Call(cancellationToken));
         Volatile.Write(ref _ended, 1);
         _scope.Closed = true;
@@ -135,6 +222,11 @@ public sealed class ActiveRun : IAsyncDisposable
 
         var failure = _scope.LastException;
         _scope.Closed = true;
+        if (!_ownsLifecycle)
+        {
+            return new ValueTask(CloseMetricsAsync());
+        }
+
         if (Interlocked.Exchange(ref _ended, 1) != 0)
         {
             return ValueTask.CompletedTask;
@@ -150,26 +242,43 @@ public sealed class ActiveRun : IAsyncDisposable
         return scope;
     }
 
+    /// <summary>Flushes and closes the metric stream; every logged point is durable when it returns.</summary>
+    private async Task CloseMetricsAsync()
+    {
+        MetricSender? sender;
+        lock (_senderLock)
+        {
+            sender = _sender;
+        }
+
+        if (sender is not null)
+        {
+            await sender.DisposeAsync();
+        }
+    }
+
     private async Task EndOnDisposeAsync(Exception? failure)
     {
         s_inClientCall.Value = true;
         if (failure is null)
         {
+            await CloseMetricsAsync();
             await _client.Tracking.EndRunAsync(new EndRunRequest { RunId = Id, Status = RunStatus.Finished }, _client.Call(CancellationToken.None));
             return;
         }
 
         try
         {
+            await CloseMetricsAsync();
             var reason = $"{failure.GetType().FullName}: {failure.Message}";
             var tags = new SetTagsRequest { RunId = Id };
             tags.Tags[FailureTag] = reason.Length > 8000 ? reason[..8000] : reason;
             await _client.Tracking.SetTagsAsync(tags, _client.Call(CancellationToken.None));
             await _client.Tracking.EndRunAsync(new EndRunRequest { RunId = Id, Status = RunStatus.Failed }, _client.Call(CancellationToken.None));
         }
-        catch (RpcException e)
+        catch (Exception e) when (e is RpcException or InvalidOperationException)
         {
-            Trace.TraceWarning($"MetricStore: could not mark run {Id} FAILED after {failure.GetType().Name}: {e.Status}");
+            Trace.TraceWarning($"MetricStore: could not mark run {Id} FAILED after {failure.GetType().Name}: {e.Message}");
         }
     }
 

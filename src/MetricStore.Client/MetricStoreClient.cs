@@ -29,12 +29,55 @@ public sealed class MetricStoreClient : IDisposable
             MaxSendMessageSize = 16 * 1024 * 1024,
         });
         Tracking = new TrackingService.TrackingServiceClient(_channel);
+        Ingest = new IngestService.IngestServiceClient(_channel);
+        Query = new QueryService.QueryServiceClient(_channel);
     }
 
     public MetricStoreClientOptions Options { get; }
 
     /// <summary>The generated tracking client, for calls this class does not wrap.</summary>
     public TrackingService.TrackingServiceClient Tracking { get; }
+
+    /// <summary>The generated ingest client (runs log through <see cref="ActiveRun.Log(string, long, double)"/>).</summary>
+    public IngestService.IngestServiceClient Ingest { get; }
+
+    /// <summary>The generated query client.</summary>
+    public QueryService.QueryServiceClient Query { get; }
+
+    /// <summary>
+    /// Reads every point of a series, in step order (last write of each step), following the
+    /// server's chunks.
+    /// </summary>
+    public async Task<(long[] Steps, double[] Values, long[] TimestampsMs)> ReadSeriesAsync(
+        string runId, string metric, IReadOnlyDictionary<string, string>? labels = null, CancellationToken cancellationToken = default)
+    {
+        var key = new SeriesKey { RunId = runId, Metric = metric };
+        AddAll(key.Labels, labels);
+        using var call = Query.ReadSeries(new ReadSeriesRequest { Key = key }, cancellationToken: cancellationToken);
+        var steps = new List<long>();
+        var values = new List<double>();
+        var timestamps = new List<long>();
+        while (await call.ResponseStream.MoveNext(cancellationToken))
+        {
+            var chunk = call.ResponseStream.Current;
+            steps.AddRange(chunk.Steps);
+            values.AddRange(chunk.Values);
+            timestamps.AddRange(chunk.TimestampsMs);
+        }
+
+        return ([.. steps], [.. values], [.. timestamps]);
+    }
+
+    /// <summary>
+    /// Attaches to a run another process started (e.g. rank k of a distributed job, where rank 0
+    /// started the run), to log metrics under the given labels such as {"rank": "3"}. Disposing an
+    /// attached run flushes its metrics but does not end the run: its owner does.
+    /// </summary>
+    public async Task<ActiveRun> AttachRunAsync(string runId, IReadOnlyDictionary<string, string>? labels = null, CancellationToken cancellationToken = default)
+    {
+        var run = await GetRunAsync(runId, cancellationToken);
+        return new ActiveRun(this, run, new RunScope { Closed = true }, ownsLifecycle: false, labels);
+    }
 
     internal CallOptions Call(CancellationToken cancellationToken) =>
         new(deadline: DateTime.UtcNow + Options.CallTimeout, cancellationToken: cancellationToken);
@@ -157,7 +200,7 @@ public sealed class MetricStoreClient : IDisposable
             run = await Tracking.CreateRunAsync(request, Call(cancellationToken));
         }
 
-        return new ActiveRun(this, run, scope);
+        return new ActiveRun(this, run, scope, ownsLifecycle: true, options?.Labels);
     }
 
     public void Dispose() => _channel.Dispose();
@@ -186,6 +229,9 @@ public sealed record RunStartOptions
 
     /// <summary>The note's hypothesis, markdown.</summary>
     public string? Hypothesis { get; init; }
+
+    /// <summary>Labels added to every metric this process logs, e.g. {"rank": "0"}.</summary>
+    public IReadOnlyDictionary<string, string>? Labels { get; init; }
 
     /// <summary>Replaces the captured source (tests, or jobs that know better).</summary>
     public SourceInfo? Source { get; init; }

@@ -18,6 +18,9 @@ public sealed record MetricStoreClientOptions
     /// <summary>Capture command line, host, OS, runtime and user at run start.</summary>
     public bool CaptureSource { get; init; } = true;
 
+    /// <summary>How metric points are batched and streamed.</summary>
+    public MetricLoggingOptions Metrics { get; init; } = new();
+
     /// <summary>The address from METRICSTORE_URL, else <see cref="DefaultUrl"/>.</summary>
     public static Uri ResolveDefaultAddress()
     {

@@ -1,5 +1,6 @@
 using System.Net;
 using MetricStore.Server.Grpc;
+using MetricStore.Storage;
 using MetricStore.Tracking;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
@@ -40,6 +41,9 @@ public sealed class MetricStoreServer : IAsyncDisposable
 
     public string DataDirectory => Path.GetFullPath(Options.DataDirectory);
 
+    /// <summary>The metrics engine, for tests and the bench harness (stats, recovery report).</summary>
+    public StorageEngine Storage => _app.Services.GetRequiredService<StorageEngine>();
+
     /// <summary>Completes when the host begins to stop (Ctrl+C, SIGTERM or <see cref="StopAsync"/>).</summary>
     public Task WaitForShutdownAsync(CancellationToken cancellationToken = default) => _app.WaitForShutdownAsync(cancellationToken);
 
@@ -56,6 +60,7 @@ public sealed class MetricStoreServer : IAsyncDisposable
         options.Validate();
 
         var tracking = TrackingStore.Open(new TrackingStoreOptions { DataDirectory = options.DataDirectory });
+        WebApplication? app = null;
         try
         {
             var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory });
@@ -85,6 +90,20 @@ public sealed class MetricStoreServer : IAsyncDisposable
             });
 
             builder.Services.AddSingleton(tracking);
+            builder.Services.AddSingleton(TimeProvider.System);
+            builder.Services.AddSingleton<RunDirectory>();
+            builder.Services.AddSingleton(services =>
+            {
+                var log = services.GetRequiredService<ILoggerFactory>().CreateLogger("MetricStore.Storage");
+                return StorageEngine.Open(new StorageOptions
+                {
+                    DataDirectory = options.DataDirectory,
+                    Durability = options.Durability,
+                    Log = (level, message) => log.Log(
+                        level switch { StorageLogLevel.Error => LogLevel.Error, StorageLogLevel.Warning => LogLevel.Warning, _ => LogLevel.Information },
+                        message),
+                });
+            });
             builder.Services
                 .AddGrpc(grpc =>
                 {
@@ -100,8 +119,13 @@ public sealed class MetricStoreServer : IAsyncDisposable
             builder.Services.AddGrpcHealthChecks().AddCheck<TrackingHealthCheck>("tracking");
             builder.Services.AddHealthChecks();
 
-            var app = builder.Build();
+            app = builder.Build();
+
+            // Open the engine (WAL replay) now, so a damaged WAL fails the start, not the first write.
+            _ = app.Services.GetRequiredService<StorageEngine>();
             app.MapGrpcService<TrackingGrpcService>();
+            app.MapGrpcService<IngestGrpcService>();
+            app.MapGrpcService<QueryGrpcService>();
             app.MapGrpcHealthChecksService();
             app.MapHealthChecks("/healthz");
 
@@ -113,6 +137,12 @@ public sealed class MetricStoreServer : IAsyncDisposable
         }
         catch
         {
+            // Stops the WAL writer and closes files of whatever had started.
+            if (app is not null)
+            {
+                await app.DisposeAsync();
+            }
+
             tracking.Dispose();
             throw;
         }

@@ -26,6 +26,9 @@ public sealed record MetricStoreServerOptions
     /// <summary>HTTP/JSON port (HTTP/1.1). 0 = any free port.</summary>
     public int HttpPort { get; init; } = DefaultHttpPort;
 
+    /// <summary>When a metrics write is acknowledged: after fsync (Sync, default) or after write (Async).</summary>
+    public Storage.Durability Durability { get; init; } = Storage.Durability.Sync;
+
     /// <summary>Throws InvalidArgument naming the setting and value when an option is unusable.</summary>
     public void Validate()
     {

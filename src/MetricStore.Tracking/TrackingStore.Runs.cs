@@ -122,6 +122,22 @@ public sealed partial class TrackingStore
             ?? throw new MetricStoreException(ErrorCode.NotFound, $"run '{runId}' does not exist");
     }
 
+    /// <summary>True when the run exists (any status). Cheap: one indexed read.</summary>
+    public bool RunExists(string runId)
+    {
+        if (!RunId.IsWellFormed(runId))
+        {
+            return false;
+        }
+
+        return Read(connection =>
+        {
+            using var exists = Command(connection, null, "SELECT 1 FROM runs WHERE id = $id");
+            exists.Parameters.AddWithValue("$id", runId);
+            return exists.ExecuteScalar() is not null;
+        });
+    }
+
     /// <summary>The runs of an experiment, newest first, a page at a time.</summary>
     public Page<Run> ListRuns(long experimentId, int pageSize = 0, string? pageToken = null)
     {

@@ -1,0 +1,179 @@
+using System.Buffers;
+using Grpc.Core;
+using MetricStore.Core;
+using V1 = MetricStore.Protocol.V1;
+
+namespace MetricStore.Server.Grpc;
+
+/// <summary>
+/// Turns one WriteRequest into an engine <see cref="WriteBatch"/>, refusing bad batches one by one
+/// (each with a status naming the field and value) so they never poison the request's other batches
+/// or the store. Columns are copied once into pooled arrays, returned when the engine is done.
+/// </summary>
+internal static class IngestDecoder
+{
+    public const int MaxPointsPerBatch = 1_000_000;
+    public const int MaxBatchesPerRequest = 10_000;
+    public const int MaxWriterIdLength = 128;
+
+    public static bool IsValidWriterId(string writerId)
+    {
+        if (writerId.Length is 0 or > MaxWriterIdLength)
+        {
+            return false;
+        }
+
+        foreach (var c in writerId)
+        {
+            if (!char.IsAsciiLetterOrDigit(c) && c is not ('.' or '_' or ':' or '-'))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    public static WriteBatch Decode(V1.WriteRequest request, RunDirectory runs, long nowMs, List<V1.BatchRejection> rejected)
+    {
+        if (request.Batches.Count > MaxBatchesPerRequest)
+        {
+            throw new RpcException(new Status(StatusCode.InvalidArgument,
+                $"request seq {request.Seq} has {request.Batches.Count} batches; the limit is {MaxBatchesPerRequest}"));
+        }
+
+        var series = new List<SeriesPoints>(request.Batches.Count);
+        for (var i = 0; i < request.Batches.Count; i++)
+        {
+            var batch = request.Batches[i];
+            var error = Check(batch, i, runs);
+            if (error is not null)
+            {
+                rejected.Add(new V1.BatchRejection { Seq = request.Seq, BatchIndex = (uint)i, Code = (int)error.Value.Code, Message = error.Value.Message });
+                continue;
+            }
+
+            SeriesKey key;
+            try
+            {
+                key = SeriesKey.Create($"batches[{i}].key", batch.Key.RunId, batch.Key.Metric, batch.Key.Labels);
+            }
+            catch (MetricStoreException e)
+            {
+                rejected.Add(new V1.BatchRejection { Seq = request.Seq, BatchIndex = (uint)i, Code = (int)e.Code, Message = e.Message });
+                continue;
+            }
+
+            series.Add(ToPoints(batch, key, nowMs));
+        }
+
+        return new WriteBatch { WriterId = request.WriterId, Seq = request.Seq, Series = series, Release = s_release };
+    }
+
+    private static readonly Action<WriteBatch> s_release = ReturnArrays;
+
+    private static (StatusCode Code, string Message)? Check(V1.SeriesBatch batch, int index, RunDirectory runs)
+    {
+        if (batch.Key is null)
+        {
+            return (StatusCode.InvalidArgument, $"batches[{index}].key is missing");
+        }
+
+        var n = batch.Steps.Count;
+        if (n == 0)
+        {
+            return (StatusCode.InvalidArgument, $"batches[{index}] has no points (steps is empty)");
+        }
+
+        if (n > MaxPointsPerBatch)
+        {
+            return (StatusCode.InvalidArgument, $"batches[{index}] has {n} points; the limit is {MaxPointsPerBatch} per batch");
+        }
+
+        var hasDouble = batch.Values.Count > 0;
+        var hasFloat = batch.ValuesF32.Count > 0;
+        if (hasDouble == hasFloat)
+        {
+            return (StatusCode.InvalidArgument, $"batches[{index}] must set exactly one of values ({batch.Values.Count}) and values_f32 ({batch.ValuesF32.Count})");
+        }
+
+        var valueCount = hasDouble ? batch.Values.Count : batch.ValuesF32.Count;
+        if (valueCount != n)
+        {
+            return (StatusCode.InvalidArgument, $"batches[{index}] has {n} steps but {valueCount} values; columns must have equal length");
+        }
+
+        var ts = batch.TimestampsMs.Count;
+        if (ts is not (0 or 1) && ts != n)
+        {
+            return (StatusCode.InvalidArgument, $"batches[{index}] has {n} steps but {ts} timestamps_ms; give 0, 1 or {n}");
+        }
+
+        if (!RunId.IsWellFormed(batch.Key.RunId))
+        {
+            return (StatusCode.InvalidArgument, $"batches[{index}].key.run_id {Validate.Quote(batch.Key.RunId)} is not a run id: expected 32 lowercase hexadecimal characters");
+        }
+
+        if (!runs.Exists(batch.Key.RunId))
+        {
+            return (StatusCode.NotFound, $"batches[{index}].key.run_id '{batch.Key.RunId}' names a run that does not exist");
+        }
+
+        return null;
+    }
+
+    private static SeriesPoints ToPoints(V1.SeriesBatch batch, SeriesKey key, long nowMs)
+    {
+        var n = batch.Steps.Count;
+        var steps = ArrayPool<long>.Shared.Rent(n);
+        var values = ArrayPool<double>.Shared.Rent(n);
+        batch.Steps.CopyTo(steps, 0);
+        var float32 = batch.ValuesF32.Count > 0;
+        if (float32)
+        {
+            var source = batch.ValuesF32;
+            for (var k = 0; k < n; k++)
+            {
+                values[k] = source[k];
+            }
+        }
+        else
+        {
+            batch.Values.CopyTo(values, 0);
+        }
+
+        long[] timestamps;
+        var shared = batch.TimestampsMs.Count <= 1;
+        if (shared)
+        {
+            timestamps = ArrayPool<long>.Shared.Rent(1);
+            timestamps[0] = batch.TimestampsMs.Count == 1 ? batch.TimestampsMs[0] : nowMs;
+        }
+        else
+        {
+            timestamps = ArrayPool<long>.Shared.Rent(n);
+            batch.TimestampsMs.CopyTo(timestamps, 0);
+        }
+
+        return new SeriesPoints
+        {
+            Key = key,
+            Count = n,
+            Steps = steps,
+            Values = values,
+            Timestamps = timestamps,
+            Float32Origin = float32,
+            SharedTimestamp = shared,
+        };
+    }
+
+    private static void ReturnArrays(WriteBatch batch)
+    {
+        foreach (var s in batch.Series)
+        {
+            ArrayPool<long>.Shared.Return(s.Steps);
+            ArrayPool<double>.Shared.Return(s.Values);
+            ArrayPool<long>.Shared.Return(s.Timestamps);
+        }
+    }
+}

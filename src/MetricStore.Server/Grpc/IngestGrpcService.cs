@@ -1,0 +1,88 @@
+using System.Threading.Channels;
+using Grpc.Core;
+using MetricStore.Core;
+using MetricStore.Storage;
+using V1 = MetricStore.Protocol.V1;
+
+namespace MetricStore.Server.Grpc;
+
+/// <summary>
+/// IngestService.Write: reads requests as fast as the engine's ring accepts them (a full ring
+/// stops the reads, so HTTP/2 flow control slows the sender) and, on a second task, answers each
+/// in order once it is durable. At most <see cref="MaxInFlight"/> requests per stream wait for
+/// durability, which bounds the memory one stream can hold.
+/// </summary>
+internal sealed class IngestGrpcService(StorageEngine engine, RunDirectory runs, TimeProvider clock) : V1.IngestService.IngestServiceBase
+{
+    public const int MaxInFlight = 64;
+
+    public override async Task Write(IAsyncStreamReader<V1.WriteRequest> requestStream, IServerStreamWriter<V1.WriteAck> responseStream, ServerCallContext context)
+    {
+        var cancellation = context.CancellationToken;
+        var inFlight = Channel.CreateBounded<InFlight>(new BoundedChannelOptions(MaxInFlight) { SingleReader = true, SingleWriter = true });
+        var acks = AckLoopAsync(inFlight.Reader, responseStream, cancellation);
+        string? writerId = null;
+        try
+        {
+            while (await requestStream.MoveNext(cancellation))
+            {
+                var request = requestStream.Current;
+                writerId ??= CheckWriterId(request.WriterId);
+                if (!string.Equals(writerId, request.WriterId, StringComparison.Ordinal))
+                {
+                    throw new RpcException(new Status(StatusCode.InvalidArgument,
+                        $"writer_id changed from '{writerId}' to {Validate.Quote(request.WriterId)} within one stream; open a stream per writer"));
+                }
+
+                if (request.Seq == 0)
+                {
+                    throw new RpcException(new Status(StatusCode.InvalidArgument, "seq 0 is not valid: a writer numbers its requests 1, 2, 3, ..."));
+                }
+
+                var rejected = new List<V1.BatchRejection>();
+                var batch = IngestDecoder.Decode(request, runs, clock.GetUtcNow().ToUnixTimeMilliseconds(), rejected);
+                var durable = engine.WriteAsync(batch, cancellation).AsTask();
+                await inFlight.Writer.WriteAsync(new InFlight(request.Seq, durable, rejected), cancellation);
+                if (acks.IsCompleted)
+                {
+                    break; // the ack loop failed (e.g. a seq gap); its exception ends the call below
+                }
+            }
+        }
+        finally
+        {
+            inFlight.Writer.TryComplete();
+        }
+
+        await acks;
+    }
+
+    private static string CheckWriterId(string writerId) =>
+        IngestDecoder.IsValidWriterId(writerId)
+            ? writerId
+            : throw new RpcException(new Status(StatusCode.InvalidArgument,
+                $"writer_id {Validate.Quote(writerId)} is not valid: 1..{IngestDecoder.MaxWriterIdLength} characters of A-Z a-z 0-9 . _ : -"));
+
+    private static async Task AckLoopAsync(ChannelReader<InFlight> inFlight, IServerStreamWriter<V1.WriteAck> responses, CancellationToken cancellation)
+    {
+        await foreach (var item in inFlight.ReadAllAsync(cancellation))
+        {
+            var result = await item.Durable;
+            if (result.Outcome == WriteOutcome.Gap)
+            {
+                throw new RpcException(new Status(StatusCode.FailedPrecondition,
+                    $"seq {item.Seq} skips ahead: this writer's durable seq is {result.DurableSeq}, so the next seq must be {result.DurableSeq + 1}; re-send from there"));
+            }
+
+            var ack = new V1.WriteAck { DurableSeq = result.DurableSeq };
+            if (result.Outcome == WriteOutcome.Durable)
+            {
+                ack.Rejected.AddRange(item.Rejected);
+            }
+
+            await responses.WriteAsync(ack, cancellation);
+        }
+    }
+
+    private sealed record InFlight(ulong Seq, Task<WriteResult> Durable, List<V1.BatchRejection> Rejected);
+}

@@ -1,0 +1,368 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using MetricStore.Core;
+using MetricStore.Storage.Head;
+using MetricStore.Storage.Ingest;
+using MetricStore.Storage.Wal;
+
+namespace MetricStore.Storage;
+
+/// <summary>
+/// The metrics engine: writes go through a lock-free bounded ring to one writer thread that
+/// appends them to the WAL (group commit: one write and one fsync per group), then applies them to
+/// the in-memory head and completes each write. Reads see only durable points.
+/// </summary>
+/// <remarks>
+/// Exactly once: the writer loop keeps each writer's highest durable seq (rebuilt from the WAL at
+/// open), answers a seq at or below it as a duplicate without writing, and refuses a seq that
+/// skips ahead. Because one thread decides, no lock guards that state.
+/// </remarks>
+public sealed class StorageEngine : IAsyncDisposable
+{
+    private readonly StorageOptions _options;
+    private readonly BoundedMpscQueue<PendingWrite> _ring;
+    private readonly ConcurrentDictionary<string, SeriesHead> _series = new(StringComparer.Ordinal);
+    private readonly List<SeriesHead> _seriesById = [];
+    private readonly ConcurrentDictionary<string, ulong> _durableSeqs = new(StringComparer.Ordinal);
+    private readonly WalSegmentWriter _wal;
+    private readonly Thread _writer;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly List<PendingWrite> _group = [];
+    private byte[] _record = new byte[1 << 16];
+    private int[] _ids = new int[64];
+    private long _pointsWritten;
+    private long _groups;
+    private volatile Exception? _fault;
+    private int _disposed;
+
+    private StorageEngine(StorageOptions options, long nextSegment)
+    {
+        _options = options;
+        _ring = new BoundedMpscQueue<PendingWrite>(options.RingCapacity);
+        _wal = new WalSegmentWriter(options.WalDirectory, nextSegment, options.WalSegmentBytes, options.WalCompressAboveBytes);
+        _writer = new Thread(WriterLoop) { IsBackground = true, Name = "metricstore-wal-writer" };
+    }
+
+    /// <summary>What recovery replayed at open.</summary>
+    public RecoveryStats Recovery { get; private set; } = new(0, 0, 0, TimeSpan.Zero, null);
+
+    /// <summary>
+    /// Opens the engine: replays the WAL (truncating a torn tail, refusing corruption of acknowledged
+    /// data) and starts the writer thread.
+    /// </summary>
+    public static StorageEngine Open(StorageOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        Directory.CreateDirectory(options.WalDirectory);
+        var stopwatch = Stopwatch.StartNew();
+
+        // Replay into temporary state, then build the engine over it.
+        var series = new Dictionary<int, SeriesHead>();
+        var seqs = new Dictionary<string, ulong>(StringComparer.Ordinal);
+        long points = 0;
+        var report = WalRecovery.Replay(options.WalDirectory, (body, _) =>
+        {
+            switch (body[0])
+            {
+                case WalRecords.SeriesDefType:
+                    var (id, canonical) = WalRecords.DecodeSeriesDef(body);
+                    series.TryAdd(id, new SeriesHead(id, SeriesKey.FromCanonical(canonical)));
+                    break;
+                case WalRecords.WriteType:
+                    var write = WalRecords.DecodeWrite(body);
+                    if (seqs.TryGetValue(write.WriterId, out var last) && write.Seq <= last)
+                    {
+                        break; // replayed duplicate can not be in the WAL, but never apply twice
+                    }
+
+                    seqs[write.WriterId] = write.Seq;
+                    foreach (var (seriesId, columns) in write.Series)
+                    {
+                        series[seriesId].Append(columns);
+                        points += columns.Count;
+                    }
+
+                    break;
+                default:
+                    throw new WalCorruptionException($"WAL record type {body[0]} is unknown to this build");
+            }
+        });
+
+        var engine = new StorageEngine(options, report.LastSegmentNumber + 1);
+        foreach (var head in series.Values.OrderBy(h => h.Id))
+        {
+            engine._series[head.Key.Canonical] = head;
+            while (engine._seriesById.Count <= head.Id)
+            {
+                engine._seriesById.Add(null!);
+            }
+
+            engine._seriesById[head.Id] = head;
+        }
+
+        foreach (var (writer, seq) in seqs)
+        {
+            engine._durableSeqs[writer] = seq;
+        }
+
+        engine.Recovery = new RecoveryStats(report.Segments, report.Frames, points, stopwatch.Elapsed, report.TruncatedTail);
+        if (report.TruncatedTail is { } tail)
+        {
+            options.Log?.Invoke(StorageLogLevel.Warning, "WAL recovery: " + tail);
+        }
+
+        options.Log?.Invoke(StorageLogLevel.Information,
+            $"WAL recovery replayed {report.Frames} records, {points} points of {series.Count} series from {report.Segments} segments in {stopwatch.Elapsed.TotalMilliseconds:F0} ms");
+        engine._writer.Start();
+        return engine;
+    }
+
+    /// <summary>Points made durable since open.</summary>
+    public long PointsWritten => Interlocked.Read(ref _pointsWritten);
+
+    /// <summary>Group commits since open.</summary>
+    public long GroupCommits => Interlocked.Read(ref _groups);
+
+    /// <summary>WAL bytes written since open (after compression) and before compression.</summary>
+    public (long Stored, long Raw) WalBytes => (_wal.BytesWritten, _wal.RawBytes);
+
+    /// <summary>The highest durable seq of a writer; 0 when it never wrote.</summary>
+    public ulong DurableSeq(string writerId) => _durableSeqs.TryGetValue(writerId, out var seq) ? seq : 0;
+
+    /// <summary>
+    /// Queues a write and completes when it is durable (or known to be a duplicate or a gap). Waits
+    /// while the ring is full: that wait is the backpressure senders feel.
+    /// </summary>
+    public async ValueTask<WriteResult> WriteAsync(WriteBatch batch, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(batch);
+        ThrowIfFaulted();
+        var pending = new PendingWrite(batch);
+        await _ring.EnqueueAsync(pending, cancellationToken);
+        return await pending.Completion.Task.WaitAsync(cancellationToken);
+    }
+
+    /// <summary>Every series of a run.</summary>
+    public IReadOnlyList<SeriesKey> ListSeries(string runId)
+    {
+        var keys = new List<SeriesKey>();
+        foreach (var head in _series.Values)
+        {
+            if (string.Equals(head.Key.RunId, runId, StringComparison.Ordinal))
+            {
+                keys.Add(head.Key);
+            }
+        }
+
+        keys.Sort(static (a, b) => string.CompareOrdinal(a.Canonical, b.Canonical));
+        return keys;
+    }
+
+    /// <summary>The durable points of a series in [fromStep, toStep], sorted by step, last write wins; null when the series does not exist.</summary>
+    public SeriesColumns? ReadSeries(SeriesKey key, long fromStep = long.MinValue, long toStep = long.MaxValue)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        return _series.TryGetValue(key.Canonical, out var head) ? head.Read(fromStep, toStep) : null;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        await _stop.CancelAsync();
+        await Task.Run(() => _writer.Join());
+        _wal.Dispose();
+        _stop.Dispose();
+    }
+
+    private void ThrowIfFaulted()
+    {
+        if (_fault is { } fault)
+        {
+            throw new IOException($"the storage engine stopped after a write failure: {fault.Message}", fault);
+        }
+
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+    }
+
+    private void WriterLoop()
+    {
+        var flushEvery = _options.AsyncFlushInterval;
+        var lastFlush = Stopwatch.GetTimestamp();
+        var dirty = false;
+        try
+        {
+            while (true)
+            {
+                if (!_ring.TryDequeue(out var first))
+                {
+                    if (_stop.IsCancellationRequested)
+                    {
+                        break;
+                    }
+
+                    if (dirty && Stopwatch.GetElapsedTime(lastFlush) >= flushEvery)
+                    {
+                        _wal.Flush();
+                        dirty = false;
+                        lastFlush = Stopwatch.GetTimestamp();
+                    }
+
+                    _ring.WaitToRead(dirty ? (int)Math.Max(1, flushEvery.TotalMilliseconds) : 100);
+                    continue;
+                }
+
+                _group.Add(first);
+                while (_group.Count < _options.MaxGroupRequests && _ring.TryDequeue(out var next))
+                {
+                    _group.Add(next);
+                }
+
+                CommitGroup();
+                if (_options.Durability == Durability.Sync)
+                {
+                    lastFlush = Stopwatch.GetTimestamp();
+                }
+                else
+                {
+                    dirty = true;
+                    if (Stopwatch.GetElapsedTime(lastFlush) >= flushEvery)
+                    {
+                        _wal.Flush();
+                        dirty = false;
+                        lastFlush = Stopwatch.GetTimestamp();
+                    }
+                }
+            }
+
+            if (dirty)
+            {
+                _wal.Flush();
+            }
+        }
+        catch (Exception e)
+        {
+            // A failed write or fsync leaves the WAL's state unknown: stop taking writes rather than ack blindly.
+            _fault = e;
+            _options.Log?.Invoke(StorageLogLevel.Error, $"WAL writer stopped: {e}");
+            foreach (var pending in _group)
+            {
+                pending.Completion.TrySetException(new IOException($"write failed: {e.Message}", e));
+            }
+
+            while (_ring.TryDequeue(out var left))
+            {
+                left.Completion.TrySetException(new IOException($"write failed: {e.Message}", e));
+            }
+        }
+    }
+
+    /// <summary>One group commit: decide each write, append the durable ones, one write + fsync, apply, complete.</summary>
+    private void CommitGroup()
+    {
+        var groupPoints = 0L;
+        var pendingSeqs = new Dictionary<string, ulong>(StringComparer.Ordinal);
+        foreach (var pending in _group)
+        {
+            var batch = pending.Batch;
+            if (!pendingSeqs.TryGetValue(batch.WriterId, out var durable))
+            {
+                durable = DurableSeq(batch.WriterId);
+            }
+
+            if (batch.Seq <= durable)
+            {
+                pending.Outcome = WriteOutcome.Duplicate;
+                continue;
+            }
+
+            if (batch.Seq != durable + 1)
+            {
+                pending.Outcome = WriteOutcome.Gap;
+                continue;
+            }
+
+            pending.Outcome = WriteOutcome.Durable;
+            pendingSeqs[batch.WriterId] = batch.Seq;
+            if (_ids.Length < batch.Series.Count)
+            {
+                _ids = new int[Math.Max(batch.Series.Count, _ids.Length * 2)];
+            }
+
+            for (var i = 0; i < batch.Series.Count; i++)
+            {
+                _ids[i] = SeriesIdFor(batch.Series[i].Key);
+            }
+
+            var length = WalRecords.EncodeWrite(ref _record, batch, _ids.AsSpan(0, batch.Series.Count));
+            _wal.Append(_record.AsSpan(0, length));
+            pending.SeriesIds = _ids.AsSpan(0, batch.Series.Count).ToArray();
+            groupPoints += batch.PointCount;
+        }
+
+        _wal.WriteGroup();
+        if (_options.Durability == Durability.Sync)
+        {
+            _wal.Flush();
+        }
+
+        foreach (var pending in _group)
+        {
+            var batch = pending.Batch;
+            if (pending.Outcome == WriteOutcome.Durable)
+            {
+                for (var i = 0; i < batch.Series.Count; i++)
+                {
+                    _seriesById[pending.SeriesIds![i]].Append(batch.Series[i]);
+                }
+
+                _durableSeqs[batch.WriterId] = batch.Seq;
+            }
+        }
+
+        Interlocked.Add(ref _pointsWritten, groupPoints);
+        Interlocked.Increment(ref _groups);
+        foreach (var pending in _group)
+        {
+            var result = new WriteResult(pending.Outcome, DurableSeq(pending.Batch.WriterId));
+            pending.Batch.Release?.Invoke(pending.Batch);
+            pending.Completion.TrySetResult(result);
+        }
+
+        _group.Clear();
+    }
+
+    /// <summary>The dense id of a series, defining it in the WAL (same group, before its first write) when new.</summary>
+    private int SeriesIdFor(SeriesKey key)
+    {
+        if (_series.TryGetValue(key.Canonical, out var head))
+        {
+            return head.Id;
+        }
+
+        var id = _seriesById.Count;
+        head = new SeriesHead(id, key);
+        var length = WalRecords.EncodeSeriesDef(ref _record, id, key.Canonical);
+        _wal.Append(_record.AsSpan(0, length));
+        _seriesById.Add(head);
+        _series[key.Canonical] = head;
+        return id;
+    }
+
+    private sealed class PendingWrite(WriteBatch batch)
+    {
+        public WriteBatch Batch { get; } = batch;
+
+        public TaskCompletionSource<WriteResult> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public WriteOutcome Outcome { get; set; }
+
+        public int[]? SeriesIds { get; set; }
+    }
+}
+
+/// <summary>What the WAL replay at open did.</summary>
+public sealed record RecoveryStats(int Segments, long Records, long Points, TimeSpan Elapsed, string? TruncatedTail);

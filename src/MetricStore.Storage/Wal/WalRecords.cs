@@ -1,0 +1,167 @@
+using System.Buffers.Binary;
+using System.Runtime.InteropServices;
+using System.Text;
+using MetricStore.Core;
+
+namespace MetricStore.Storage.Wal;
+
+/// <summary>
+/// Bodies of WAL frames. One frame per record:
+/// <code>
+/// SeriesDef: u8 1 | u32 series id | u16 n | n bytes UTF-8 canonical series key
+/// Write:     u8 2 | u16 n | n bytes UTF-8 writer id | u64 seq | u32 series count | series*
+///   series:  u32 series id | u32 points | u8 flags (1 float32 values, 2 shared timestamp)
+///            | i64 steps[points] | f32 or f64 values[points] | i64 timestamps[points or 1]
+/// </code>
+/// Columns are copied as raw little-endian blocks (no per-point encoding work on the hot path).
+/// </summary>
+internal static class WalRecords
+{
+    public const byte SeriesDefType = 1;
+    public const byte WriteType = 2;
+    private const byte FlagFloat32 = 1;
+    private const byte FlagSharedTimestamp = 2;
+
+    public static int EncodeSeriesDef(ref byte[] buffer, int seriesId, string canonicalKey)
+    {
+        var keyBytes = Encoding.UTF8.GetByteCount(canonicalKey);
+        var length = 1 + 4 + 2 + keyBytes;
+        Grow(ref buffer, length);
+        var span = buffer.AsSpan();
+        span[0] = SeriesDefType;
+        BinaryPrimitives.WriteInt32LittleEndian(span[1..], seriesId);
+        BinaryPrimitives.WriteUInt16LittleEndian(span[5..], (ushort)keyBytes);
+        Encoding.UTF8.GetBytes(canonicalKey, span[7..]);
+        return length;
+    }
+
+    public static int MeasureWrite(WriteBatch batch)
+    {
+        var length = 1 + 2 + Encoding.UTF8.GetByteCount(batch.WriterId) + 8 + 4;
+        foreach (var s in batch.Series)
+        {
+            length += 4 + 4 + 1 + (s.Count * 8) + (s.Count * (s.Float32Origin ? 4 : 8)) + (s.SharedTimestamp ? 8 : s.Count * 8);
+        }
+
+        return length;
+    }
+
+    /// <summary>Encodes a write; <paramref name="seriesIds"/>[i] is the id of batch.Series[i].</summary>
+    public static int EncodeWrite(ref byte[] buffer, WriteBatch batch, ReadOnlySpan<int> seriesIds)
+    {
+        var length = MeasureWrite(batch);
+        Grow(ref buffer, length);
+        var span = buffer.AsSpan(0, length);
+        span[0] = WriteType;
+        var writerBytes = Encoding.UTF8.GetBytes(batch.WriterId, span[3..]);
+        BinaryPrimitives.WriteUInt16LittleEndian(span[1..], (ushort)writerBytes);
+        var p = 3 + writerBytes;
+        BinaryPrimitives.WriteUInt64LittleEndian(span[p..], batch.Seq);
+        BinaryPrimitives.WriteInt32LittleEndian(span[(p + 8)..], batch.Series.Count);
+        p += 12;
+        for (var i = 0; i < batch.Series.Count; i++)
+        {
+            var s = batch.Series[i];
+            var n = s.Count;
+            BinaryPrimitives.WriteInt32LittleEndian(span[p..], seriesIds[i]);
+            BinaryPrimitives.WriteInt32LittleEndian(span[(p + 4)..], n);
+            span[p + 8] = (byte)((s.Float32Origin ? FlagFloat32 : 0) | (s.SharedTimestamp ? FlagSharedTimestamp : 0));
+            p += 9;
+            p += Copy(MemoryMarshal.AsBytes(s.Steps.AsSpan(0, n)), span[p..]);
+            if (s.Float32Origin)
+            {
+                var floats = MemoryMarshal.Cast<byte, float>(span.Slice(p, n * 4));
+                for (var k = 0; k < n; k++)
+                {
+                    floats[k] = (float)s.Values[k];
+                }
+
+                p += n * 4;
+            }
+            else
+            {
+                p += Copy(MemoryMarshal.AsBytes(s.Values.AsSpan(0, n)), span[p..]);
+            }
+
+            p += Copy(MemoryMarshal.AsBytes(s.Timestamps.AsSpan(0, s.SharedTimestamp ? 1 : n)), span[p..]);
+        }
+
+        return length;
+    }
+
+    /// <summary>A write record read back: columns point into fresh arrays owned by the caller.</summary>
+    public sealed record DecodedWrite(string WriterId, ulong Seq, IReadOnlyList<(int SeriesId, SeriesColumns Columns)> Series);
+
+    public static DecodedWrite DecodeWrite(ReadOnlySpan<byte> body)
+    {
+        var writerBytes = BinaryPrimitives.ReadUInt16LittleEndian(body[1..]);
+        var writer = Encoding.UTF8.GetString(body.Slice(3, writerBytes));
+        var p = 3 + writerBytes;
+        var seq = BinaryPrimitives.ReadUInt64LittleEndian(body[p..]);
+        var count = BinaryPrimitives.ReadInt32LittleEndian(body[(p + 8)..]);
+        p += 12;
+        var series = new List<(int, SeriesColumns)>(count);
+        for (var i = 0; i < count; i++)
+        {
+            var id = BinaryPrimitives.ReadInt32LittleEndian(body[p..]);
+            var n = BinaryPrimitives.ReadInt32LittleEndian(body[(p + 4)..]);
+            var flags = body[p + 8];
+            p += 9;
+            var columns = new SeriesColumns(n);
+            body.Slice(p, n * 8).CopyTo(MemoryMarshal.AsBytes(columns.Steps.AsSpan(0, n)));
+            p += n * 8;
+            if ((flags & FlagFloat32) != 0)
+            {
+                var floats = MemoryMarshal.Cast<byte, float>(body.Slice(p, n * 4));
+                for (var k = 0; k < n; k++)
+                {
+                    columns.Values[k] = floats[k];
+                }
+
+                p += n * 4;
+            }
+            else
+            {
+                body.Slice(p, n * 8).CopyTo(MemoryMarshal.AsBytes(columns.Values.AsSpan(0, n)));
+                p += n * 8;
+            }
+
+            if ((flags & FlagSharedTimestamp) != 0)
+            {
+                columns.Timestamps.AsSpan(0, n).Fill(BinaryPrimitives.ReadInt64LittleEndian(body[p..]));
+                p += 8;
+            }
+            else
+            {
+                body.Slice(p, n * 8).CopyTo(MemoryMarshal.AsBytes(columns.Timestamps.AsSpan(0, n)));
+                p += n * 8;
+            }
+
+            columns.Count = n;
+            series.Add((id, columns));
+        }
+
+        return new DecodedWrite(writer, seq, series);
+    }
+
+    public static (int SeriesId, string CanonicalKey) DecodeSeriesDef(ReadOnlySpan<byte> body)
+    {
+        var id = BinaryPrimitives.ReadInt32LittleEndian(body[1..]);
+        var length = BinaryPrimitives.ReadUInt16LittleEndian(body[5..]);
+        return (id, Encoding.UTF8.GetString(body.Slice(7, length)));
+    }
+
+    private static int Copy(ReadOnlySpan<byte> source, Span<byte> destination)
+    {
+        source.CopyTo(destination);
+        return source.Length;
+    }
+
+    private static void Grow(ref byte[] buffer, int length)
+    {
+        if (buffer.Length < length)
+        {
+            buffer = new byte[Math.Max(length, buffer.Length * 2)];
+        }
+    }
+}
