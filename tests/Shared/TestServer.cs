@@ -35,14 +35,14 @@ internal sealed class TestServer : IAsyncDisposable
     /// <summary>Errors logged so far, as "category: message".</summary>
     public IReadOnlyCollection<string> Errors => _logs.Errors;
 
-    public static async Task<TestServer> StartAsync(string? dataDirectory = null)
+    public static async Task<TestServer> StartAsync(string? dataDirectory = null, int grpcPort = 0)
     {
         var owned = dataDirectory is null ? new TempDirectory() : null;
         var logs = new LogSink();
         var options = new MetricStoreServerOptions
         {
             DataDirectory = dataDirectory ?? owned!.Path,
-            GrpcPort = 0,
+            GrpcPort = grpcPort,
             HttpPort = 0,
         };
         var server = await MetricStoreServer.StartAsync(options, logging =>

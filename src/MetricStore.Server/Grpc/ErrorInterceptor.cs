@@ -74,7 +74,8 @@ internal sealed partial class ErrorInterceptor(ILogger<ErrorInterceptor> logger)
                 return WireStatus.ToRpcException(refused);
             case RpcException:
                 return null;
-            case OperationCanceledException when context.CancellationToken.IsCancellationRequested:
+            case OperationCanceledException or IOException when context.CancellationToken.IsCancellationRequested:
+                // The client went away or cancelled: not a server error, nothing to log.
                 return new RpcException(new Status(StatusCode.Cancelled, "the call was cancelled"));
             default:
                 LogUnexpected(e, context.Method);

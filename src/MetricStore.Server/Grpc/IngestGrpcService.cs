@@ -2,6 +2,7 @@ using System.Threading.Channels;
 using Grpc.Core;
 using MetricStore.Core;
 using MetricStore.Storage;
+using Microsoft.Extensions.Hosting;
 using V1 = MetricStore.Protocol.V1;
 
 namespace MetricStore.Server.Grpc;
@@ -12,19 +13,23 @@ namespace MetricStore.Server.Grpc;
 /// in order once it is durable. At most <see cref="MaxInFlight"/> requests per stream wait for
 /// durability, which bounds the memory one stream can hold.
 /// </summary>
-internal sealed class IngestGrpcService(StorageEngine engine, RunDirectory runs, TimeProvider clock) : V1.IngestService.IngestServiceBase
+internal sealed class IngestGrpcService(StorageEngine engine, RunDirectory runs, TimeProvider clock, IHostApplicationLifetime lifetime) : V1.IngestService.IngestServiceBase
 {
     public const int MaxInFlight = 64;
 
     public override async Task Write(IAsyncStreamReader<V1.WriteRequest> requestStream, IServerStreamWriter<V1.WriteAck> responseStream, ServerCallContext context)
     {
         var cancellation = context.CancellationToken;
+
+        // On shutdown, stop reading, answer what is durable, and end the stream with UNAVAILABLE so
+        // the client reconnects and re-sends what was not acknowledged (instead of being cut off).
+        using var reading = CancellationTokenSource.CreateLinkedTokenSource(cancellation, lifetime.ApplicationStopping);
         var inFlight = Channel.CreateBounded<InFlight>(new BoundedChannelOptions(MaxInFlight) { SingleReader = true, SingleWriter = true });
         var acks = AckLoopAsync(inFlight.Reader, responseStream, cancellation);
         string? writerId = null;
         try
         {
-            while (await requestStream.MoveNext(cancellation))
+            while (await requestStream.MoveNext(reading.Token))
             {
                 var request = requestStream.Current;
                 writerId ??= CheckWriterId(request.WriterId);
@@ -48,6 +53,12 @@ internal sealed class IngestGrpcService(StorageEngine engine, RunDirectory runs,
                     break; // the ack loop failed (e.g. a seq gap); its exception ends the call below
                 }
             }
+        }
+        catch (OperationCanceledException) when (lifetime.ApplicationStopping.IsCancellationRequested && !cancellation.IsCancellationRequested)
+        {
+            inFlight.Writer.TryComplete();
+            await acks;
+            throw new RpcException(new Status(StatusCode.Unavailable, "the server is shutting down; reconnect and re-send the requests that were not acknowledged"));
         }
         finally
         {
