@@ -25,6 +25,7 @@ public static class CliApp
         root.Subcommands.Add(ServeCommand.Create(context));
         root.Subcommands.Add(ExperimentsCommands.Create(context));
         root.Subcommands.Add(RunsCommands.Create(context));
+        root.Subcommands.Add(BenchCommand.Create(context));
 
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)

@@ -124,7 +124,15 @@ public sealed class MetricStoreServer : IAsyncDisposable
             // Open the engine (WAL replay) now, so a damaged WAL fails the start, not the first write.
             _ = app.Services.GetRequiredService<StorageEngine>();
             app.MapGrpcService<TrackingGrpcService>();
-            app.MapGrpcService<IngestGrpcService>();
+            if (options.DiscardIngest)
+            {
+                app.MapGrpcService<DiscardIngestService>();
+            }
+            else
+            {
+                app.MapGrpcService<IngestGrpcService>();
+            }
+
             app.MapGrpcService<QueryGrpcService>();
             app.MapGrpcHealthChecksService();
             app.MapHealthChecks("/healthz");

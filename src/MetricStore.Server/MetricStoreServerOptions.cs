@@ -29,6 +29,9 @@ public sealed record MetricStoreServerOptions
     /// <summary>When a metrics write is acknowledged: after fsync (Sync, default) or after write (Async).</summary>
     public Storage.Durability Durability { get; init; } = Storage.Durability.Sync;
 
+    /// <summary>Benchmark only: ingest streams are acknowledged and their points discarded (the gRPC ceiling).</summary>
+    public bool DiscardIngest { get; init; }
+
     /// <summary>Throws InvalidArgument naming the setting and value when an option is unusable.</summary>
     public void Validate()
     {

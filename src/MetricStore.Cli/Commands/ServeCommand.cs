@@ -19,9 +19,13 @@ internal static class ServeCommand
         var grpcPort = new Option<int?>("--grpc-port") { Description = "gRPC port, 0 = any free port (env METRICSTORE_GRPC_PORT; default 50051)" };
         var httpPort = new Option<int?>("--http-port") { Description = "HTTP/JSON port, 0 = any free port (env METRICSTORE_HTTP_PORT; default 8765)" };
         var host = new Option<string?>("--host") { Description = "Address to bind (env METRICSTORE_HOST; default 127.0.0.1, loopback only)" };
+        var durability = new Option<string?>("--durability") { Description = "sync (ack after fsync, default) or async (ack after write, fsync every 50 ms) (env METRICSTORE_DURABILITY)" };
+        durability.AcceptOnlyFromAmong("sync", "async");
+        var sink = new Option<string?>("--ingest-sink") { Description = "Benchmark only: 'discard' acknowledges ingest without storing (the gRPC ceiling)", Hidden = true };
+        sink.AcceptOnlyFromAmong("store", "discard");
         var command = new Command("serve", "Start the server (gRPC and HTTP/JSON) on a data directory; stop with Ctrl+C or SIGTERM.")
         {
-            data, grpcPort, httpPort, host,
+            data, grpcPort, httpPort, host, durability, sink,
         };
 
         command.SetAction(async (parse, cancellationToken) =>
@@ -32,6 +36,13 @@ internal static class ServeCommand
                 GrpcPort = parse.GetValue(grpcPort) ?? EnvInt("METRICSTORE_GRPC_PORT") ?? MetricStoreServerOptions.DefaultGrpcPort,
                 HttpPort = parse.GetValue(httpPort) ?? EnvInt("METRICSTORE_HTTP_PORT") ?? MetricStoreServerOptions.DefaultHttpPort,
                 Host = parse.GetValue(host) ?? Env("METRICSTORE_HOST") ?? MetricStoreServerOptions.DefaultHost,
+                Durability = (parse.GetValue(durability) ?? Env("METRICSTORE_DURABILITY") ?? "sync") switch
+                {
+                    "sync" => Storage.Durability.Sync,
+                    "async" => Storage.Durability.Async,
+                    var other => throw new UsageException($"durability '{other}' is not sync or async"),
+                },
+                DiscardIngest = parse.GetValue(sink) == "discard",
             };
 
             await using var server = await MetricStoreServer.StartAsync(
@@ -48,6 +59,9 @@ internal static class ServeCommand
             await output.WriteLineAsync($"  gRPC            {Base(server.GrpcAddress)}");
             await output.WriteLineAsync($"  HTTP/JSON       {Base(server.HttpAddress)}");
             await output.WriteLineAsync($"  health          {Base(server.HttpAddress)}/healthz");
+            await output.WriteLineAsync($"  durability      {options.Durability.ToString().ToLowerInvariant()}{(options.DiscardIngest ? "  (ingest sink: DISCARD, benchmark only)" : "")}");
+            var recovery = server.Storage.Recovery;
+            await output.WriteLineAsync($"  WAL recovery    {recovery.Points} points from {recovery.Records} records in {recovery.Elapsed.TotalMilliseconds:F0} ms");
             await output.WriteLineAsync("Press Ctrl+C to stop.");
             await output.FlushAsync(cancellationToken);
 

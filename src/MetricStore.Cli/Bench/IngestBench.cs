@@ -1,0 +1,316 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json.Nodes;
+using Grpc.Core;
+using Grpc.Net.Client;
+using MetricStore.Client;
+using MetricStore.Protocol.V1;
+
+namespace MetricStore.Cli.Bench;
+
+/// <summary>What 'metricstore bench ingest' was asked to do.</summary>
+internal sealed record IngestBenchOptions(string? Server, int Writers, int Series, int Batch, double DurationSeconds, string Durability, bool Json, bool Ceiling);
+
+/// <summary>
+/// The ingest load generator: writers stream a float32-origin noisy loss curve as distributed ranks
+/// would, every request is awaited until acknowledged, every point is then read back and checked
+/// (count and checksum per series), and the same load is sent, in the same run, to a server that
+/// discards it: the machine's gRPC ceiling.
+/// </summary>
+internal static class IngestBench
+{
+    private const int MaxInFlight = 32;
+    private const int CurveLength = 1 << 20;
+
+    public static async Task<int> RunAsync(IngestBenchOptions o, TextWriter output, TextWriter progress, CancellationToken cancellationToken)
+    {
+        var curve = NoisyLossCurve(CurveLength, seed: 42);
+        var temp = Path.Combine(Path.GetTempPath(), "metricstore-bench", Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(temp);
+        try
+        {
+            BenchServer? spawned = null;
+            string url;
+            if (o.Server is null)
+            {
+                spawned = await BenchServer.StartAsync(Path.Combine(temp, "data"), o.Durability, discard: false, cancellationToken);
+                url = spawned.GrpcUrl;
+                await progress.WriteLineAsync($"[bench] server started as a child process (pid {spawned.ProcessId}) at {url}, durability {o.Durability}");
+            }
+            else
+            {
+                url = o.Server;
+            }
+
+            LoadResult load;
+            bool verified;
+            double? rss;
+            long? diskBytes = null;
+            using (spawned)
+            {
+                using var client = new MetricStoreClient(url);
+                var experiment = await client.GetOrCreateExperimentAsync("bench-ingest", cancellationToken);
+                var run = await client.Tracking.CreateRunAsync(new CreateRunRequest { ExperimentId = experiment.ExperimentId, Name = $"ingest-{DateTime.UtcNow:yyyyMMdd-HHmmss}" }, cancellationToken: cancellationToken);
+                load = await LoadAsync(url, run.RunId, o, curve, "ingest", progress, cancellationToken);
+                rss = spawned?.PeakRssMiB();
+                await progress.WriteLineAsync($"[bench] verifying {load.Points:N0} points through the query path ...");
+                verified = await VerifyAsync(client, run.RunId, o, load, curve, progress, cancellationToken);
+                if (spawned is not null)
+                {
+                    diskBytes = DirectorySize(spawned.DataDirectory);
+                }
+            }
+
+            LoadResult? ceiling = null;
+            if (o.Ceiling)
+            {
+                using var discard = await BenchServer.StartAsync(Path.Combine(temp, "discard"), o.Durability, discard: true, cancellationToken);
+                ceiling = await LoadAsync(discard.GrpcUrl, Core.RunId.New(), o, curve, "ceiling", progress, cancellationToken);
+            }
+
+            var report = new JsonObject
+            {
+                ["points_per_sec"] = Math.Round(load.PointsPerSecond),
+                ["ceiling_points_per_sec"] = ceiling is null ? null : Math.Round(ceiling.PointsPerSecond),
+                ["ratio"] = ceiling is null ? null : Math.Round(load.PointsPerSecond / ceiling.PointsPerSecond, 3),
+                ["ack_p50_ms"] = Math.Round(load.LatencyPercentile(0.50), 2),
+                ["ack_p99_ms"] = Math.Round(load.LatencyPercentile(0.99), 2),
+                ["server_peak_rss_mb"] = rss is null ? null : Math.Round(rss.Value, 1),
+                // Not sealed into Parquet yet: this is the data directory (WAL + metadata) per point.
+                ["bytes_per_point"] = diskBytes is null ? null : Math.Round((double)diskBytes.Value / load.Points, 2),
+                ["sealed"] = false,
+                ["verified"] = verified,
+                ["points"] = load.Points,
+                ["writers"] = o.Writers,
+                ["series_per_writer"] = o.Series,
+                ["batch"] = o.Batch,
+                ["duration_s"] = Math.Round(load.Elapsed.TotalSeconds, 2),
+                ["durability"] = o.Durability,
+            };
+
+            if (!o.Json)
+            {
+                await output.WriteLineAsync($"ingest    {load.PointsPerSecond,16:N0} points/s  ({load.Points:N0} points in {load.Elapsed.TotalSeconds:F1} s, {o.Writers} writers x {o.Series} series x {o.Batch} points/batch, {o.Durability})");
+                if (ceiling is not null)
+                {
+                    await output.WriteLineAsync($"ceiling   {ceiling.PointsPerSecond,16:N0} points/s  (same batches into a discarding server)   ratio {load.PointsPerSecond / ceiling.PointsPerSecond:F2}");
+                }
+
+                await output.WriteLineAsync($"ack       p50 {load.LatencyPercentile(0.5):F1} ms   p99 {load.LatencyPercentile(0.99):F1} ms");
+                await output.WriteLineAsync($"server    peak RSS {(rss is null ? "n/a" : $"{rss:F0} MiB")}   disk {(diskBytes is null ? "n/a" : $"{(double)diskBytes / load.Points:F2} bytes/point (WAL, not yet sealed)")}");
+                await output.WriteLineAsync($"verified  {(verified ? "yes: every series read back with the expected count and checksum" : "NO")}");
+            }
+
+            await output.WriteLineAsync(report.ToJsonString());
+            return verified ? 0 : 1;
+        }
+        finally
+        {
+            try
+            {
+                Directory.Delete(temp, recursive: true);
+            }
+            catch (IOException)
+            {
+            }
+        }
+    }
+
+    /// <summary>A loss curve as float32: exponential decay plus Gaussian noise, like a real training log.</summary>
+    internal static float[] NoisyLossCurve(int length, int seed)
+    {
+        var random = new Random(seed);
+        var curve = new float[length];
+        for (var i = 0; i < length; i++)
+        {
+            var u1 = 1.0 - random.NextDouble();
+            var u2 = random.NextDouble();
+            var noise = Math.Sqrt(-2 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2);
+            curve[i] = (float)((2.5 * Math.Exp(-i / 200_000.0)) + 0.1 + (0.02 * noise));
+        }
+
+        return curve;
+    }
+
+    private static async Task<LoadResult> LoadAsync(string url, string runId, IngestBenchOptions o, float[] curve, string label, TextWriter progress, CancellationToken cancellationToken)
+    {
+        var writers = new WriterLoad[o.Writers];
+        for (var w = 0; w < o.Writers; w++)
+        {
+            writers[w] = new WriterLoad(w, runId, o, curve);
+        }
+
+        var stopwatch = Stopwatch.StartNew();
+        var deadline = TimeSpan.FromSeconds(o.DurationSeconds);
+        using var reporter = new CancellationTokenSource();
+        var report = Task.Run(async () =>
+        {
+            long last = 0;
+            var lastTime = TimeSpan.Zero;
+            while (!reporter.IsCancellationRequested)
+            {
+                try
+                {
+                    await Task.Delay(1000, reporter.Token);
+                }
+                catch (OperationCanceledException)
+                {
+                    break;
+                }
+
+                var acked = writers.Sum(w => w.AckedPoints);
+                var now = stopwatch.Elapsed;
+                await progress.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
+                    $"[{label}] {now.TotalSeconds,5:F1} s  {(acked - last) / (now - lastTime).TotalSeconds,14:N0} points/s  acked {acked:N0}"));
+                last = acked;
+                lastTime = now;
+            }
+        }, CancellationToken.None);
+
+        await Task.WhenAll(writers.Select(w => w.RunAsync(url, deadline, stopwatch, cancellationToken)));
+        var elapsed = stopwatch.Elapsed;
+        await reporter.CancelAsync();
+        await report;
+        var latencies = writers.SelectMany(w => w.Latencies).ToArray();
+        Array.Sort(latencies);
+        return new LoadResult(writers.Sum(w => w.AckedPoints), elapsed, latencies, writers.Select(w => w.AckedRequests).ToArray());
+    }
+
+    private static async Task<bool> VerifyAsync(MetricStoreClient client, string runId, IngestBenchOptions o, LoadResult load, float[] curve, TextWriter progress, CancellationToken cancellationToken)
+    {
+        var ok = true;
+        for (var w = 0; w < o.Writers; w++)
+        {
+            for (var s = 0; s < o.Series; s++)
+            {
+                var expectedCount = load.AckedRequests[w] * o.Batch;
+                var expectedSum = 0.0;
+                for (long step = 0; step < expectedCount; step++)
+                {
+                    expectedSum += curve[step & (CurveLength - 1)];
+                }
+
+                var (steps, values, _) = await client.ReadSeriesAsync(runId, "train/loss", WriterLoad.Labels(w, s), cancellationToken);
+                var sum = 0.0;
+                foreach (var v in values)
+                {
+                    sum += v;
+                }
+
+                var good = steps.Length == expectedCount && sum == expectedSum && (steps.Length == 0 || steps[^1] == expectedCount - 1);
+                if (!good)
+                {
+                    ok = false;
+                    await progress.WriteLineAsync($"[bench] series rank={w} series={s}: {steps.Length} points, sum {sum}; expected {expectedCount} points, sum {expectedSum}");
+                }
+            }
+        }
+
+        return ok;
+    }
+
+    private static long DirectorySize(string directory) =>
+        Directory.Exists(directory) ? new DirectoryInfo(directory).EnumerateFiles("*", SearchOption.AllDirectories).Sum(f => f.Length) : 0;
+
+    private sealed record LoadResult(long Points, TimeSpan Elapsed, double[] SortedLatenciesMs, long[] AckedRequests)
+    {
+        public double PointsPerSecond => Points / Elapsed.TotalSeconds;
+
+        public double LatencyPercentile(double p) =>
+            SortedLatenciesMs.Length == 0 ? double.NaN : SortedLatenciesMs[Math.Min(SortedLatenciesMs.Length - 1, (int)(p * SortedLatenciesMs.Length))];
+    }
+
+    /// <summary>One simulated rank: its own connection and stream, requests of Series batches of Batch points.</summary>
+    private sealed class WriterLoad(int index, string runId, IngestBenchOptions o, float[] curve)
+    {
+        private readonly List<double> _latencies = [];
+        private readonly long[] _sentAt = new long[MaxInFlight * 4];
+        private long _ackedPoints;
+
+        public long AckedPoints => Interlocked.Read(ref _ackedPoints);
+
+        public long AckedRequests { get; private set; }
+
+        public IReadOnlyList<double> Latencies => _latencies;
+
+        public static Dictionary<string, string> Labels(int writer, int series) => new()
+        {
+            ["rank"] = writer.ToString(CultureInfo.InvariantCulture),
+            ["series"] = series.ToString(CultureInfo.InvariantCulture),
+        };
+
+        public async Task RunAsync(string url, TimeSpan duration, Stopwatch clock, CancellationToken cancellationToken)
+        {
+            using var channel = GrpcChannel.ForAddress(url, new GrpcChannelOptions { MaxSendMessageSize = 64 * 1024 * 1024 });
+            var ingest = new IngestService.IngestServiceClient(channel);
+            using var call = ingest.Write(cancellationToken: cancellationToken);
+            var writerId = $"bench-{index}-{Guid.NewGuid():N}";
+            var keys = Enumerable.Range(0, o.Series).Select(s =>
+            {
+                var key = new SeriesKey { RunId = runId, Metric = "train/loss" };
+                key.Labels.Add(Labels(index, s));
+                return key;
+            }).ToArray();
+            var steps = new long[o.Batch];
+            var room = new SemaphoreSlim(MaxInFlight);
+            ulong sent = 0;
+            ulong acked = 0;
+
+            var reader = Task.Run(async () =>
+            {
+                while (await call.ResponseStream.MoveNext(cancellationToken))
+                {
+                    var durable = call.ResponseStream.Current.DurableSeq;
+                    var now = Stopwatch.GetTimestamp();
+                    while (acked < durable)
+                    {
+                        acked++;
+                        _latencies.Add(Stopwatch.GetElapsedTime(_sentAt[acked % (ulong)_sentAt.Length], now).TotalMilliseconds);
+                        Interlocked.Add(ref _ackedPoints, (long)o.Series * o.Batch);
+                        AckedRequests++;
+                        room.Release();
+                    }
+                }
+            }, cancellationToken);
+
+            while (clock.Elapsed < duration)
+            {
+                await room.WaitAsync(cancellationToken);
+                var seq = ++sent;
+                var first = (long)(seq - 1) * o.Batch;
+                for (var i = 0; i < steps.Length; i++)
+                {
+                    steps[i] = first + i;
+                }
+
+                var request = new WriteRequest { WriterId = writerId, Seq = seq };
+                var offset = (int)(first & (CurveLength - 1));
+                foreach (var key in keys)
+                {
+                    var batch = new SeriesBatch { Key = key };
+                    batch.Steps.AddRange(steps);
+                    batch.ValuesF32.AddRange(new ArraySegment<float>(curve, offset, Math.Min(o.Batch, CurveLength - offset)));
+                    if (batch.ValuesF32.Count < o.Batch)
+                    {
+                        batch.ValuesF32.AddRange(new ArraySegment<float>(curve, 0, o.Batch - batch.ValuesF32.Count));
+                    }
+
+                    batch.TimestampsMs.Add(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+                    request.Batches.Add(batch);
+                }
+
+                _sentAt[seq % (ulong)_sentAt.Length] = Stopwatch.GetTimestamp();
+                await call.RequestStream.WriteAsync(request, cancellationToken);
+            }
+
+            await call.RequestStream.CompleteAsync();
+            try
+            {
+                await reader;
+            }
+            catch (RpcException e) when (e.StatusCode == StatusCode.Cancelled)
+            {
+            }
+        }
+    }
+}

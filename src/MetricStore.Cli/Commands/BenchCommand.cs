@@ -1,0 +1,46 @@
+using System.CommandLine;
+using MetricStore.Cli.Bench;
+
+namespace MetricStore.Cli.Commands;
+
+/// <summary>metricstore bench ingest: the end-to-end throughput harness.</summary>
+internal static class BenchCommand
+{
+    public static Command Create(CliContext context)
+    {
+        var command = new Command("bench", "Benchmarks that validate a server end to end.");
+        command.Subcommands.Add(IngestCommand(context));
+        return command;
+    }
+
+    private static Command IngestCommand(CliContext context)
+    {
+        var writers = new Option<int>("--writers") { Description = "Concurrent writers (simulated ranks), each with its own connection", DefaultValueFactory = _ => 4 };
+        var series = new Option<int>("--series") { Description = "Series per writer (one batch each per request)", DefaultValueFactory = _ => 1 };
+        var batch = new Option<int>("--batch") { Description = "Points per series batch", DefaultValueFactory = _ => 10_000 };
+        var duration = new Option<double>("--duration") { Description = "Seconds of load", DefaultValueFactory = _ => 10 };
+        var durability = new Option<string>("--durability") { Description = "Durability of the server it starts: sync or async", DefaultValueFactory = _ => "sync" };
+        durability.AcceptOnlyFromAmong("sync", "async");
+        var noCeiling = new Option<bool>("--no-ceiling") { Description = "Skip the raw-gRPC ceiling run" };
+        var command = new Command("ingest", "Stream a noisy float32 loss curve from several writers, wait for every ack, verify every point, and compare with the raw gRPC ceiling. Without --server it starts a server as a child process on a temp directory.")
+        {
+            writers, series, batch, duration, durability, noCeiling,
+        };
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            var options = new IngestBenchOptions(
+                parse.GetValue(context.ServerOption),
+                Positive("--writers", parse.GetValue(writers)),
+                Positive("--series", parse.GetValue(series)),
+                Positive("--batch", parse.GetValue(batch)),
+                parse.GetValue(duration) > 0 ? parse.GetValue(duration) : throw new UsageException("--duration must be more than 0 seconds"),
+                parse.GetValue(durability)!,
+                context.Json(parse),
+                !parse.GetValue(noCeiling));
+            return await IngestBench.RunAsync(options, context.Output, context.Error, cancellationToken);
+        });
+        return command;
+    }
+
+    private static int Positive(string name, int value) => value > 0 ? value : throw new UsageException($"{name} must be at least 1 (got {value})");
+}
