@@ -25,6 +25,7 @@ public sealed class StorageEngine : IAsyncDisposable
     private readonly List<SeriesHead> _seriesById = [];
     private readonly ConcurrentDictionary<string, ulong> _durableSeqs = new(StringComparer.Ordinal);
     private readonly WalSegmentWriter _wal;
+    private readonly FileStream _lock;
     private readonly Thread _writer;
     private readonly CancellationTokenSource _stop = new();
     private readonly List<PendingWrite> _group = [];
@@ -35,9 +36,10 @@ public sealed class StorageEngine : IAsyncDisposable
     private volatile Exception? _fault;
     private int _disposed;
 
-    private StorageEngine(StorageOptions options, long nextSegment)
+    private StorageEngine(StorageOptions options, long nextSegment, FileStream directoryLock)
     {
         _options = options;
+        _lock = directoryLock;
         _ring = new BoundedMpscQueue<PendingWrite>(options.RingCapacity);
         _wal = new WalSegmentWriter(options.WalDirectory, nextSegment, options.WalSegmentBytes, options.WalCompressAboveBytes);
         _writer = new Thread(WriterLoop) { IsBackground = true, Name = "metricstore-wal-writer" };
@@ -54,6 +56,37 @@ public sealed class StorageEngine : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(options);
         Directory.CreateDirectory(options.WalDirectory);
+        var directoryLock = LockDirectory(options.DataDirectory);
+        try
+        {
+            return Recover(options, directoryLock);
+        }
+        catch
+        {
+            directoryLock.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// One engine per data directory: an exclusive lock on LOCK (flock on Unix), released by the
+    /// OS whenever the process ends, even by SIGKILL.
+    /// </summary>
+    private static FileStream LockDirectory(string dataDirectory)
+    {
+        var path = Path.Combine(dataDirectory, "LOCK");
+        try
+        {
+            return new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+        }
+        catch (IOException e)
+        {
+            throw new IOException($"the data directory '{Path.GetFullPath(dataDirectory)}' is in use by another MetricStore process ({path} is locked)", e);
+        }
+    }
+
+    private static StorageEngine Recover(StorageOptions options, FileStream directoryLock)
+    {
         var stopwatch = Stopwatch.StartNew();
 
         // Replay into temporary state, then build the engine over it.
@@ -88,7 +121,7 @@ public sealed class StorageEngine : IAsyncDisposable
             }
         });
 
-        var engine = new StorageEngine(options, report.LastSegmentNumber + 1);
+        var engine = new StorageEngine(options, report.LastSegmentNumber + 1, directoryLock);
         foreach (var head in series.Values.OrderBy(h => h.Id))
         {
             engine._series[head.Key.Canonical] = head;
@@ -176,6 +209,7 @@ public sealed class StorageEngine : IAsyncDisposable
         await Task.Run(() => _writer.Join());
         _wal.Dispose();
         _stop.Dispose();
+        await _lock.DisposeAsync();
     }
 
     private void ThrowIfFaulted()

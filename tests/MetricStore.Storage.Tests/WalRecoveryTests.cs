@@ -153,6 +153,62 @@ public sealed class WalRecoveryTests
         }
     }
 
+    [Theory]
+    [InlineData(0, 10, 1000)]
+    [InlineData(500, -1, 300)]
+    [InlineData(7, 0, 50)]
+    public async Task Arithmetic_step_runs_are_stored_compactly_and_replay_exactly(long first, long stride, int count)
+    {
+        await using var h = EngineHarness.Open();
+        var steps = Enumerable.Range(0, count).Select(i => first + (i * stride)).ToArray();
+        var values = steps.Select(s => s * 1.5).ToArray();
+        await h.Engine.WriteAsync(Batch("w", 1, (Key(), steps, values)));
+        var walBytes = h.Engine.WalBytes.Stored;
+        Assert.True(walBytes < count * 12, $"{walBytes} WAL bytes for {count} points: steps were not stored as a run");
+        await h.ReopenAsync();
+
+        // Last write wins: with stride 0 every point is step 7 and the last value stays.
+        var model = new SortedDictionary<long, double>();
+        for (var i = 0; i < count; i++)
+        {
+            model[steps[i]] = values[i];
+        }
+
+        var read = h.Engine.ReadSeries(Key())!;
+        Assert.Equal(model.Keys, read.Steps.AsSpan(0, read.Count).ToArray());
+        Assert.Equal(model.Values, read.Values.AsSpan(0, read.Count).ToArray());
+    }
+
+    [Fact]
+    public async Task Lz4_compressed_frames_replay_exactly_when_compression_is_on()
+    {
+        await using var h = EngineHarness.Open();
+        await h.CloseAsync();
+        var options = h.Options() with { WalCompressAboveBytes = 256 };
+        var values = Enumerable.Range(0, 20_000).Select(i => (double)(i % 7)).ToArray();
+        var steps = Enumerable.Range(0, 20_000).Select(i => (long)(i * 3 % 20_000)).ToArray();
+        await using (var engine = StorageEngine.Open(options))
+        {
+            await engine.WriteAsync(Batch("w", 1, (Key(), steps, values)));
+            Assert.True(engine.WalBytes.Stored < engine.WalBytes.Raw / 2, $"LZ4 should shrink this repetitive record: {engine.WalBytes}");
+        }
+
+        await using var reopened = StorageEngine.Open(options);
+        var read = reopened.ReadSeries(Key())!;
+        Assert.Equal(20_000, read.Count);
+        Assert.Equal(steps.Zip(values).OrderBy(p => p.First).Select(p => p.Second), read.Values.AsSpan(0, read.Count).ToArray());
+    }
+
+    [Fact]
+    public async Task A_second_engine_on_the_same_directory_is_refused_while_the_first_runs()
+    {
+        await using var h = EngineHarness.Open();
+        var e = Assert.Throws<IOException>(() => StorageEngine.Open(h.Options()));
+        Assert.Contains("in use by another", e.Message, StringComparison.Ordinal);
+        await h.ReopenAsync();
+        Assert.NotNull(h.Engine);
+    }
+
     private static string LastSegment(EngineHarness h) =>
         Path.Combine(h.WalDirectory, WalFormat.SegmentFileName(WalRecovery.ListSegments(h.WalDirectory)[^1]));
 

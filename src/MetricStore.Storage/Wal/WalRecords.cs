@@ -10,10 +10,12 @@ namespace MetricStore.Storage.Wal;
 /// <code>
 /// SeriesDef: u8 1 | u32 series id | u16 n | n bytes UTF-8 canonical series key
 /// Write:     u8 2 | u16 n | n bytes UTF-8 writer id | u64 seq | u32 series count | series*
-///   series:  u32 series id | u32 points | u8 flags (1 float32 values, 2 shared timestamp)
-///            | i64 steps[points] | f32 or f64 values[points] | i64 timestamps[points or 1]
+///   series:  u32 series id | u32 points | u8 flags (1 float32 values, 2 shared timestamp, 4 arithmetic steps)
+///            | steps: i64[points], or i64 first | i64 stride when flag 4
+///            | f32 or f64 values[points] | i64 timestamps[points or 1]
 /// </code>
-/// Columns are copied as raw little-endian blocks (no per-point encoding work on the hot path).
+/// Columns are copied as raw little-endian blocks. Steps that form an arithmetic run (the usual
+/// step, step+1, ...) are stored as first and stride: one compare per point instead of 8 bytes.
 /// </summary>
 internal static class WalRecords
 {
@@ -21,6 +23,7 @@ internal static class WalRecords
     public const byte WriteType = 2;
     private const byte FlagFloat32 = 1;
     private const byte FlagSharedTimestamp = 2;
+    private const byte FlagArithmeticSteps = 4;
 
     public static int EncodeSeriesDef(ref byte[] buffer, int seriesId, string canonicalKey)
     {
@@ -46,12 +49,12 @@ internal static class WalRecords
         return length;
     }
 
-    /// <summary>Encodes a write; <paramref name="seriesIds"/>[i] is the id of batch.Series[i].</summary>
+    /// <summary>Encodes a write; <paramref name="seriesIds"/>[i] is the id of batch.Series[i]. Returns the bytes used.</summary>
     public static int EncodeWrite(ref byte[] buffer, WriteBatch batch, ReadOnlySpan<int> seriesIds)
     {
-        var length = MeasureWrite(batch);
-        Grow(ref buffer, length);
-        var span = buffer.AsSpan(0, length);
+        var bound = MeasureWrite(batch);
+        Grow(ref buffer, bound);
+        var span = buffer.AsSpan(0, bound);
         span[0] = WriteType;
         var writerBytes = Encoding.UTF8.GetBytes(batch.WriterId, span[3..]);
         BinaryPrimitives.WriteUInt16LittleEndian(span[1..], (ushort)writerBytes);
@@ -63,11 +66,22 @@ internal static class WalRecords
         {
             var s = batch.Series[i];
             var n = s.Count;
+            var steps = s.Steps.AsSpan(0, n);
+            var arithmetic = IsArithmetic(steps, out var stride);
             BinaryPrimitives.WriteInt32LittleEndian(span[p..], seriesIds[i]);
             BinaryPrimitives.WriteInt32LittleEndian(span[(p + 4)..], n);
-            span[p + 8] = (byte)((s.Float32Origin ? FlagFloat32 : 0) | (s.SharedTimestamp ? FlagSharedTimestamp : 0));
+            span[p + 8] = (byte)((s.Float32Origin ? FlagFloat32 : 0) | (s.SharedTimestamp ? FlagSharedTimestamp : 0) | (arithmetic ? FlagArithmeticSteps : 0));
             p += 9;
-            p += Copy(MemoryMarshal.AsBytes(s.Steps.AsSpan(0, n)), span[p..]);
+            if (arithmetic)
+            {
+                BinaryPrimitives.WriteInt64LittleEndian(span[p..], steps[0]);
+                BinaryPrimitives.WriteInt64LittleEndian(span[(p + 8)..], stride);
+                p += 16;
+            }
+            else
+            {
+                p += Copy(MemoryMarshal.AsBytes(steps), span[p..]);
+            }
             if (s.Float32Origin)
             {
                 var floats = MemoryMarshal.Cast<byte, float>(span.Slice(p, n * 4));
@@ -86,7 +100,31 @@ internal static class WalRecords
             p += Copy(MemoryMarshal.AsBytes(s.Timestamps.AsSpan(0, s.SharedTimestamp ? 1 : n)), span[p..]);
         }
 
-        return length;
+        return p;
+    }
+
+    /// <summary>True when steps[i] == steps[0] + i * stride for every i (and there are at least 2).</summary>
+    internal static bool IsArithmetic(ReadOnlySpan<long> steps, out long stride)
+    {
+        stride = 0;
+        if (steps.Length < 2)
+        {
+            return false;
+        }
+
+        stride = steps[1] - steps[0];
+        var expected = steps[0];
+        foreach (var step in steps)
+        {
+            if (step != expected)
+            {
+                return false;
+            }
+
+            expected += stride;
+        }
+
+        return true;
     }
 
     /// <summary>A write record read back: columns point into fresh arrays owned by the caller.</summary>
@@ -108,8 +146,22 @@ internal static class WalRecords
             var flags = body[p + 8];
             p += 9;
             var columns = new SeriesColumns(n);
-            body.Slice(p, n * 8).CopyTo(MemoryMarshal.AsBytes(columns.Steps.AsSpan(0, n)));
-            p += n * 8;
+            if ((flags & FlagArithmeticSteps) != 0)
+            {
+                var step = BinaryPrimitives.ReadInt64LittleEndian(body[p..]);
+                var stride = BinaryPrimitives.ReadInt64LittleEndian(body[(p + 8)..]);
+                for (var k = 0; k < n; k++, step += stride)
+                {
+                    columns.Steps[k] = step;
+                }
+
+                p += 16;
+            }
+            else
+            {
+                body.Slice(p, n * 8).CopyTo(MemoryMarshal.AsBytes(columns.Steps.AsSpan(0, n)));
+                p += n * 8;
+            }
             if ((flags & FlagFloat32) != 0)
             {
                 var floats = MemoryMarshal.Cast<byte, float>(body.Slice(p, n * 4));
