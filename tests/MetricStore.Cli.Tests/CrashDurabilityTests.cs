@@ -71,7 +71,7 @@ public sealed class CrashDurabilityTests(ITestOutputHelper output)
         /// <summary>Highest seq the server acknowledged durable.</summary>
         public ulong Acked { get; private set; }
 
-        /// <summary>Highest seq ever sent (requests are deterministic, so a resend is identical).</summary>
+        /// <summary>Highest seq that may have reached the server (requests are deterministic, so a resend is identical).</summary>
         public ulong Sent { get; private set; }
 
         private double ValueAt(long step) => (index * 1_000_000.0) + step;
@@ -120,8 +120,9 @@ public sealed class CrashDurabilityTests(ITestOutputHelper output)
                         continue;
                     }
 
-                    await call.RequestStream.WriteAsync(RequestFor(runId, next), cancellationToken);
+                    // Raised before the write: the server may ack before WriteAsync returns here.
                     Sent = Math.Max(Sent, next);
+                    await call.RequestStream.WriteAsync(RequestFor(runId, next), cancellationToken);
                     next++;
                 }
 
