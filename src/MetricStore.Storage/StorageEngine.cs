@@ -3,6 +3,7 @@ using System.Diagnostics;
 using MetricStore.Core;
 using MetricStore.Storage.Head;
 using MetricStore.Storage.Ingest;
+using MetricStore.Storage.Segments;
 using MetricStore.Storage.Wal;
 
 namespace MetricStore.Storage;
@@ -17,7 +18,7 @@ namespace MetricStore.Storage;
 /// open), answers a seq at or below it as a duplicate without writing, and refuses a seq that
 /// skips ahead. Because one thread decides, no lock guards that state.
 /// </remarks>
-public sealed class StorageEngine : IAsyncDisposable
+public sealed partial class StorageEngine : IAsyncDisposable
 {
     private readonly StorageOptions _options;
     private readonly BoundedMpscQueue<PendingWrite> _ring;
@@ -88,12 +89,37 @@ public sealed class StorageEngine : IAsyncDisposable
     private static StorageEngine Recover(StorageOptions options, FileStream directoryLock)
     {
         var stopwatch = Stopwatch.StartNew();
+        Directory.CreateDirectory(options.SegmentDirectory);
+        var manifest = Manifest.LoadLatest(options.ManifestDirectory);
+        var walStart = manifest?.WalStart ?? 0;
+        RemoveLeftovers(options, manifest);
 
         // Replay into temporary state, then build the engine over it.
         var series = new Dictionary<int, SeriesHead>();
         var seqs = new Dictionary<string, ulong>(StringComparer.Ordinal);
+        if (manifest is not null)
+        {
+            foreach (var (id, canonical) in manifest.Series)
+            {
+                series[id] = new SeriesHead(id, SeriesKey.FromCanonical(canonical));
+            }
+
+            foreach (var (writer, seq) in manifest.Writers)
+            {
+                seqs[writer] = seq;
+            }
+
+            foreach (var segment in manifest.Segments)
+            {
+                foreach (var part in segment.Series)
+                {
+                    series[part.SeriesId].AddSegment(new SegmentRef(segment.File, part.RowGroup, segment.ValueType == "float", part.MinStep, part.MaxStep));
+                }
+            }
+        }
+
         long points = 0;
-        var report = WalRecovery.Replay(options.WalDirectory, (body, _) =>
+        var report = WalRecovery.Replay(options.WalDirectory, walStart, (body, _) =>
         {
             switch (body[0])
             {
@@ -105,7 +131,7 @@ public sealed class StorageEngine : IAsyncDisposable
                     var write = WalRecords.DecodeWrite(body);
                     if (seqs.TryGetValue(write.WriterId, out var last) && write.Seq <= last)
                     {
-                        break; // replayed duplicate can not be in the WAL, but never apply twice
+                        break; // already in a sealed segment (or a duplicate): never apply twice
                     }
 
                     seqs[write.WriterId] = write.Seq;
@@ -121,7 +147,7 @@ public sealed class StorageEngine : IAsyncDisposable
             }
         });
 
-        var engine = new StorageEngine(options, report.LastSegmentNumber + 1, directoryLock);
+        var engine = new StorageEngine(options, Math.Max(report.LastSegmentNumber, walStart) + 1, directoryLock);
         foreach (var head in series.Values.OrderBy(h => h.Id))
         {
             engine._series[head.Key.Canonical] = head;
@@ -138,6 +164,9 @@ public sealed class StorageEngine : IAsyncDisposable
             engine._durableSeqs[writer] = seq;
         }
 
+        engine._manifestNumber = manifest?.Number ?? 0;
+        engine._liveSegments = manifest?.Segments ?? [];
+        engine._unsealedPoints = points;
         engine.Recovery = new RecoveryStats(report.Segments, report.Frames, points, stopwatch.Elapsed, report.TruncatedTail);
         if (report.TruncatedTail is { } tail)
         {
@@ -145,7 +174,7 @@ public sealed class StorageEngine : IAsyncDisposable
         }
 
         options.Log?.Invoke(StorageLogLevel.Information,
-            $"WAL recovery replayed {report.Frames} records, {points} points of {series.Count} series from {report.Segments} segments in {stopwatch.Elapsed.TotalMilliseconds:F0} ms");
+            $"recovery: manifest {manifest?.Number ?? 0} with {engine._liveSegments.Count} segments; WAL replayed {report.Frames} records, {points} points from {report.Segments} segments in {stopwatch.Elapsed.TotalMilliseconds:F0} ms");
         engine._writer.Start();
         return engine;
     }
@@ -191,11 +220,16 @@ public sealed class StorageEngine : IAsyncDisposable
         return keys;
     }
 
-    /// <summary>The durable points of a series in [fromStep, toStep], sorted by step, last write wins; null when the series does not exist.</summary>
-    public SeriesColumns? ReadSeries(SeriesKey key, long fromStep = long.MinValue, long toStep = long.MaxValue)
+    /// <summary>
+    /// The durable points of a series in [fromStep, toStep] from its sealed segments and the head,
+    /// sorted by step, last write wins; null when the series does not exist.
+    /// </summary>
+    public async ValueTask<SeriesColumns?> ReadSeriesAsync(SeriesKey key, long fromStep = long.MinValue, long toStep = long.MaxValue, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(key);
-        return _series.TryGetValue(key.Canonical, out var head) ? head.Read(fromStep, toStep) : null;
+        return _series.TryGetValue(key.Canonical, out var head)
+            ? await head.ReadAsync(_options.SegmentDirectory, fromStep, toStep, cancellationToken)
+            : null;
     }
 
     public async ValueTask DisposeAsync()
@@ -207,6 +241,11 @@ public sealed class StorageEngine : IAsyncDisposable
 
         await _stop.CancelAsync();
         await Task.Run(() => _writer.Join());
+        if (_seal is { } seal)
+        {
+            await seal;
+        }
+
         _wal.Dispose();
         _stop.Dispose();
         await _lock.DisposeAsync();
@@ -231,12 +270,14 @@ public sealed class StorageEngine : IAsyncDisposable
         {
             while (true)
             {
-                if (!_ring.TryDequeue(out var first))
+                if (!_ring.TryDequeue(out var first) || first is null)
                 {
                     if (_stop.IsCancellationRequested)
                     {
                         break;
                     }
+
+                    MaybeSeal();
 
                     if (dirty && Stopwatch.GetElapsedTime(lastFlush) >= flushEvery)
                     {
@@ -252,10 +293,14 @@ public sealed class StorageEngine : IAsyncDisposable
                 _group.Add(first);
                 while (_group.Count < _options.MaxGroupRequests && _ring.TryDequeue(out var next))
                 {
-                    _group.Add(next);
+                    if (next is not null)
+                    {
+                        _group.Add(next);
+                    }
                 }
 
                 CommitGroup();
+                MaybeSeal();
                 if (_options.Durability == Durability.Sync)
                 {
                     lastFlush = Stopwatch.GetTimestamp();
@@ -358,6 +403,7 @@ public sealed class StorageEngine : IAsyncDisposable
         }
 
         Interlocked.Add(ref _pointsWritten, groupPoints);
+        _unsealedPoints += groupPoints;
         Interlocked.Increment(ref _groups);
         foreach (var pending in _group)
         {

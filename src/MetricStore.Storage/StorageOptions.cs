@@ -36,6 +36,16 @@ public sealed record StorageOptions
     /// </summary>
     public int WalCompressAboveBytes { get; init; } = int.MaxValue;
 
+    /// <summary>
+    /// The head is sealed into Parquet segments once this many points arrived since the last seal.
+    /// While a seal runs, the writer accepts up to twice this many before it waits for the seal:
+    /// that is what bounds the server's memory under any load.
+    /// </summary>
+    public long SealThresholdPoints { get; init; } = 4_000_000;
+
+    /// <summary>The head is also sealed when its oldest unsealed point is this old (and there is something to seal).</summary>
+    public TimeSpan SealMaxAge { get; init; } = TimeSpan.FromMinutes(10);
+
     /// <summary>Log sink (level, message); null = silent. Storage takes no logging framework dependency.</summary>
     public Action<StorageLogLevel, string>? Log { get; init; }
 
@@ -43,6 +53,10 @@ public sealed record StorageOptions
     public TimeProvider Clock { get; init; } = TimeProvider.System;
 
     public string WalDirectory => Path.Combine(DataDirectory, "wal");
+
+    public string SegmentDirectory => Path.Combine(DataDirectory, "segments");
+
+    public string ManifestDirectory => Path.Combine(DataDirectory, "manifest");
 }
 
 public enum StorageLogLevel

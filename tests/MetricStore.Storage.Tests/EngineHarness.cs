@@ -47,6 +47,12 @@ internal sealed class EngineHarness : IAsyncDisposable
         Engine = StorageEngine.Open(Options());
     }
 
+    /// <summary>Reads a series (segments and head) synchronously, for terse assertions.</summary>
+    public SeriesColumns? Read(SeriesKey key, long from = long.MinValue, long to = long.MaxValue) => Read(Engine, key, from, to);
+
+    public static SeriesColumns? Read(StorageEngine engine, SeriesKey key, long from = long.MinValue, long to = long.MaxValue) =>
+        engine.ReadSeriesAsync(key, from, to).AsTask().GetAwaiter().GetResult();
+
     public async Task CloseAsync() => await Engine.DisposeAsync();
 
     /// <summary>Opens again after <see cref="CloseAsync"/> (files may have been changed in between).</summary>

@@ -13,7 +13,7 @@ public sealed class StorageEngineTests
         var result = await h.Engine.WriteAsync(Batch("w", 1, (Key(), steps, values)));
         Assert.Equal(new WriteResult(WriteOutcome.Durable, 1), result);
 
-        var read = h.Engine.ReadSeries(Key())!;
+        var read = h.Read(Key())!;
         Assert.Equal(1000, read.Count);
         Assert.Equal(steps, read.Steps.AsSpan(0, read.Count).ToArray());
         Assert.Equal(values, read.Values.AsSpan(0, read.Count).ToArray());
@@ -29,7 +29,7 @@ public sealed class StorageEngineTests
         await h.Engine.WriteAsync(Batch("w", 2, (Key(), [5], [2.0])));
         var retry = await h.Engine.WriteAsync(Batch("w", 1, (Key(), [5], [1.0])));
         Assert.Equal(new WriteResult(WriteOutcome.Duplicate, 2), retry);
-        Assert.Equal(2.0, h.Engine.ReadSeries(Key())!.Values[0]);
+        Assert.Equal(2.0, h.Read(Key())!.Values[0]);
     }
 
     [Fact]
@@ -39,7 +39,7 @@ public sealed class StorageEngineTests
         await h.Engine.WriteAsync(Batch("w", 1, (Key(), [1], [1.0])));
         var gap = await h.Engine.WriteAsync(Batch("w", 3, (Key(), [3], [3.0])));
         Assert.Equal(new WriteResult(WriteOutcome.Gap, 1), gap);
-        Assert.Equal(1, h.Engine.ReadSeries(Key())!.Count);
+        Assert.Equal(1, h.Read(Key())!.Count);
     }
 
     [Fact]
@@ -64,7 +64,7 @@ public sealed class StorageEngineTests
         var (resumed, newValues) = Range(50, 100, s => -s);
         await h.Engine.WriteAsync(Batch("w", 2, (Key(), resumed, newValues)));
 
-        var read = h.Engine.ReadSeries(Key())!;
+        var read = h.Read(Key())!;
         Assert.Equal(150, read.Count);
         for (var i = 0; i < 150; i++)
         {
@@ -78,9 +78,9 @@ public sealed class StorageEngineTests
     {
         await using var h = EngineHarness.Open();
         await h.Engine.WriteAsync(Batch("w", 1, (Key(rank: "0"), [1], [10.0]), (Key(rank: "1"), [1], [11.0])));
-        Assert.Equal(10.0, h.Engine.ReadSeries(Key(rank: "0"))!.Values[0]);
-        Assert.Equal(11.0, h.Engine.ReadSeries(Key(rank: "1"))!.Values[0]);
-        Assert.Null(h.Engine.ReadSeries(Key(rank: "2")));
+        Assert.Equal(10.0, h.Read(Key(rank: "0"))!.Values[0]);
+        Assert.Equal(11.0, h.Read(Key(rank: "1"))!.Values[0]);
+        Assert.Null(h.Read(Key(rank: "2")));
     }
 
     [Fact]
@@ -89,7 +89,7 @@ public sealed class StorageEngineTests
         await using var h = EngineHarness.Open();
         var (steps, values) = Range(0, 100, s => s);
         await h.Engine.WriteAsync(Batch("w", 1, (Key(), steps, values)));
-        var read = h.Engine.ReadSeries(Key(), 10, 19)!;
+        var read = h.Read(Key(), 10, 19)!;
         Assert.Equal(10, read.Count);
         Assert.Equal(10, read.Steps[0]);
         Assert.Equal(19, read.Steps[9]);
@@ -114,7 +114,7 @@ public sealed class StorageEngineTests
         for (var w = 0; w < Writers; w++)
         {
             Assert.Equal((ulong)Requests, h.Engine.DurableSeq($"w{w}"));
-            Assert.Equal(Requests * 100, h.Engine.ReadSeries(Key(rank: w.ToString(System.Globalization.CultureInfo.InvariantCulture)))!.Count);
+            Assert.Equal(Requests * 100, h.Read(Key(rank: w.ToString(System.Globalization.CultureInfo.InvariantCulture)))!.Count);
         }
 
         Assert.True(h.Engine.GroupCommits <= Writers * Requests);

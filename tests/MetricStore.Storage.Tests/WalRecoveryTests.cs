@@ -17,12 +17,12 @@ public sealed class WalRecoveryTests
         await h.ReopenAsync();
 
         Assert.Equal(5000, h.Engine.Recovery.Points);
-        var read = h.Engine.ReadSeries(Key())!;
+        var read = h.Read(Key())!;
         Assert.Equal(values, read.Values.AsSpan(0, read.Count).ToArray());
         Assert.Equal(2ul, h.Engine.DurableSeq("w"));
         var retry = await h.Engine.WriteAsync(Batch("w", 2, (Key(), [0], [99.0])));
         Assert.Equal(WriteOutcome.Duplicate, retry.Outcome);
-        Assert.Equal(Math.Sin(0), h.Engine.ReadSeries(Key())!.Values[0]);
+        Assert.Equal(Math.Sin(0), h.Read(Key())!.Values[0]);
     }
 
     [Fact]
@@ -34,7 +34,7 @@ public sealed class WalRecoveryTests
         await h.Engine.WriteAsync(Batch("w", 2, (Key(), [2], [2.0])));
         await h.ReopenAsync();
         Assert.Equal(3, WalRecovery.ListSegments(h.WalDirectory).Count);
-        Assert.Equal(2, h.Engine.ReadSeries(Key())!.Count);
+        Assert.Equal(2, h.Read(Key())!.Count);
     }
 
     [Theory]
@@ -58,7 +58,7 @@ public sealed class WalRecoveryTests
         }
 
         await h.ReopenAsyncAfterClose();
-        var read = h.Engine.ReadSeries(Key())!;
+        var read = h.Read(Key())!;
         Assert.Equal(100, read.Count);
         Assert.Equal(1ul, h.Engine.DurableSeq("w"));
         Assert.NotNull(h.Engine.Recovery.TruncatedTail);
@@ -75,7 +75,7 @@ public sealed class WalRecoveryTests
         var before = new FileInfo(LastSegment(h)).Length;
 
         await h.ReopenAsyncAfterClose();
-        Assert.Equal(1, h.Engine.ReadSeries(Key())!.Count);
+        Assert.Equal(1, h.Read(Key())!.Count);
         Assert.True(new FileInfo(PreviousSegment(h)).Length < before);
     }
 
@@ -111,7 +111,7 @@ public sealed class WalRecoveryTests
         }
 
         await h.ReopenAsync();
-        Assert.Equal(20, h.Engine.ReadSeries(Key())!.Count);
+        Assert.Equal(20, h.Read(Key())!.Count);
     }
 
     [Fact]
@@ -136,9 +136,9 @@ public sealed class WalRecoveryTests
                     }
                 }
 
-                Check(h.Engine.ReadSeries(Key())!, model);
+                Check(h.Read(Key())!, model);
                 h.ReopenAsync().GetAwaiter().GetResult();
-                Check(h.Engine.ReadSeries(Key())!, model);
+                Check(h.Read(Key())!, model);
             }
             finally
             {
@@ -174,7 +174,7 @@ public sealed class WalRecoveryTests
             model[steps[i]] = values[i];
         }
 
-        var read = h.Engine.ReadSeries(Key())!;
+        var read = h.Read(Key())!;
         Assert.Equal(model.Keys, read.Steps.AsSpan(0, read.Count).ToArray());
         Assert.Equal(model.Values, read.Values.AsSpan(0, read.Count).ToArray());
     }
@@ -194,7 +194,7 @@ public sealed class WalRecoveryTests
         }
 
         await using var reopened = StorageEngine.Open(options);
-        var read = reopened.ReadSeries(Key())!;
+        var read = EngineHarness.Read(reopened, Key())!;
         Assert.Equal(20_000, read.Count);
         Assert.Equal(steps.Zip(values).OrderBy(p => p.First).Select(p => p.Second), read.Values.AsSpan(0, read.Count).ToArray());
     }

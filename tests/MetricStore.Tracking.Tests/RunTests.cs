@@ -222,10 +222,10 @@ public sealed class RunTests : IDisposable
     [Fact]
     public void Runs_list_newest_first_across_pages()
     {
-        var ids = new List<string>();
+        var created = new List<Run>();
         for (var i = 0; i < 7; i++)
         {
-            ids.Add(NewRun().Id);
+            created.Add(NewRun());
             _h.Clock.Advance(TimeSpan.FromSeconds(i % 2)); // some runs share a start time; the id breaks ties
         }
 
@@ -239,8 +239,10 @@ public sealed class RunTests : IDisposable
         }
         while (token is not null);
 
-        ids.Reverse();
-        Assert.Equal(ids, listed);
+        // Newest start first; ties by id, descending (UUIDv7 order within one millisecond is random).
+        var expected = created.OrderByDescending(r => r.StartTimeMs).ThenByDescending(r => r.Id, StringComparer.Ordinal).Select(r => r.Id);
+        Assert.Equal(expected, listed);
+        Assert.True(created.Select(r => r.StartTimeMs).Distinct().Count() < created.Count, "the test needs runs that share a start time");
     }
 
     [Fact]

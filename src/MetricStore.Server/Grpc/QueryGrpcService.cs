@@ -31,7 +31,7 @@ internal sealed class QueryGrpcService(StorageEngine engine) : V1.QueryService.Q
             MetricStoreException.InvalidArgument($"end_step {request.EndStep} is before start_step {request.StartStep}");
         }
 
-        var points = engine.ReadSeries(key, whole ? long.MinValue : request.StartStep, whole ? long.MaxValue : request.EndStep)
+        var points = await engine.ReadSeriesAsync(key, whole ? long.MinValue : request.StartStep, whole ? long.MaxValue : request.EndStep, context.CancellationToken)
             ?? throw new MetricStoreException(ErrorCode.NotFound, $"series {key} has no points");
         for (var offset = 0; offset < points.Count; offset += chunkPoints)
         {

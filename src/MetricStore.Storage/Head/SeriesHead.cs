@@ -1,21 +1,25 @@
 using MetricStore.Core;
+using MetricStore.Storage.Segments;
 
 namespace MetricStore.Storage.Head;
 
 /// <summary>
-/// The in-memory points of one series, in arrival order, in fixed-size chunks (no large copies as
-/// it grows). Reads return the points sorted by step with the last write of each step winning.
-/// While steps only ever increase (the common case) reads are a copy; after an out-of-order or
-/// repeated step they sort.
+/// One series: its sealed segments (oldest first), the chunks frozen for the seal in progress, and
+/// the chunks still being appended, all in arrival order. Reads merge the three and return points
+/// sorted by step with the last write of each step winning, so a step re-logged after it was sealed
+/// still replaces the sealed value.
 /// </summary>
-/// <remarks>The writer loop appends under the series lock; readers copy out under the same lock.</remarks>
+/// <remarks>
+/// The writer thread appends under the series lock; the sealer swaps frozen chunks for a segment
+/// reference under the same lock; readers copy references out under it and read files outside it.
+/// </remarks>
 internal sealed class SeriesHead
 {
     internal const int ChunkSize = 1 << 16;
-    private readonly List<SeriesColumns> _chunks = [];
     private readonly Lock _lock = new();
-    private bool _strictlyIncreasing = true;
-    private long _lastStep = long.MinValue;
+    private readonly List<SegmentRef> _segments = [];
+    private List<SeriesColumns> _chunks = [];
+    private List<SeriesColumns> _frozen = [];
 
     public SeriesHead(int id, SeriesKey key)
     {
@@ -26,9 +30,6 @@ internal sealed class SeriesHead
     public int Id { get; }
 
     public SeriesKey Key { get; }
-
-    /// <summary>Points appended (a re-logged step counts again until it is read or sealed).</summary>
-    public long AppendedCount { get; private set; }
 
     public void Append(SeriesPoints points)
     {
@@ -50,12 +51,9 @@ internal sealed class SeriesHead
                     Array.Copy(points.Timestamps, i, chunk.Timestamps, at, take);
                 }
 
-                TrackOrder(chunk.Steps.AsSpan(at, take));
                 chunk.Count += take;
                 i += take;
             }
-
-            AppendedCount += points.Count;
         }
     }
 
@@ -71,43 +69,120 @@ internal sealed class SeriesHead
         });
     }
 
-    /// <summary>The points with fromStep &lt;= step &lt;= toStep, sorted by step, last write wins.</summary>
-    public SeriesColumns Read(long fromStep, long toStep)
+    public void AddSegment(SegmentRef segment)
     {
         lock (_lock)
         {
-            var total = 0;
-            foreach (var c in _chunks)
-            {
-                total += c.Count;
-            }
-
-            var result = new SeriesColumns(0);
-            result.EnsureCapacity(total);
-            var n = 0;
-            foreach (var c in _chunks)
-            {
-                for (var i = 0; i < c.Count; i++)
-                {
-                    var step = c.Steps[i];
-                    if (step >= fromStep && step <= toStep)
-                    {
-                        result.Steps[n] = step;
-                        result.Values[n] = c.Values[i];
-                        result.Timestamps[n] = c.Timestamps[i];
-                        n++;
-                    }
-                }
-            }
-
-            result.Count = n;
-            if (!_strictlyIncreasing)
-            {
-                SortLastWriteWins(result);
-            }
-
-            return result;
+            _segments.Add(segment);
         }
+    }
+
+    /// <summary>Moves the appended chunks aside for sealing; returns them merged (sorted, last write wins), or null when empty.</summary>
+    public SeriesColumns? Freeze()
+    {
+        lock (_lock)
+        {
+            if (_chunks.Count == 0)
+            {
+                return null;
+            }
+
+            _frozen = _chunks;
+            _chunks = [];
+            return Merge(_frozen, 0, long.MinValue, long.MaxValue);
+        }
+    }
+
+    /// <summary>The frozen points are now in <paramref name="segment"/>: drop them from memory.</summary>
+    public void CompleteSeal(SegmentRef segment)
+    {
+        lock (_lock)
+        {
+            _segments.Add(segment);
+            _frozen = [];
+        }
+    }
+
+    /// <summary>The seal failed: the frozen points go back in front of the newer ones.</summary>
+    public void Unfreeze()
+    {
+        lock (_lock)
+        {
+            _frozen.AddRange(_chunks);
+            _chunks = _frozen;
+            _frozen = [];
+        }
+    }
+
+    /// <summary>The points with fromStep &lt;= step &lt;= toStep, sorted by step, last write wins.</summary>
+    public async ValueTask<SeriesColumns> ReadAsync(string segmentDirectory, long fromStep, long toStep, CancellationToken cancellationToken)
+    {
+        SegmentRef[] segments;
+        List<SeriesColumns> memory;
+        lock (_lock)
+        {
+            segments = [.. _segments];
+            memory = [.. _frozen, .. _chunks];
+            // Copy the counts now: the writer may append to the last chunk after the lock is released.
+            memory = memory.Select(Snapshot).ToList();
+        }
+
+        var parts = new List<SeriesColumns>(segments.Length + memory.Count);
+        foreach (var segment in segments)
+        {
+            if (segment.MaxStep < fromStep || segment.MinStep > toStep)
+            {
+                continue;
+            }
+
+            parts.Add(await SegmentFile.ReadAsync(Path.Combine(segmentDirectory, segment.File), segment.RowGroup, segment.Float32, cancellationToken));
+        }
+
+        parts.AddRange(memory);
+        return Merge(parts, 0, fromStep, toStep);
+    }
+
+    /// <summary>Points of the parts (in arrival order) within the range, sorted by step, last write wins.</summary>
+    internal static SeriesColumns Merge(List<SeriesColumns> parts, int start, long fromStep, long toStep)
+    {
+        var total = 0;
+        for (var p = start; p < parts.Count; p++)
+        {
+            total += parts[p].Count;
+        }
+
+        var result = new SeriesColumns(0);
+        result.EnsureCapacity(Math.Max(total, 1));
+        var n = 0;
+        var increasing = true;
+        var last = long.MinValue;
+        for (var p = start; p < parts.Count; p++)
+        {
+            var c = parts[p];
+            for (var i = 0; i < c.Count; i++)
+            {
+                var step = c.Steps[i];
+                if (step < fromStep || step > toStep)
+                {
+                    continue;
+                }
+
+                increasing &= n == 0 || step > last;
+                last = step;
+                result.Steps[n] = step;
+                result.Values[n] = c.Values[i];
+                result.Timestamps[n] = c.Timestamps[i];
+                n++;
+            }
+        }
+
+        result.Count = n;
+        if (!increasing)
+        {
+            SortLastWriteWins(result);
+        }
+
+        return result;
     }
 
     /// <summary>Sorts by step; of equal steps keeps the one that arrived last.</summary>
@@ -131,16 +206,16 @@ internal sealed class SeriesHead
         for (var i = 0; i < n;)
         {
             var j = i;
-            var last = order[i];
+            var lastIndex = order[i];
             while (j + 1 < n && keys[j + 1] == keys[i])
             {
                 j++;
-                last = Math.Max(last, order[j]);
+                lastIndex = Math.Max(lastIndex, order[j]);
             }
 
             steps[m] = keys[i];
-            values[m] = columns.Values[last];
-            timestamps[m] = columns.Timestamps[last];
+            values[m] = columns.Values[lastIndex];
+            timestamps[m] = columns.Timestamps[lastIndex];
             m++;
             i = j + 1;
         }
@@ -149,6 +224,16 @@ internal sealed class SeriesHead
         Array.Copy(values, columns.Values, m);
         Array.Copy(timestamps, columns.Timestamps, m);
         columns.Count = m;
+    }
+
+    private static SeriesColumns Snapshot(SeriesColumns chunk)
+    {
+        var copy = new SeriesColumns(chunk.Count);
+        Array.Copy(chunk.Steps, copy.Steps, chunk.Count);
+        Array.Copy(chunk.Values, copy.Values, chunk.Count);
+        Array.Copy(chunk.Timestamps, copy.Timestamps, chunk.Count);
+        copy.Count = chunk.Count;
+        return copy;
     }
 
     /// <summary>
@@ -178,26 +263,7 @@ internal sealed class SeriesHead
         _chunks.Add(chunk);
         return chunk;
     }
-
-    private void TrackOrder(ReadOnlySpan<long> steps)
-    {
-        if (!_strictlyIncreasing)
-        {
-            return;
-        }
-
-        var last = _lastStep;
-        foreach (var s in steps)
-        {
-            if (s <= last)
-            {
-                _strictlyIncreasing = false;
-                return;
-            }
-
-            last = s;
-        }
-
-        _lastStep = last;
-    }
 }
+
+/// <summary>Where a series' sealed points are: a file, its row group, the value type and the step range.</summary>
+internal sealed record SegmentRef(string File, int RowGroup, bool Float32, long MinStep, long MaxStep);

@@ -36,9 +36,10 @@ internal static class WalRecovery
         return numbers;
     }
 
-    public static WalRecoveryReport Replay(string directory, FrameHandler onFrame)
+    /// <summary>Replays segments numbered <paramref name="fromSegment"/> and up (older ones are covered by sealed segments).</summary>
+    public static WalRecoveryReport Replay(string directory, long fromSegment, FrameHandler onFrame)
     {
-        var segments = ListSegments(directory);
+        var segments = ListSegments(directory).Where(n => n >= fromSegment).ToList();
         long frames = 0, bytes = 0;
         string? truncated = null;
         for (var i = 0; i < segments.Count; i++)

@@ -1,0 +1,199 @@
+using System.Diagnostics;
+using System.Globalization;
+using MetricStore.Storage.Head;
+using MetricStore.Storage.Segments;
+using MetricStore.Storage.Wal;
+
+namespace MetricStore.Storage;
+
+/// <summary>
+/// Sealing: the head becomes Parquet segments, the manifest records them, and the WAL behind them
+/// goes. The writer thread cuts (rolls the WAL and freezes every series between two groups, so the
+/// cut is consistent with the writer seqs); a background task writes the files; only after the new
+/// manifest is durable does memory drop the frozen points and the WAL lose its old segments. A
+/// crash at any moment leaves the old manifest with the WAL that covers it, or the new one.
+/// </summary>
+public sealed partial class StorageEngine
+{
+    private Task? _seal;
+    private long _unsealedPoints;
+    private long _oldestUnsealed = Stopwatch.GetTimestamp();
+    private long _manifestNumber;
+    private List<SegmentInfo> _liveSegments = [];
+    private long _seals;
+
+    /// <summary>Seals completed since open.</summary>
+    public long Seals => Interlocked.Read(ref _seals);
+
+    /// <summary>Bytes of the live Parquet segments.</summary>
+    public long SegmentBytes => _liveSegments.Sum(s => s.Bytes);
+
+    /// <summary>Rows of the live Parquet segments.</summary>
+    public long SegmentRows => _liveSegments.Sum(s => s.Rows);
+
+    private TaskCompletionSource? _sealWaiter;
+
+    /// <summary>
+    /// Asks the writer thread to seal everything written so far; completes when that seal is
+    /// durable (at once when there is nothing to seal).
+    /// </summary>
+    public async Task SealNowAsync(CancellationToken cancellationToken = default)
+    {
+        var waiter = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var pending = Interlocked.CompareExchange(ref _sealWaiter, waiter, null) ?? waiter;
+        _ring.TryEnqueue(null!); // wakes the writer; a null entry is skipped
+        await pending.Task.WaitAsync(cancellationToken);
+    }
+
+    /// <summary>Writer thread: start a seal when the head is large or old enough; wait for one when memory is at its bound.</summary>
+    private void MaybeSeal()
+    {
+        var running = _seal is { IsCompleted: false };
+        if (running && _unsealedPoints >= 2 * _options.SealThresholdPoints)
+        {
+            // Memory bound: stop taking writes until the running seal releases its points.
+            _seal!.Wait();
+            running = false;
+        }
+
+        // A request waiting while a seal runs is served by the next seal, after this one.
+        var requested = Volatile.Read(ref _sealWaiter) is not null;
+        if (running)
+        {
+            return;
+        }
+
+        if (_unsealedPoints == 0)
+        {
+            Interlocked.Exchange(ref _sealWaiter, null)?.TrySetResult();
+            return;
+        }
+
+        var old = Stopwatch.GetElapsedTime(_oldestUnsealed) >= _options.SealMaxAge;
+        if (!requested && !old && _unsealedPoints < _options.SealThresholdPoints)
+        {
+            return;
+        }
+
+        // The cut: everything so far is in WAL segments below walStart and in the frozen chunks.
+        _wal.Flush();
+        var walStart = _wal.Roll();
+        var frozen = new List<(SeriesHead Head, SeriesColumns Points)>();
+        var catalog = new Dictionary<int, string>();
+        foreach (var head in _seriesById)
+        {
+            catalog[head.Id] = head.Key.Canonical;
+            if (head.Freeze() is { } points)
+            {
+                frozen.Add((head, points));
+            }
+        }
+
+        var writers = new Dictionary<string, ulong>(_durableSeqs, StringComparer.Ordinal);
+        _unsealedPoints = 0;
+        _oldestUnsealed = Stopwatch.GetTimestamp();
+        var seal = Task.Run(() => SealAsync(frozen, catalog, writers, walStart));
+        Volatile.Write(ref _seal, seal);
+        if (Interlocked.Exchange(ref _sealWaiter, null) is { } waiter)
+        {
+            seal.ContinueWith(_ => waiter.TrySetResult(), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        }
+    }
+
+    private async Task SealAsync(List<(SeriesHead Head, SeriesColumns Points)> frozen, Dictionary<int, string> catalog, Dictionary<string, ulong> writers, long walStart)
+    {
+        var stopwatch = Stopwatch.StartNew();
+        var number = _manifestNumber + 1;
+        var written = new List<SegmentInfo>();
+        try
+        {
+            var exact = frozen.Where(f => SegmentFile.IsFloat32Exact(f.Points.Values.AsSpan(0, f.Points.Count))).ToList();
+            var wide = frozen.Except(exact).ToList();
+            foreach (var (group, float32, suffix) in new[] { (exact, true, "f"), (wide, false, "d") })
+            {
+                if (group.Count == 0)
+                {
+                    continue;
+                }
+
+                var path = Path.Combine(_options.SegmentDirectory, string.Create(CultureInfo.InvariantCulture, $"{number:D20}-{suffix}.parquet"));
+                var ordered = group.OrderBy(g => g.Head.Key.Canonical, StringComparer.Ordinal).Select(g => (g.Head.Id, g.Head.Key, g.Points)).ToList();
+                written.Add(await SegmentFile.WriteAsync(path, ordered, float32, CancellationToken.None));
+            }
+
+            var manifest = new Manifest
+            {
+                Number = number,
+                WalStart = walStart,
+                Series = catalog,
+                Writers = writers,
+                Segments = [.. _liveSegments, .. written],
+            };
+            manifest.Commit(_options.ManifestDirectory);
+
+            // Durable: now memory and the WAL behind the cut can go.
+            _manifestNumber = number;
+            _liveSegments = manifest.Segments;
+            var heads = frozen.ToDictionary(f => f.Head.Id, f => f.Head);
+            foreach (var segment in written)
+            {
+                var float32 = segment.ValueType == "float";
+                foreach (var part in segment.Series)
+                {
+                    heads[part.SeriesId].CompleteSeal(new SegmentRef(segment.File, part.RowGroup, float32, part.MinStep, part.MaxStep));
+                }
+            }
+
+            foreach (var n in WalRecovery.ListSegments(_options.WalDirectory))
+            {
+                if (n < walStart)
+                {
+                    File.Delete(Path.Combine(_options.WalDirectory, WalFormat.SegmentFileName(n)));
+                }
+            }
+
+            DirectorySync.Sync(_options.WalDirectory);
+            Interlocked.Increment(ref _seals);
+            _options.Log?.Invoke(StorageLogLevel.Information,
+                $"sealed {written.Sum(w => w.Rows)} points of {frozen.Count} series into {written.Count} segments ({written.Sum(w => w.Bytes)} bytes) in {stopwatch.Elapsed.TotalMilliseconds:F0} ms; manifest {number}");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // Nothing was lost: the WAL still covers the frozen points. Put them back and try again later.
+            foreach (var (head, _) in frozen)
+            {
+                head.Unfreeze();
+            }
+
+            Interlocked.Add(ref _unsealedPoints, frozen.Sum(f => (long)f.Points.Count));
+            _options.Log?.Invoke(StorageLogLevel.Error, $"seal {number} failed and will be retried: {e.Message}");
+        }
+    }
+
+    /// <summary>At open: drop what a crash left half done (files the manifest does not list, WAL it covers).</summary>
+    private static void RemoveLeftovers(StorageOptions options, Manifest? manifest)
+    {
+        var live = new HashSet<string>(manifest?.Segments.Select(s => s.File) ?? [], StringComparer.Ordinal);
+        foreach (var path in Directory.EnumerateFiles(options.SegmentDirectory))
+        {
+            if (!live.Contains(Path.GetFileName(path)))
+            {
+                options.Log?.Invoke(StorageLogLevel.Information, $"removing {Path.GetFileName(path)}: not in the manifest (left by an interrupted seal)");
+                File.Delete(path);
+            }
+        }
+
+        if (manifest is null)
+        {
+            return;
+        }
+
+        foreach (var n in WalRecovery.ListSegments(options.WalDirectory))
+        {
+            if (n < manifest.WalStart)
+            {
+                File.Delete(Path.Combine(options.WalDirectory, WalFormat.SegmentFileName(n)));
+            }
+        }
+    }
+}

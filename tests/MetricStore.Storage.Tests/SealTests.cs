@@ -1,0 +1,202 @@
+using CsCheck;
+using MetricStore.Core;
+using MetricStore.Storage.Wal;
+using Parquet;
+using static MetricStore.Storage.Tests.EngineHarness;
+
+namespace MetricStore.Storage.Tests;
+
+public sealed class SealTests
+{
+    [Fact]
+    public async Task Sealing_moves_points_into_parquet_and_reads_stay_exact_across_reopen()
+    {
+        await using var h = EngineHarness.Open();
+        var (steps, _) = Range(0, 10_000, s => s);
+        var floats = steps.Select(s => (double)(float)(1.0 / (s + 1))).ToArray();
+        var doubles = steps.Select(s => Math.PI * s).ToArray();
+        await h.Engine.WriteAsync(Batch("w", 1, (Key("f32"), steps, floats), (Key("f64"), steps, doubles), (Key("f32", rank: "1"), steps[..10], floats[..10])));
+        await h.Engine.SealNowAsync();
+
+        Assert.Equal(1, h.Engine.Seals);
+        Assert.Equal(20_010, h.Engine.SegmentRows);
+        var files = Directory.GetFiles(Path.Combine(h.DataDirectory, "segments")).Select(p => Path.GetFileName(p)).Order().ToArray();
+        Assert.Equal(new[] { "00000000000000000001-d.parquet", "00000000000000000001-f.parquet" }, files);
+        Assert.Single(Directory.GetFiles(Path.Combine(h.DataDirectory, "manifest")));
+        Assert.Equal(floats, h.Read(Key("f32"))!.Values.AsSpan(0, 10_000).ToArray());
+        Assert.Equal(doubles, h.Read(Key("f64"))!.Values.AsSpan(0, 10_000).ToArray());
+
+        await h.ReopenAsync();
+        Assert.Equal(0, h.Engine.Recovery.Points);
+        Assert.Equal(floats, h.Read(Key("f32"))!.Values.AsSpan(0, 10_000).ToArray());
+        Assert.Equal(doubles, h.Read(Key("f64"))!.Values.AsSpan(0, 10_000).ToArray());
+        Assert.Equal(10, h.Read(Key("f32", rank: "1"))!.Count);
+        Assert.Equal(500, h.Read(Key("f64"), 100, 599)!.Count);
+    }
+
+    [Fact]
+    public async Task The_wal_behind_a_seal_is_deleted_and_writer_seqs_survive_it()
+    {
+        await using var h = EngineHarness.Open();
+        for (ulong seq = 1; seq <= 3; seq++)
+        {
+            await h.Engine.WriteAsync(Batch("w", seq, (Key(), [(long)seq], [seq])));
+        }
+
+        await h.Engine.SealNowAsync();
+        var segments = WalRecovery.ListSegments(h.WalDirectory);
+        Assert.Equal([2L], segments);
+        await h.ReopenAsync();
+        Assert.Equal(3ul, h.Engine.DurableSeq("w"));
+        var retry = await h.Engine.WriteAsync(Batch("w", 2, (Key(), [2], [-1.0])));
+        Assert.Equal(WriteOutcome.Duplicate, retry.Outcome);
+        Assert.Equal([1.0, 2.0, 3.0], h.Read(Key())!.Values.AsSpan(0, 3).ToArray());
+    }
+
+    [Fact]
+    public async Task A_step_relogged_after_it_was_sealed_replaces_the_sealed_value()
+    {
+        await using var h = EngineHarness.Open();
+        var (steps, values) = Range(0, 100, s => s);
+        await h.Engine.WriteAsync(Batch("w", 1, (Key(), steps, values)));
+        await h.Engine.SealNowAsync();
+        await h.Engine.WriteAsync(Batch("w", 2, (Key(), [50], [-50.0])));
+        Assert.Equal(-50.0, h.Read(Key())!.Values[50]);
+        await h.Engine.SealNowAsync();
+        Assert.Equal(-50.0, h.Read(Key())!.Values[50]);
+        await h.ReopenAsync();
+        var read = h.Read(Key())!;
+        Assert.Equal(100, read.Count);
+        Assert.Equal(-50.0, read.Values[50]);
+        Assert.Equal(51.0, read.Values[51]);
+    }
+
+    [Fact]
+    public async Task Segments_use_delta_steps_byte_stream_split_values_zstd_and_float_when_exact()
+    {
+        await using var h = EngineHarness.Open();
+        var (steps, values) = Range(0, 5000, s => (float)Math.Exp(-s / 1000.0));
+        await h.Engine.WriteAsync(Batch("w", 1, (Key(), steps, values)));
+        await h.Engine.SealNowAsync();
+
+        var path = Directory.GetFiles(Path.Combine(h.DataDirectory, "segments")).Single();
+        await using var reader = await ParquetReader.CreateAsync(path);
+        Assert.Equal(["run_id", "metric", "labels", "step", "value", "timestamp_ms"], reader.Schema.DataFields.Select(f => f.Name));
+        Assert.Equal(typeof(float), reader.Schema.DataFields.Single(f => f.Name == "value").ClrType);
+        var columns = reader.Metadata!.RowGroups[0].Columns!;
+        string Encodings(string name) => string.Join(",", columns.Single(c => c.MetaData!.PathInSchema[^1] == name).MetaData!.Encodings);
+        Assert.Contains("DELTA_BINARY_PACKED", Encodings("step"), StringComparison.Ordinal);
+        Assert.Contains("DELTA_BINARY_PACKED", Encodings("timestamp_ms"), StringComparison.Ordinal);
+        Assert.Contains("BYTE_STREAM_SPLIT", Encodings("value"), StringComparison.Ordinal);
+        Assert.All(columns, c => Assert.Equal("ZSTD", c.MetaData!.Codec.ToString()));
+        Assert.True(new FileInfo(path).Length < 5000 * 6, $"{new FileInfo(path).Length} bytes for 5000 points");
+    }
+
+    [Fact]
+    public async Task The_head_seals_itself_past_the_threshold()
+    {
+        await using var h = EngineHarness.Open();
+        await h.CloseAsync();
+        var options = h.Options() with { SealThresholdPoints = 1000 };
+        await using (var engine = StorageEngine.Open(options))
+        {
+            for (ulong seq = 1; seq <= 20; seq++)
+            {
+                var (steps, values) = Range((long)(seq - 1) * 500, 500, s => s);
+                await engine.WriteAsync(Batch("w", seq, (Key(), steps, values)));
+            }
+
+            var deadline = DateTime.UtcNow.AddSeconds(20);
+            while (engine.Seals < 4 && DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(20);
+            }
+
+            Assert.True(engine.Seals >= 4, $"{engine.Seals} seals for 10 000 points at a threshold of 1000");
+            Assert.Equal(10_000, Read(engine, Key())!.Count);
+        }
+
+        await h.ReopenAsyncAfterClose();
+        Assert.Equal(Enumerable.Range(0, 10_000).Select(i => (double)i), h.Read(Key())!.Values.AsSpan(0, 10_000).ToArray());
+    }
+
+    [Fact]
+    public async Task Files_left_by_an_interrupted_seal_are_removed_and_nothing_is_lost()
+    {
+        await using var h = EngineHarness.Open();
+        await h.Engine.WriteAsync(Batch("w", 1, (Key(), [1, 2, 3], [1.0, 2.0, 3.0])));
+        await h.CloseAsync();
+        // A seal that died before its manifest: a finished file and a half-written one, neither listed.
+        var segments = Path.Combine(h.DataDirectory, "segments");
+        File.WriteAllText(Path.Combine(segments, "00000000000000000001-f.parquet"), "PAR1 not really");
+        File.WriteAllText(Path.Combine(segments, "00000000000000000001-d.parquet.tmp"), "half");
+
+        await h.ReopenAsyncAfterClose();
+        Assert.Empty(Directory.GetFiles(segments));
+        Assert.Equal([1.0, 2.0, 3.0], h.Read(Key())!.Values.AsSpan(0, 3).ToArray());
+        Assert.Contains(h.Log, l => l.Contains("interrupted seal", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task A_crash_after_the_manifest_but_before_the_wal_was_deleted_applies_nothing_twice()
+    {
+        await using var h = EngineHarness.Open();
+        await h.Engine.WriteAsync(Batch("w", 1, (Key(), [5], [1.0])));
+        await h.Engine.WriteAsync(Batch("w", 2, (Key(), [5], [2.0])));
+        var keep = Directory.GetFiles(h.WalDirectory).ToDictionary(p => p, File.ReadAllBytes);
+        await h.Engine.SealNowAsync();
+        await h.CloseAsync();
+        foreach (var (path, bytes) in keep)
+        {
+            File.WriteAllBytes(path, bytes); // as if the crash came before the WAL deletion
+        }
+
+        await h.ReopenAsyncAfterClose();
+        Assert.Equal(0, h.Engine.Recovery.Points);
+        Assert.Equal([2.0], h.Read(Key())!.Values.AsSpan(0, 1).ToArray());
+        Assert.Equal(1, h.Read(Key())!.Count);
+    }
+
+    [Fact]
+    public void Random_writes_seals_and_reopens_read_like_a_last_write_wins_map()
+    {
+        // Each request: points (step, value) and an action after it: 0 nothing, 1 seal, 2 reopen.
+        var gen = Gen.Select(Gen.Int[0, 60].Select(Gen.Double[-1e3, 1e3]).Array[1, 20], Gen.Int[0, 2]).Array[1, 10];
+        gen.Sample(requests =>
+        {
+            var h = EngineHarness.Open();
+            try
+            {
+                var model = new SortedDictionary<long, double>();
+                ulong seq = 0;
+                foreach (var (points, action) in requests)
+                {
+                    var steps = points.Select(p => (long)p.Item1).ToArray();
+                    var values = points.Select(p => p.Item2).ToArray();
+                    h.Engine.WriteAsync(Batch("w", ++seq, (Key(), steps, values))).AsTask().GetAwaiter().GetResult();
+                    for (var i = 0; i < steps.Length; i++)
+                    {
+                        model[steps[i]] = values[i];
+                    }
+
+                    if (action == 1)
+                    {
+                        h.Engine.SealNowAsync().GetAwaiter().GetResult();
+                    }
+                    else if (action == 2)
+                    {
+                        h.ReopenAsync().GetAwaiter().GetResult();
+                    }
+
+                    var read = h.Read(Key())!;
+                    Assert.Equal(model.Keys, read.Steps.AsSpan(0, read.Count).ToArray());
+                    Assert.Equal(model.Values, read.Values.AsSpan(0, read.Count).ToArray());
+                }
+            }
+            finally
+            {
+                h.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            }
+        }, iter: 30);
+    }
+}
