@@ -20,6 +20,7 @@ public sealed partial class StorageEngine
     private long _oldestUnsealed = Stopwatch.GetTimestamp();
     private long _manifestNumber;
     private List<SegmentInfo> _liveSegments = [];
+    private List<string> _liveSeriesTables = [];
     private long _seals;
 
     /// <summary>Seals completed since open.</summary>
@@ -121,6 +122,11 @@ public sealed partial class StorageEngine
                 written.Add(await SegmentFile.WriteAsync(path, ordered, float32, CancellationToken.None));
             }
 
+            var seriesTable = string.Create(CultureInfo.InvariantCulture, $"{number:D20}-s.parquet");
+            await SegmentFile.WriteSeriesTableAsync(
+                Path.Combine(_options.SegmentDirectory, seriesTable),
+                frozen.Select(f => (f.Head.Id, f.Head.Key)).OrderBy(s => s.Id).ToList(),
+                CancellationToken.None);
             var manifest = new Manifest
             {
                 Number = number,
@@ -128,12 +134,14 @@ public sealed partial class StorageEngine
                 Series = catalog,
                 Writers = writers,
                 Segments = [.. _liveSegments, .. written],
+                SeriesTables = [.. _liveSeriesTables, seriesTable],
             };
             manifest.Commit(_options.ManifestDirectory);
 
             // Durable: now memory and the WAL behind the cut can go.
             _manifestNumber = number;
             _liveSegments = manifest.Segments;
+            _liveSeriesTables = manifest.SeriesTables;
             var heads = frozen.ToDictionary(f => f.Head.Id, f => f.Head);
             foreach (var segment in written)
             {
@@ -173,7 +181,7 @@ public sealed partial class StorageEngine
     /// <summary>At open: drop what a crash left half done (files the manifest does not list, WAL it covers).</summary>
     private static void RemoveLeftovers(StorageOptions options, Manifest? manifest)
     {
-        var live = new HashSet<string>(manifest?.Segments.Select(s => s.File) ?? [], StringComparer.Ordinal);
+        var live = new HashSet<string>((manifest?.Segments.Select(s => s.File) ?? []).Concat(manifest?.SeriesTables ?? []), StringComparer.Ordinal);
         foreach (var path in Directory.EnumerateFiles(options.SegmentDirectory))
         {
             if (!live.Contains(Path.GetFileName(path)))

@@ -166,6 +166,7 @@ public sealed partial class StorageEngine : IAsyncDisposable
 
         engine._manifestNumber = manifest?.Number ?? 0;
         engine._liveSegments = manifest?.Segments ?? [];
+        engine._liveSeriesTables = manifest?.SeriesTables ?? [];
         engine._unsealedPoints = points;
         engine.Recovery = new RecoveryStats(report.Segments, report.Frames, points, stopwatch.Elapsed, report.TruncatedTail);
         if (report.TruncatedTail is { } tail)

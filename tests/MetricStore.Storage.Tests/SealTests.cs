@@ -21,7 +21,7 @@ public sealed class SealTests
         Assert.Equal(1, h.Engine.Seals);
         Assert.Equal(20_010, h.Engine.SegmentRows);
         var files = Directory.GetFiles(Path.Combine(h.DataDirectory, "segments")).Select(p => Path.GetFileName(p)).Order().ToArray();
-        Assert.Equal(new[] { "00000000000000000001-d.parquet", "00000000000000000001-f.parquet" }, files);
+        Assert.Equal(new[] { "00000000000000000001-d.parquet", "00000000000000000001-f.parquet", "00000000000000000001-s.parquet" }, files);
         Assert.Single(Directory.GetFiles(Path.Combine(h.DataDirectory, "manifest")));
         Assert.Equal(floats, h.Read(Key("f32"))!.Values.AsSpan(0, 10_000).ToArray());
         Assert.Equal(doubles, h.Read(Key("f64"))!.Values.AsSpan(0, 10_000).ToArray());
@@ -79,9 +79,9 @@ public sealed class SealTests
         await h.Engine.WriteAsync(Batch("w", 1, (Key(), steps, values)));
         await h.Engine.SealNowAsync();
 
-        var path = Directory.GetFiles(Path.Combine(h.DataDirectory, "segments")).Single();
+        var path = Directory.GetFiles(Path.Combine(h.DataDirectory, "segments"), "*-f.parquet").Single();
         await using var reader = await ParquetReader.CreateAsync(path);
-        Assert.Equal(["run_id", "metric", "labels", "step", "value", "timestamp_ms"], reader.Schema.DataFields.Select(f => f.Name));
+        Assert.Equal(["series_id", "step", "value", "timestamp_ms"], reader.Schema.DataFields.Select(f => f.Name));
         Assert.Equal(typeof(float), reader.Schema.DataFields.Single(f => f.Name == "value").ClrType);
         var columns = reader.Metadata!.RowGroups[0].Columns!;
         string Encodings(string name) => string.Join(",", columns.Single(c => c.MetaData!.PathInSchema[^1] == name).MetaData!.Encodings);
@@ -90,6 +90,15 @@ public sealed class SealTests
         Assert.Contains("BYTE_STREAM_SPLIT", Encodings("value"), StringComparison.Ordinal);
         Assert.All(columns, c => Assert.Equal("ZSTD", c.MetaData!.Codec.ToString()));
         Assert.True(new FileInfo(path).Length < 5000 * 6, $"{new FileInfo(path).Length} bytes for 5000 points");
+
+        // The series table names what series_id 0 is, for readers without MetricStore.
+        var table = Directory.GetFiles(Path.Combine(h.DataDirectory, "segments"), "*-s.parquet").Single();
+        await using var seriesReader = await ParquetReader.CreateAsync(table);
+        Assert.Equal(["series_id", "run_id", "metric", "labels"], seriesReader.Schema.DataFields.Select(f => f.Name));
+        using var rows = seriesReader.OpenRowGroupReader(0);
+        var runIds = new string?[1];
+        await rows.ReadAsync(seriesReader.Schema.DataFields[1], new Memory<string?>(runIds));
+        Assert.Equal(RunA, runIds[0]);
     }
 
     [Fact]

@@ -45,7 +45,7 @@ internal static class IngestBench
             LoadResult load;
             bool verified;
             double? rss;
-            long? diskBytes = null;
+            (long Bytes, long Rows)? sealedSegments = null;
             using (spawned)
             {
                 using var client = new MetricStoreClient(url);
@@ -57,7 +57,7 @@ internal static class IngestBench
                 verified = await VerifyAsync(client, run.RunId, o, load, curve, progress, cancellationToken);
                 if (spawned is not null)
                 {
-                    diskBytes = DirectorySize(spawned.DataDirectory);
+                    sealedSegments = SealedSegments(spawned.DataDirectory);
                 }
             }
 
@@ -76,9 +76,9 @@ internal static class IngestBench
                 ["ack_p50_ms"] = Math.Round(load.LatencyPercentile(0.50), 2),
                 ["ack_p99_ms"] = Math.Round(load.LatencyPercentile(0.99), 2),
                 ["server_peak_rss_mb"] = rss is null ? null : Math.Round(rss.Value, 1),
-                // Not sealed into Parquet yet: this is the data directory (WAL + metadata) per point.
-                ["bytes_per_point"] = diskBytes is null ? null : Math.Round((double)diskBytes.Value / load.Points, 2),
-                ["sealed"] = false,
+                // Parquet segment bytes per sealed point (all columns), from the server's manifest.
+                ["bytes_per_point"] = sealedSegments is { Rows: > 0 } sealedStats ? Math.Round((double)sealedStats.Bytes / sealedStats.Rows, 3) : null,
+                ["sealed_points"] = sealedSegments?.Rows,
                 ["verified"] = verified,
                 ["points"] = load.Points,
                 ["writers"] = o.Writers,
@@ -97,7 +97,8 @@ internal static class IngestBench
                 }
 
                 await output.WriteLineAsync($"ack       p50 {load.LatencyPercentile(0.5):F1} ms   p99 {load.LatencyPercentile(0.99):F1} ms");
-                await output.WriteLineAsync($"server    peak RSS {(rss is null ? "n/a" : $"{rss:F0} MiB")}   disk {(diskBytes is null ? "n/a" : $"{(double)diskBytes / load.Points:F2} bytes/point (WAL, not yet sealed)")}");
+                var disk = sealedSegments is { Rows: > 0 } d ? $"{(double)d.Bytes / d.Rows:F3} bytes/point in Parquet segments ({d.Rows:N0} points sealed)" : "n/a (nothing sealed)";
+                await output.WriteLineAsync($"server    peak RSS {(rss is null ? "n/a" : $"{rss:F0} MiB")}   disk {disk}");
                 await output.WriteLineAsync($"verified  {(verified ? "yes: every series read back with the expected count and checksum" : "NO")}");
             }
 
@@ -209,8 +210,19 @@ internal static class IngestBench
         return ok;
     }
 
-    private static long DirectorySize(string directory) =>
-        Directory.Exists(directory) ? new DirectoryInfo(directory).EnumerateFiles("*", SearchOption.AllDirectories).Sum(f => f.Length) : 0;
+    /// <summary>Bytes and rows of the live segments, from the newest manifest in the data directory.</summary>
+    private static (long Bytes, long Rows)? SealedSegments(string dataDirectory)
+    {
+        var manifests = Path.Combine(dataDirectory, "manifest");
+        var latest = Directory.Exists(manifests) ? Directory.GetFiles(manifests, "*.json").Order(StringComparer.Ordinal).LastOrDefault() : null;
+        if (latest is null)
+        {
+            return (0, 0);
+        }
+
+        var segments = JsonNode.Parse(File.ReadAllText(latest))!["segments"]!.AsArray();
+        return (segments.Sum(x => x!["bytes"]!.GetValue<long>()), segments.Sum(x => x!["rows"]!.GetValue<long>()));
+    }
 
     private sealed record LoadResult(long Points, TimeSpan Elapsed, double[] SortedLatenciesMs, long[] AckedRequests)
     {

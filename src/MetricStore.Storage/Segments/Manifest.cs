@@ -29,6 +29,9 @@ internal sealed class Manifest
     /// <summary>Live segment files, oldest first (later files win for the same step).</summary>
     public List<SegmentInfo> Segments { get; init; } = [];
 
+    /// <summary>Series tables (series_id -> run_id, metric, labels) written with the segments.</summary>
+    public List<string> SeriesTables { get; init; } = [];
+
     private static readonly JsonSerializerOptions s_json = new() { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
 
     public static string FileName(long number) => number.ToString("D20", CultureInfo.InvariantCulture) + ".json";
