@@ -29,6 +29,9 @@ public sealed record MetricStoreServerOptions
     /// <summary>When a metrics write is acknowledged: after fsync (Sync, default) or after write (Async).</summary>
     public Storage.Durability Durability { get; init; } = Storage.Durability.Sync;
 
+    /// <summary>Points accepted since the last seal that start the next one (null = the engine's default, 4M).</summary>
+    public long? SealThresholdPoints { get; init; }
+
     /// <summary>Benchmark only: ingest streams are acknowledged and their points discarded (the gRPC ceiling).</summary>
     public bool DiscardIngest { get; init; }
 
@@ -43,6 +46,11 @@ public sealed record MetricStoreServerOptions
         if (!IsValidHost(Host))
         {
             MetricStoreException.InvalidArgument($"host {Core.Validate.Quote(Host)} is not an IP address or 'localhost'");
+        }
+
+        if (SealThresholdPoints is < 1000)
+        {
+            MetricStoreException.InvalidArgument($"seal threshold {SealThresholdPoints} points is too small; use at least 1000");
         }
 
         CheckPort("grpc port", GrpcPort);

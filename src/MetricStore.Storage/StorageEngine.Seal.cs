@@ -79,14 +79,14 @@ public sealed partial class StorageEngine
         // The cut: everything so far is in WAL segments below walStart and in the frozen chunks.
         _wal.Flush();
         var walStart = _wal.Roll();
-        var frozen = new List<(SeriesHead Head, SeriesColumns Points)>();
+        var frozen = new List<(SeriesHead Head, List<SeriesColumns> Chunks)>();
         var catalog = new Dictionary<int, string>();
         foreach (var head in _seriesById)
         {
             catalog[head.Id] = head.Key.Canonical;
-            if (head.Freeze() is { } points)
+            if (head.Freeze() is { } chunks)
             {
-                frozen.Add((head, points));
+                frozen.Add((head, chunks));
             }
         }
 
@@ -101,9 +101,12 @@ public sealed partial class StorageEngine
         }
     }
 
-    private async Task SealAsync(List<(SeriesHead Head, SeriesColumns Points)> frozen, Dictionary<int, string> catalog, Dictionary<string, ulong> writers, long walStart)
+    private async Task SealAsync(List<(SeriesHead Head, List<SeriesColumns> Chunks)> frozenChunks, Dictionary<int, string> catalog, Dictionary<string, ulong> writers, long walStart)
     {
         var stopwatch = Stopwatch.StartNew();
+
+        // Sorting and last-write-wins happen here, off the writer thread.
+        var frozen = frozenChunks.Select(f => (f.Head, Points: SeriesHead.Merge(f.Chunks, 0, long.MinValue, long.MaxValue))).ToList();
         var number = _manifestNumber + 1;
         var written = new List<SegmentInfo>();
         try

@@ -11,7 +11,9 @@ namespace MetricStore.Cli.Tests;
 /// Invariant 1 and 2 with real crashes: 'metricstore serve' runs as a child process while several
 /// writers stream; it is killed with SIGKILL at a random moment, restarted on the same directory,
 /// and every point acknowledged before the kill must be there. Writers then re-send what was not
-/// acknowledged with the same seqs, and at the end every point is stored exactly once.
+/// acknowledged with the same seqs, and at the end every point is stored exactly once. The server
+/// seals every 50,000 points, so kills also land in the middle of seals (Parquet files, manifest
+/// replacement, WAL deletion).
 /// </summary>
 public sealed class CrashDurabilityTests(ITestOutputHelper output)
 {
@@ -31,14 +33,22 @@ public sealed class CrashDurabilityTests(ITestOutputHelper output)
 
         for (var round = 0; round < Rounds; round++)
         {
-            using var serve = await ServeProcess.StartAsync(["serve", "--data", data.Path, "--grpc-port", "0", "--http-port", "0"]);
+            using var serve = await ServeProcess.StartAsync(["serve", "--data", data.Path, "--grpc-port", "0", "--http-port", "0", "--seal-threshold", "50000"]);
             using var client = new MetricStoreClient(serve.GrpcUrl);
             runId ??= (await client.Tracking.CreateRunAsync(new CreateRunRequest { ExperimentName = (await client.CreateExperimentAsync("crash")).Name })).RunId;
 
             // What was acknowledged before the last kill must all be here.
-            foreach (var w in writers)
+            try
             {
-                await w.VerifyAsync(client, runId, throughSeq: w.Acked, exactly: false);
+                foreach (var w in writers)
+                {
+                    await w.VerifyAsync(client, runId, throughSeq: w.Acked, exactly: false);
+                }
+            }
+            catch
+            {
+                output.WriteLine($"round {round}: server output:\n{serve.Output}");
+                throw;
             }
 
             using var kill = new CancellationTokenSource();
@@ -50,6 +60,7 @@ public sealed class CrashDurabilityTests(ITestOutputHelper output)
         }
 
         Assert.True(writers.Sum(w => (long)w.Acked) > 0, "no write was acknowledged in any round; the test proved nothing");
+        Assert.NotEmpty(Directory.GetFiles(Path.Combine(data.Path, "manifest")));
         using (var final = await ServeProcess.StartAsync(["serve", "--data", data.Path, "--grpc-port", "0", "--http-port", "0"]))
         {
             using var client = new MetricStoreClient(final.GrpcUrl);

@@ -21,11 +21,12 @@ internal static class ServeCommand
         var host = new Option<string?>("--host") { Description = "Address to bind (env METRICSTORE_HOST; default 127.0.0.1, loopback only)" };
         var durability = new Option<string?>("--durability") { Description = "sync (ack after fsync, default) or async (ack after write, fsync every 50 ms) (env METRICSTORE_DURABILITY)" };
         durability.AcceptOnlyFromAmong("sync", "async");
+        var sealThreshold = new Option<long?>("--seal-threshold") { Description = "Points accepted since the last seal that start the next seal into Parquet (default 4000000)" };
         var sink = new Option<string?>("--ingest-sink") { Description = "Benchmark only: 'discard' acknowledges ingest without storing (the gRPC ceiling)", Hidden = true };
         sink.AcceptOnlyFromAmong("store", "discard");
         var command = new Command("serve", "Start the server (gRPC and HTTP/JSON) on a data directory; stop with Ctrl+C or SIGTERM.")
         {
-            data, grpcPort, httpPort, host, durability, sink,
+            data, grpcPort, httpPort, host, durability, sealThreshold, sink,
         };
 
         command.SetAction(async (parse, cancellationToken) =>
@@ -43,6 +44,7 @@ internal static class ServeCommand
                     var other => throw new UsageException($"durability '{other}' is not sync or async"),
                 },
                 DiscardIngest = parse.GetValue(sink) == "discard",
+                SealThresholdPoints = parse.GetValue(sealThreshold),
             };
 
             await using var server = await MetricStoreServer.StartAsync(

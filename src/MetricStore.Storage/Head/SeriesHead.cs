@@ -77,8 +77,11 @@ internal sealed class SeriesHead
         }
     }
 
-    /// <summary>Moves the appended chunks aside for sealing; returns them merged (sorted, last write wins), or null when empty.</summary>
-    public SeriesColumns? Freeze()
+    /// <summary>
+    /// Moves the appended chunks aside for sealing (a list swap: the writer thread calls this) and
+    /// returns them, or null when empty. Frozen chunks never change again.
+    /// </summary>
+    public List<SeriesColumns>? Freeze()
     {
         lock (_lock)
         {
@@ -89,7 +92,7 @@ internal sealed class SeriesHead
 
             _frozen = _chunks;
             _chunks = [];
-            return Merge(_frozen, 0, long.MinValue, long.MaxValue);
+            return _frozen;
         }
     }
 

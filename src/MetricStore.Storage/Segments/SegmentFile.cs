@@ -18,14 +18,9 @@ namespace MetricStore.Storage.Segments;
 /// </summary>
 internal static class SegmentFile
 {
-    private static readonly DataField<int> s_seriesId = new("series_id");
-    private static readonly DataField<string> s_runId = new("run_id");
-    private static readonly DataField<string> s_metric = new("metric");
-    private static readonly DataField<string> s_labels = new("labels");
-    private static readonly DataField<long> s_step = new("step");
-    private static readonly DataField<long> s_timestamp = new("timestamp_ms");
-    private static readonly DataField<float> s_valueFloat = new("value");
-    private static readonly DataField<double> s_valueDouble = new("value");
+    // Parquet.Net binds a DataField to the schema it is built into, so every write builds its own
+    // fields and every read uses the fields of the file's schema (a shared static field read fine
+    // only in the process that had written with it: the SIGKILL test caught that).
 
     /// <summary>True when every value survives a round trip through float32 (NaN counts as exact).</summary>
     public static bool IsFloat32Exact(ReadOnlySpan<double> values)
@@ -47,16 +42,21 @@ internal static class SegmentFile
     /// <summary>Writes the series (each sorted by step, unique steps) to a new file at <paramref name="path"/>, durably.</summary>
     public static async Task<SegmentInfo> WriteAsync(string path, IReadOnlyList<(int Id, SeriesKey Key, SeriesColumns Points)> series, bool float32, CancellationToken cancellationToken)
     {
-        var valueField = float32 ? (DataField)s_valueFloat : s_valueDouble;
-        var schema = new ParquetSchema(s_seriesId, s_step, valueField, s_timestamp);
+        var seriesIdField = new DataField<int>("series_id");
+        var stepField = new DataField<long>("step");
+        var timestampField = new DataField<long>("timestamp_ms");
+        var floatField = new DataField<float>("value");
+        var doubleField = new DataField<double>("value");
+        var valueField = float32 ? (DataField)floatField : doubleField;
+        var schema = new ParquetSchema(seriesIdField, stepField, valueField, timestampField);
         var options = new ParquetOptions
         {
             CompressionMethod = CompressionMethod.Zstd,
             CompressionLevel = CompressionLevel.Fastest,
         };
-        options.ColumnEncodingHints[s_seriesId.Name] = EncodingHint.DeltaBinaryPacked;
-        options.ColumnEncodingHints[s_step.Name] = EncodingHint.DeltaBinaryPacked;
-        options.ColumnEncodingHints[s_timestamp.Name] = EncodingHint.DeltaBinaryPacked;
+        options.ColumnEncodingHints[seriesIdField.Name] = EncodingHint.DeltaBinaryPacked;
+        options.ColumnEncodingHints[stepField.Name] = EncodingHint.DeltaBinaryPacked;
+        options.ColumnEncodingHints[timestampField.Name] = EncodingHint.DeltaBinaryPacked;
         options.ColumnEncodingHints[valueField.Name] = EncodingHint.ByteSplitStream;
 
         var info = new SegmentInfo { File = Path.GetFileName(path), ValueType = float32 ? "float" : "double" };
@@ -72,8 +72,8 @@ internal static class SegmentFile
                     using var group = writer.CreateRowGroup();
                     var ids = new int[n];
                     Array.Fill(ids, id);
-                    await group.WriteAsync(s_seriesId, new ReadOnlyMemory<int>(ids), cancellationToken: cancellationToken);
-                    await group.WriteAsync(s_step, new ReadOnlyMemory<long>(points.Steps, 0, n), cancellationToken: cancellationToken);
+                    await group.WriteAsync(seriesIdField, new ReadOnlyMemory<int>(ids), cancellationToken: cancellationToken);
+                    await group.WriteAsync(stepField, new ReadOnlyMemory<long>(points.Steps, 0, n), cancellationToken: cancellationToken);
                     if (float32)
                     {
                         var floats = new float[n];
@@ -82,14 +82,14 @@ internal static class SegmentFile
                             floats[i] = (float)points.Values[i];
                         }
 
-                        await group.WriteAsync(s_valueFloat, new ReadOnlyMemory<float>(floats), cancellationToken: cancellationToken);
+                        await group.WriteAsync(floatField, new ReadOnlyMemory<float>(floats), cancellationToken: cancellationToken);
                     }
                     else
                     {
-                        await group.WriteAsync(s_valueDouble, new ReadOnlyMemory<double>(points.Values, 0, n), cancellationToken: cancellationToken);
+                        await group.WriteAsync(doubleField, new ReadOnlyMemory<double>(points.Values, 0, n), cancellationToken: cancellationToken);
                     }
 
-                    await group.WriteAsync(s_timestamp, new ReadOnlyMemory<long>(points.Timestamps, 0, n), cancellationToken: cancellationToken);
+                    await group.WriteAsync(timestampField, new ReadOnlyMemory<long>(points.Timestamps, 0, n), cancellationToken: cancellationToken);
                     info.Series.Add(new SegmentSeries { SeriesId = id, RowGroup = rowGroup++, Rows = n, MinStep = points.Steps[0], MaxStep = points.Steps[n - 1] });
                 }
             }
@@ -118,12 +118,15 @@ internal static class SegmentFile
         using var group = reader.OpenRowGroupReader(rowGroup);
         var n = (int)group.RowCount;
         var columns = new SeriesColumns(n);
-        await group.ReadAsync(s_step, new Memory<long>(columns.Steps, 0, n), cancellationToken: cancellationToken);
-        await group.ReadAsync(s_timestamp, new Memory<long>(columns.Timestamps, 0, n), cancellationToken: cancellationToken);
+        var fields = reader.Schema.DataFields;
+        DataField Field(string name) => fields.FirstOrDefault(f => f.Name == name)
+            ?? throw new IOException($"segment {path} has no column '{name}': not a MetricStore point file");
+        await group.ReadAsync(Field("step"), new Memory<long>(columns.Steps, 0, n), cancellationToken: cancellationToken);
+        await group.ReadAsync(Field("timestamp_ms"), new Memory<long>(columns.Timestamps, 0, n), cancellationToken: cancellationToken);
         if (float32)
         {
             var floats = new float[n];
-            await group.ReadAsync(s_valueFloat, new Memory<float>(floats), cancellationToken: cancellationToken);
+            await group.ReadAsync(Field("value"), new Memory<float>(floats), cancellationToken: cancellationToken);
             for (var i = 0; i < n; i++)
             {
                 columns.Values[i] = floats[i];
@@ -131,7 +134,7 @@ internal static class SegmentFile
         }
         else
         {
-            await group.ReadAsync(s_valueDouble, new Memory<double>(columns.Values, 0, n), cancellationToken: cancellationToken);
+            await group.ReadAsync(Field("value"), new Memory<double>(columns.Values, 0, n), cancellationToken: cancellationToken);
         }
 
         columns.Count = n;
@@ -141,7 +144,11 @@ internal static class SegmentFile
     /// <summary>Writes the series table: one row per series (series_id, run_id, metric, labels), durably.</summary>
     public static async Task<long> WriteSeriesTableAsync(string path, IReadOnlyList<(int Id, SeriesKey Key)> series, CancellationToken cancellationToken)
     {
-        var schema = new ParquetSchema(s_seriesId, s_runId, s_metric, s_labels);
+        var seriesIdField = new DataField<int>("series_id");
+        var runIdField = new DataField<string>("run_id");
+        var metricField = new DataField<string>("metric");
+        var labelsField = new DataField<string>("labels");
+        var schema = new ParquetSchema(seriesIdField, runIdField, metricField, labelsField);
         var options = new ParquetOptions { CompressionMethod = CompressionMethod.Zstd, CompressionLevel = CompressionLevel.Fastest };
         var temp = path + ".tmp";
         await using (var stream = new FileStream(temp, FileMode.Create, FileAccess.ReadWrite, FileShare.None))
@@ -149,10 +156,10 @@ internal static class SegmentFile
             await using (var writer = await ParquetWriter.CreateAsync(schema, stream, options, cancellationToken: cancellationToken))
             {
                 using var group = writer.CreateRowGroup();
-                await group.WriteAsync(s_seriesId, new ReadOnlyMemory<int>(series.Select(s => s.Id).ToArray()), cancellationToken: cancellationToken);
-                await group.WriteAsync(s_runId, series.Select(s => s.Key.RunId).ToArray());
-                await group.WriteAsync(s_metric, series.Select(s => s.Key.Metric).ToArray());
-                await group.WriteAsync(s_labels, series.Select(s => LabelsText(s.Key)).ToArray());
+                await group.WriteAsync(seriesIdField, new ReadOnlyMemory<int>(series.Select(s => s.Id).ToArray()), cancellationToken: cancellationToken);
+                await group.WriteAsync(runIdField, series.Select(s => s.Key.RunId).ToArray());
+                await group.WriteAsync(metricField, series.Select(s => s.Key.Metric).ToArray());
+                await group.WriteAsync(labelsField, series.Select(s => LabelsText(s.Key)).ToArray());
             }
 
             await stream.FlushAsync(cancellationToken);
