@@ -88,6 +88,49 @@ public sealed class ClientMetricsTests
         Assert.Equal(Enumerable.Range(0, 10_000).Select(i => (double)i), values);
     }
 
+    [Fact]
+    public async Task Log_blocks_at_the_pending_bound_while_the_server_is_away_and_loses_nothing()
+    {
+        using var data = new TempDirectory();
+        var server = await TestServer.StartAsync(data.Path);
+        var grpcPort = server.Server.GrpcAddress.Port;
+        using var client = new MetricStoreClient(new MetricStoreClientOptions
+        {
+            Address = server.Server.GrpcAddress,
+            Metrics = new MetricLoggingOptions
+            {
+                MaxBatchPoints = 100,
+                MaxPendingPoints = 1_000,
+                FlushInterval = TimeSpan.FromMilliseconds(10),
+                MaxReconnectDelay = TimeSpan.FromMilliseconds(100),
+            },
+        });
+        var run = await client.StartRunAsync(Unique.Name("bound"));
+        run.Log("loss", 0, 0.0);
+        await run.FlushAsync();
+        await server.DisposeAsync();
+
+        var logged = 0;
+        var logging = Task.Run(() =>
+        {
+            for (var step = 1; step <= 3_000; step++)
+            {
+                run.Log("loss", step, step);
+                Volatile.Write(ref logged, step);
+            }
+        });
+        await Task.Delay(500);
+        Assert.False(logging.IsCompleted, "Log must block once 1000 points are pending");
+        Assert.InRange(Volatile.Read(ref logged), 900, 1_000);
+
+        await using var restarted = await Core.RetryAsync(() => TestServerOnPort(data.Path, grpcPort));
+        await logging.WaitAsync(TimeSpan.FromSeconds(30));
+        await run.FlushAsync().WaitAsync(TimeSpan.FromSeconds(30));
+        await run.EndAsync();
+        var (steps, _, _) = await restarted.Client.ReadSeriesAsync(run.Id, "loss");
+        Assert.Equal(Enumerable.Range(0, 3_001).Select(i => (long)i), steps);
+    }
+
     private static Task<TestServer> TestServerOnPort(string data, int grpcPort) => TestServer.StartAsync(data, grpcPort);
 
     private static class Core
