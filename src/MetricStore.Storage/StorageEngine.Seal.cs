@@ -19,6 +19,9 @@ public sealed partial class StorageEngine
     private long _unsealedPoints;
     private long _oldestUnsealed = Stopwatch.GetTimestamp();
     private long _manifestNumber;
+    private long _fileNumber;
+    private Manifest? _lastManifest;
+    private readonly SemaphoreSlim _manifestLock = new(1, 1);
     private List<SegmentInfo> _liveSegments = [];
     private List<string> _liveSeriesTables = [];
     private long _seals;
@@ -107,7 +110,7 @@ public sealed partial class StorageEngine
 
         // Sorting and last-write-wins happen here, off the writer thread.
         var frozen = frozenChunks.Select(f => (f.Head, Points: SeriesHead.Merge(f.Chunks, 0, long.MinValue, long.MaxValue))).ToList();
-        var number = _manifestNumber + 1;
+        var number = Interlocked.Increment(ref _fileNumber);
         var written = new List<SegmentInfo>();
         try
         {
@@ -130,21 +133,32 @@ public sealed partial class StorageEngine
                 Path.Combine(_options.SegmentDirectory, seriesTable),
                 frozen.Select(f => (f.Head.Id, f.Head.Key)).OrderBy(s => s.Id).ToList(),
                 CancellationToken.None);
-            var manifest = new Manifest
+            Manifest manifest;
+            await _manifestLock.WaitAsync();
+            try
             {
-                Number = number,
-                WalStart = walStart,
-                Series = catalog,
-                Writers = writers,
-                Segments = [.. _liveSegments, .. written],
-                SeriesTables = [.. _liveSeriesTables, seriesTable],
-            };
-            manifest.Commit(_options.ManifestDirectory);
+                // A compaction may have replaced segments since this seal began: keep its result.
+                manifest = new Manifest
+                {
+                    Number = _manifestNumber + 1,
+                    WalStart = walStart,
+                    Series = catalog,
+                    Writers = writers,
+                    Segments = [.. _liveSegments, .. written],
+                    SeriesTables = [.. _liveSeriesTables, seriesTable],
+                };
+                manifest.Commit(_options.ManifestDirectory);
+                _manifestNumber = manifest.Number;
+                _lastManifest = manifest;
+                _liveSegments = manifest.Segments;
+                _liveSeriesTables = manifest.SeriesTables;
+            }
+            finally
+            {
+                _manifestLock.Release();
+            }
 
             // Durable: now memory and the WAL behind the cut can go.
-            _manifestNumber = number;
-            _liveSegments = manifest.Segments;
-            _liveSeriesTables = manifest.SeriesTables;
             var heads = frozen.ToDictionary(f => f.Head.Id, f => f.Head);
             foreach (var segment in written)
             {
@@ -165,8 +179,9 @@ public sealed partial class StorageEngine
 
             DirectorySync.Sync(_options.WalDirectory);
             Interlocked.Increment(ref _seals);
+            StartCompactionIfDue();
             _options.Log?.Invoke(StorageLogLevel.Information,
-                $"sealed {written.Sum(w => w.Rows)} points of {frozen.Count} series into {written.Count} segments ({written.Sum(w => w.Bytes)} bytes) in {stopwatch.Elapsed.TotalMilliseconds:F0} ms; manifest {number}");
+                $"sealed {written.Sum(w => w.Rows)} points of {frozen.Count} series into {written.Count} segments ({written.Sum(w => w.Bytes)} bytes) in {stopwatch.Elapsed.TotalMilliseconds:F0} ms; manifest {manifest.Number}");
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

@@ -165,6 +165,8 @@ public sealed partial class StorageEngine : IAsyncDisposable
         }
 
         engine._manifestNumber = manifest?.Number ?? 0;
+        engine._lastManifest = manifest;
+        engine._fileNumber = Math.Max(engine._manifestNumber, HighestFileNumber(options.SegmentDirectory));
         engine._liveSegments = manifest?.Segments ?? [];
         engine._liveSeriesTables = manifest?.SeriesTables ?? [];
         engine._unsealedPoints = points;
@@ -245,6 +247,11 @@ public sealed partial class StorageEngine : IAsyncDisposable
         if (_seal is { } seal)
         {
             await seal;
+        }
+
+        if (_compaction is { } compaction)
+        {
+            await compaction;
         }
 
         _wal.Dispose();

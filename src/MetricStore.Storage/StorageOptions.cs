@@ -46,6 +46,12 @@ public sealed record StorageOptions
     /// <summary>The head is also sealed when its oldest unsealed point is this old (and there is something to seal).</summary>
     public TimeSpan SealMaxAge { get; init; } = TimeSpan.FromMinutes(10);
 
+    /// <summary>
+    /// Compaction starts when this many point files are live: it merges them series by series (last
+    /// write wins) into one float and one double file, replacing them in a new manifest.
+    /// </summary>
+    public int CompactAtSegments { get; init; } = 8;
+
     /// <summary>Log sink (level, message); null = silent. Storage takes no logging framework dependency.</summary>
     public Action<StorageLogLevel, string>? Log { get; init; }
 

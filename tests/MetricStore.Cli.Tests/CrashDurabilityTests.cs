@@ -61,6 +61,11 @@ public sealed class CrashDurabilityTests(ITestOutputHelper output)
 
         Assert.True(writers.Sum(w => (long)w.Acked) > 0, "no write was acknowledged in any round; the test proved nothing");
         Assert.NotEmpty(Directory.GetFiles(Path.Combine(data.Path, "manifest")));
+
+        // Seals every 50,000 points made well over a hundred point files; compaction keeps a handful.
+        var pointFiles = Directory.GetFiles(Path.Combine(data.Path, "segments"), "*.parquet").Count(f => !f.EndsWith("-s.parquet", StringComparison.Ordinal));
+        output.WriteLine($"point files at the end: {pointFiles}");
+        Assert.InRange(pointFiles, 1, 20);
         using (var final = await ServeProcess.StartAsync(["serve", "--data", data.Path, "--grpc-port", "0", "--http-port", "0"]))
         {
             using var client = new MetricStoreClient(final.GrpcUrl);

@@ -96,6 +96,30 @@ internal sealed class SeriesHead
         }
     }
 
+    /// <summary>
+    /// Compaction replaced the files in <paramref name="removed"/> by <paramref name="replacement"/>
+    /// (null when none of this series' points remain, which cannot happen for a merged series). The
+    /// merged data is older than any segment sealed after the compaction began, so it takes the
+    /// place of the first removed reference.
+    /// </summary>
+    public void ReplaceSegments(IReadOnlySet<string> removed, SegmentRef? replacement)
+    {
+        lock (_lock)
+        {
+            var at = _segments.FindIndex(r => removed.Contains(r.File));
+            if (at < 0)
+            {
+                return;
+            }
+
+            _segments.RemoveAll(r => removed.Contains(r.File));
+            if (replacement is not null)
+            {
+                _segments.Insert(Math.Min(at, _segments.Count), replacement);
+            }
+        }
+    }
+
     /// <summary>The frozen points are now in <paramref name="segment"/>: drop them from memory.</summary>
     public void CompleteSeal(SegmentRef segment)
     {
@@ -119,6 +143,21 @@ internal sealed class SeriesHead
 
     /// <summary>The points with fromStep &lt;= step &lt;= toStep, sorted by step, last write wins.</summary>
     public async ValueTask<SeriesColumns> ReadAsync(string segmentDirectory, long fromStep, long toStep, CancellationToken cancellationToken)
+    {
+        // A compaction may delete a file between taking the references and opening it: take them again.
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                return await ReadOnceAsync(segmentDirectory, fromStep, toStep, cancellationToken);
+            }
+            catch (FileNotFoundException) when (attempt < 5)
+            {
+            }
+        }
+    }
+
+    private async ValueTask<SeriesColumns> ReadOnceAsync(string segmentDirectory, long fromStep, long toStep, CancellationToken cancellationToken)
     {
         SegmentRef[] segments;
         List<SeriesColumns> memory;

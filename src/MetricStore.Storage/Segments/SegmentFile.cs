@@ -42,72 +42,13 @@ internal static class SegmentFile
     /// <summary>Writes the series (each sorted by step, unique steps) to a new file at <paramref name="path"/>, durably.</summary>
     public static async Task<SegmentInfo> WriteAsync(string path, IReadOnlyList<(int Id, SeriesKey Key, SeriesColumns Points)> series, bool float32, CancellationToken cancellationToken)
     {
-        var seriesIdField = new DataField<int>("series_id");
-        var stepField = new DataField<long>("step");
-        var timestampField = new DataField<long>("timestamp_ms");
-        var floatField = new DataField<float>("value");
-        var doubleField = new DataField<double>("value");
-        var valueField = float32 ? (DataField)floatField : doubleField;
-        var schema = new ParquetSchema(seriesIdField, stepField, valueField, timestampField);
-        var options = new ParquetOptions
+        await using var writer = await SegmentWriter.CreateAsync(path, float32, cancellationToken);
+        foreach (var (id, _, points) in series)
         {
-            CompressionMethod = CompressionMethod.Zstd,
-            CompressionLevel = CompressionLevel.Fastest,
-        };
-        options.ColumnEncodingHints[seriesIdField.Name] = EncodingHint.DeltaBinaryPacked;
-        options.ColumnEncodingHints[stepField.Name] = EncodingHint.DeltaBinaryPacked;
-        options.ColumnEncodingHints[timestampField.Name] = EncodingHint.DeltaBinaryPacked;
-        options.ColumnEncodingHints[valueField.Name] = EncodingHint.ByteSplitStream;
-
-        var info = new SegmentInfo { File = Path.GetFileName(path), ValueType = float32 ? "float" : "double" };
-        var temp = path + ".tmp";
-        await using (var stream = new FileStream(temp, FileMode.Create, FileAccess.ReadWrite, FileShare.None))
-        {
-            await using (var writer = await ParquetWriter.CreateAsync(schema, stream, options, cancellationToken: cancellationToken))
-            {
-                var rowGroup = 0;
-                foreach (var (id, key, points) in series)
-                {
-                    var n = points.Count;
-                    using var group = writer.CreateRowGroup();
-                    var ids = new int[n];
-                    Array.Fill(ids, id);
-                    await group.WriteAsync(seriesIdField, new ReadOnlyMemory<int>(ids), cancellationToken: cancellationToken);
-                    await group.WriteAsync(stepField, new ReadOnlyMemory<long>(points.Steps, 0, n), cancellationToken: cancellationToken);
-                    if (float32)
-                    {
-                        var floats = new float[n];
-                        for (var i = 0; i < n; i++)
-                        {
-                            floats[i] = (float)points.Values[i];
-                        }
-
-                        await group.WriteAsync(floatField, new ReadOnlyMemory<float>(floats), cancellationToken: cancellationToken);
-                    }
-                    else
-                    {
-                        await group.WriteAsync(doubleField, new ReadOnlyMemory<double>(points.Values, 0, n), cancellationToken: cancellationToken);
-                    }
-
-                    await group.WriteAsync(timestampField, new ReadOnlyMemory<long>(points.Timestamps, 0, n), cancellationToken: cancellationToken);
-                    info.Series.Add(new SegmentSeries { SeriesId = id, RowGroup = rowGroup++, Rows = n, MinStep = points.Steps[0], MaxStep = points.Steps[n - 1] });
-                }
-            }
-
-            await stream.FlushAsync(cancellationToken);
-            stream.Flush(flushToDisk: true);
+            await writer.AddAsync(id, points, cancellationToken);
         }
 
-        File.Move(temp, path, overwrite: false);
-        DirectorySync.Sync(Path.GetDirectoryName(path)!);
-        return new SegmentInfo
-        {
-            File = info.File,
-            ValueType = info.ValueType,
-            Series = info.Series,
-            Rows = info.Series.Sum(s => s.Rows),
-            Bytes = new FileInfo(path).Length,
-        };
+        return await writer.CompleteAsync(cancellationToken);
     }
 
     /// <summary>Reads one series' row group (steps sorted and unique, as written).</summary>

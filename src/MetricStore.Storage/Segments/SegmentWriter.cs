@@ -1,0 +1,133 @@
+using System.IO.Compression;
+using MetricStore.Storage.Wal;
+using Parquet;
+using Parquet.Schema;
+
+namespace MetricStore.Storage.Segments;
+
+/// <summary>
+/// Writes one point file a series at a time (one row group each), so sealing and compaction hold
+/// only one series in memory. The file appears under its name only after <see cref="CompleteAsync"/>
+/// (temp file, fsync, rename, directory fsync); disposing without completing deletes the temp file.
+/// </summary>
+internal sealed class SegmentWriter : IAsyncDisposable
+{
+    private readonly string _path;
+    private readonly string _temp;
+    private readonly bool _float32;
+    private readonly FileStream _stream;
+    private readonly ParquetWriter _writer;
+    private readonly Fields _fields;
+    private readonly List<SegmentSeries> _series = [];
+    private bool _completed;
+
+    private SegmentWriter(string path, bool float32, FileStream stream, ParquetWriter writer, Fields fields)
+    {
+        _path = path;
+        _temp = path + ".tmp";
+        _float32 = float32;
+        _stream = stream;
+        _writer = writer;
+        _fields = fields;
+    }
+
+    /// <summary>The columns of one file's schema (Parquet.Net binds a field to the schema it is part of).</summary>
+    private sealed class Fields
+    {
+        public DataField<int> SeriesId { get; } = new("series_id");
+
+        public DataField<long> Step { get; } = new("step");
+
+        public DataField<long> Timestamp { get; } = new("timestamp_ms");
+
+        public DataField<float> Float { get; } = new("value");
+
+        public DataField<double> Double { get; } = new("value");
+    }
+
+    public static async Task<SegmentWriter> CreateAsync(string path, bool float32, CancellationToken cancellationToken)
+    {
+        var stream = new FileStream(path + ".tmp", FileMode.Create, FileAccess.ReadWrite, FileShare.None);
+        try
+        {
+            var fields = new Fields();
+            var value = float32 ? (DataField)fields.Float : fields.Double;
+            var schema = new ParquetSchema(fields.SeriesId, fields.Step, value, fields.Timestamp);
+            var options = new ParquetOptions { CompressionMethod = CompressionMethod.Zstd, CompressionLevel = CompressionLevel.Fastest };
+            options.ColumnEncodingHints[fields.SeriesId.Name] = EncodingHint.DeltaBinaryPacked;
+            options.ColumnEncodingHints[fields.Step.Name] = EncodingHint.DeltaBinaryPacked;
+            options.ColumnEncodingHints[fields.Timestamp.Name] = EncodingHint.DeltaBinaryPacked;
+            options.ColumnEncodingHints[value.Name] = EncodingHint.ByteSplitStream;
+            var writer = await ParquetWriter.CreateAsync(schema, stream, options, cancellationToken: cancellationToken);
+            return new SegmentWriter(path, float32, stream, writer, fields);
+        }
+        catch
+        {
+            await stream.DisposeAsync();
+            File.Delete(path + ".tmp");
+            throw;
+        }
+    }
+
+    public int SeriesCount => _series.Count;
+
+    /// <summary>Adds one series (sorted by step, unique steps, at least one point) as the next row group.</summary>
+    public async Task AddAsync(int seriesId, SeriesColumns points, CancellationToken cancellationToken)
+    {
+        var n = points.Count;
+        using var group = _writer.CreateRowGroup();
+        var ids = new int[n];
+        Array.Fill(ids, seriesId);
+        await group.WriteAsync(_fields.SeriesId, new ReadOnlyMemory<int>(ids), cancellationToken: cancellationToken);
+        await group.WriteAsync(_fields.Step, new ReadOnlyMemory<long>(points.Steps, 0, n), cancellationToken: cancellationToken);
+        if (_float32)
+        {
+            var floats = new float[n];
+            for (var i = 0; i < n; i++)
+            {
+                floats[i] = (float)points.Values[i];
+            }
+
+            await group.WriteAsync(_fields.Float, new ReadOnlyMemory<float>(floats), cancellationToken: cancellationToken);
+        }
+        else
+        {
+            await group.WriteAsync(_fields.Double, new ReadOnlyMemory<double>(points.Values, 0, n), cancellationToken: cancellationToken);
+        }
+
+        await group.WriteAsync(_fields.Timestamp, new ReadOnlyMemory<long>(points.Timestamps, 0, n), cancellationToken: cancellationToken);
+        _series.Add(new SegmentSeries { SeriesId = seriesId, RowGroup = _series.Count, Rows = n, MinStep = points.Steps[0], MaxStep = points.Steps[n - 1] });
+    }
+
+    /// <summary>Finishes the file durably under its final name.</summary>
+    public async Task<SegmentInfo> CompleteAsync(CancellationToken cancellationToken)
+    {
+        await _writer.DisposeAsync();
+        await _stream.FlushAsync(cancellationToken);
+        _stream.Flush(flushToDisk: true);
+        await _stream.DisposeAsync();
+        File.Move(_temp, _path, overwrite: false);
+        DirectorySync.Sync(Path.GetDirectoryName(_path)!);
+        _completed = true;
+        return new SegmentInfo
+        {
+            File = Path.GetFileName(_path),
+            ValueType = _float32 ? "float" : "double",
+            Series = _series,
+            Rows = _series.Sum(s => s.Rows),
+            Bytes = new FileInfo(_path).Length,
+        };
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_completed)
+        {
+            return;
+        }
+
+        await _writer.DisposeAsync();
+        await _stream.DisposeAsync();
+        File.Delete(_temp);
+    }
+}

@@ -1,0 +1,179 @@
+using System.Diagnostics;
+using System.Globalization;
+using MetricStore.Storage.Head;
+using MetricStore.Storage.Segments;
+
+namespace MetricStore.Storage;
+
+/// <summary>
+/// Compaction: once <see cref="StorageOptions.CompactAtSegments"/> point files are live, merge them
+/// series by series (oldest file first, so the last write of each step wins) into one float and one
+/// double file. One series is in memory at a time. The new manifest replaces the inputs with the
+/// outputs; only then do the series switch to the new file and the inputs go. A crash before the
+/// manifest leaves the outputs unlisted (removed at open), after it the inputs unlisted.
+/// </summary>
+public sealed partial class StorageEngine
+{
+    private Task? _compaction;
+    private long _compactions;
+
+    /// <summary>Compactions completed since open.</summary>
+    public long Compactions => Interlocked.Read(ref _compactions);
+
+    /// <summary>Completes when no compaction is running (tests and tools).</summary>
+    public Task CompactionIdleAsync() => Volatile.Read(ref _compaction) ?? Task.CompletedTask;
+
+    private void StartCompactionIfDue()
+    {
+        if (_liveSegments.Count < _options.CompactAtSegments || _compaction is { IsCompleted: false })
+        {
+            return;
+        }
+
+        Volatile.Write(ref _compaction, Task.Run(CompactAsync));
+    }
+
+    private async Task CompactAsync()
+    {
+        var stopwatch = Stopwatch.StartNew();
+        var inputs = _liveSegments.ToList();
+        if (inputs.Count < 2)
+        {
+            return;
+        }
+
+        var number = Interlocked.Increment(ref _fileNumber);
+        var parts = new SortedDictionary<int, List<(SegmentInfo File, SegmentSeries Part)>>();
+        foreach (var file in inputs)
+        {
+            foreach (var part in file.Series)
+            {
+                if (!parts.TryGetValue(part.SeriesId, out var list))
+                {
+                    parts[part.SeriesId] = list = [];
+                }
+
+                list.Add((file, part));
+            }
+        }
+
+        SegmentWriter? floats = null;
+        SegmentWriter? doubles = null;
+        var outputs = new List<SegmentInfo>();
+        try
+        {
+            foreach (var (seriesId, list) in parts)
+            {
+                var pieces = new List<SeriesColumns>(list.Count);
+                foreach (var (file, part) in list)
+                {
+                    pieces.Add(await SegmentFile.ReadAsync(Path.Combine(_options.SegmentDirectory, file.File), part.RowGroup, file.ValueType == "float", CancellationToken.None));
+                }
+
+                var merged = SeriesHead.Merge(pieces, 0, long.MinValue, long.MaxValue);
+                if (SegmentFile.IsFloat32Exact(merged.Values.AsSpan(0, merged.Count)))
+                {
+                    floats ??= await SegmentWriter.CreateAsync(FilePath(number, "f"), float32: true, CancellationToken.None);
+                    await floats.AddAsync(seriesId, merged, CancellationToken.None);
+                }
+                else
+                {
+                    doubles ??= await SegmentWriter.CreateAsync(FilePath(number, "d"), float32: false, CancellationToken.None);
+                    await doubles.AddAsync(seriesId, merged, CancellationToken.None);
+                }
+            }
+
+            if (floats is not null)
+            {
+                outputs.Add(await floats.CompleteAsync(CancellationToken.None));
+            }
+
+            if (doubles is not null)
+            {
+                outputs.Add(await doubles.CompleteAsync(CancellationToken.None));
+            }
+
+            var removed = new HashSet<string>(inputs.Select(i => i.File), StringComparer.Ordinal);
+            await _manifestLock.WaitAsync();
+            try
+            {
+                var current = _lastManifest!;
+                var manifest = new Manifest
+                {
+                    Number = _manifestNumber + 1,
+                    WalStart = current.WalStart,
+                    Series = current.Series,
+                    Writers = current.Writers,
+                    // Seals that finished meanwhile are newer than everything compacted: they stay after it.
+                    Segments = [.. outputs, .. _liveSegments.Where(s => !removed.Contains(s.File))],
+                    SeriesTables = current.SeriesTables,
+                };
+                manifest.Commit(_options.ManifestDirectory);
+                _manifestNumber = manifest.Number;
+                _lastManifest = manifest;
+                _liveSegments = manifest.Segments;
+            }
+            finally
+            {
+                _manifestLock.Release();
+            }
+
+            foreach (var output in outputs)
+            {
+                var float32 = output.ValueType == "float";
+                foreach (var part in output.Series)
+                {
+                    if (_series.TryGetValue(_lastManifest!.Series[part.SeriesId], out var head))
+                    {
+                        head.ReplaceSegments(removed, new SegmentRef(output.File, part.RowGroup, float32, part.MinStep, part.MaxStep));
+                    }
+                }
+            }
+
+            foreach (var file in removed)
+            {
+                File.Delete(Path.Combine(_options.SegmentDirectory, file));
+            }
+
+            Interlocked.Increment(ref _compactions);
+            _options.Log?.Invoke(StorageLogLevel.Information,
+                $"compacted {inputs.Count} segments ({inputs.Sum(i => i.Rows)} rows) into {outputs.Count} ({outputs.Sum(o => o.Rows)} rows, {outputs.Sum(o => o.Bytes)} bytes) in {stopwatch.Elapsed.TotalMilliseconds:F0} ms");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // The inputs are still live and listed: nothing is lost. Unlisted outputs go at the next open.
+            _options.Log?.Invoke(StorageLogLevel.Error, $"compaction {number} failed and will be retried after the next seal: {e.Message}");
+        }
+        finally
+        {
+            if (floats is not null)
+            {
+                await floats.DisposeAsync();
+            }
+
+            if (doubles is not null)
+            {
+                await doubles.DisposeAsync();
+            }
+        }
+    }
+
+    private string FilePath(long number, string suffix) =>
+        Path.Combine(_options.SegmentDirectory, string.Create(CultureInfo.InvariantCulture, $"{number:D20}-{suffix}.parquet"));
+
+    /// <summary>The highest number in a segment file name, so new files never reuse one.</summary>
+    private static long HighestFileNumber(string directory)
+    {
+        long highest = 0;
+        foreach (var path in Directory.EnumerateFiles(directory, "*.parquet"))
+        {
+            var name = Path.GetFileName(path);
+            if (name.Length > 20 && long.TryParse(name.AsSpan(0, 20), NumberStyles.None, CultureInfo.InvariantCulture, out var n))
+            {
+                highest = Math.Max(highest, n);
+            }
+        }
+
+        return highest;
+    }
+}

@@ -1,0 +1,114 @@
+using CsCheck;
+using static MetricStore.Storage.Tests.EngineHarness;
+
+namespace MetricStore.Storage.Tests;
+
+public sealed class CompactionTests
+{
+    private static async Task<StorageEngine> OpenAsync(EngineHarness h, int compactAt)
+    {
+        await h.CloseAsync();
+        return StorageEngine.Open(h.Options() with { CompactAtSegments = compactAt });
+    }
+
+    private static string[] PointFiles(EngineHarness h) =>
+        Directory.GetFiles(Path.Combine(h.DataDirectory, "segments"), "*.parquet")
+            .Select(p => Path.GetFileName(p))
+            .Where(n => n.EndsWith("-f.parquet", StringComparison.Ordinal) || n.EndsWith("-d.parquet", StringComparison.Ordinal))
+            .Order()
+            .ToArray();
+
+    [Fact]
+    public async Task Many_small_segments_are_merged_and_relogged_steps_are_stored_once()
+    {
+        await using var h = EngineHarness.Open();
+        await using (var engine = await OpenAsync(h, compactAt: 4))
+        {
+            for (ulong seq = 1; seq <= 4; seq++)
+            {
+                // Each seal re-logs steps 0..99 with new values, plus 100 new steps.
+                var (steps, values) = Range(0, 100 + (100 * (int)seq), s => s * (double)seq);
+                await engine.WriteAsync(Batch("w", seq, (Key(), steps, values), (Key("other"), [(long)seq], [seq])));
+                await engine.SealNowAsync();
+            }
+
+            await engine.CompactionIdleAsync();
+            Assert.Equal(1, engine.Compactions);
+            Assert.Single(PointFiles(h));
+            var read = Read(engine, Key())!;
+            Assert.Equal(500, read.Count);
+            Assert.Equal(Enumerable.Range(0, 500).Select(s => s * 4.0), read.Values.AsSpan(0, 500).ToArray());
+            Assert.Equal(500 + 4, engine.SegmentRows); // each step of each series once, not once per seal
+        }
+
+        await h.ReopenAsyncAfterClose();
+        Assert.Equal(Enumerable.Range(0, 500).Select(s => s * 4.0), h.Read(Key())!.Values.AsSpan(0, 500).ToArray());
+        Assert.Equal([1.0, 2.0, 3.0, 4.0], h.Read(Key("other"))!.Values.AsSpan(0, 4).ToArray());
+    }
+
+    [Fact]
+    public async Task Reads_during_compaction_see_every_point()
+    {
+        await using var h = EngineHarness.Open();
+        await using var engine = await OpenAsync(h, compactAt: 3);
+        var expected = 0;
+        for (ulong seq = 1; seq <= 12; seq++)
+        {
+            var (steps, values) = Range(expected, 5_000, s => s);
+            expected += 5_000;
+            await engine.WriteAsync(Batch("w", seq, (Key(), steps, values)));
+            await engine.SealNowAsync();
+            Assert.Equal(expected, Read(engine, Key())!.Count);
+        }
+
+        await engine.CompactionIdleAsync();
+        Assert.True(engine.Compactions >= 2, $"{engine.Compactions} compactions");
+        Assert.Equal(expected, Read(engine, Key())!.Count);
+    }
+
+    [Fact]
+    public void Random_writes_seals_compactions_and_reopens_read_like_a_last_write_wins_map()
+    {
+        // Each request: points and an action after it: 0 nothing, 1 seal, 2 reopen.
+        var gen = Gen.Select(Gen.Int[0, 50].Select(Gen.Double[-1e3, 1e3]).Array[1, 15], Gen.Int[0, 2]).Array[1, 14];
+        gen.Sample(requests =>
+        {
+            using var directory = new MetricStore.Tests.TempDirectory();
+            var options = new StorageOptions { DataDirectory = directory.Path, CompactAtSegments = 2 };
+            var engine = StorageEngine.Open(options);
+            try
+            {
+                var model = new SortedDictionary<long, double>();
+                ulong seq = 0;
+                foreach (var (points, action) in requests)
+                {
+                    var steps = points.Select(p => (long)p.Item1).ToArray();
+                    var values = points.Select(p => p.Item2).ToArray();
+                    engine.WriteAsync(Batch("w", ++seq, (Key(), steps, values))).AsTask().GetAwaiter().GetResult();
+                    for (var i = 0; i < steps.Length; i++)
+                    {
+                        model[steps[i]] = values[i];
+                    }
+
+                    if (action == 1)
+                    {
+                        engine.SealNowAsync().GetAwaiter().GetResult();
+                    }
+                    else if (action == 2)
+                    {
+                        engine.DisposeAsync().AsTask().GetAwaiter().GetResult();
+                        engine = StorageEngine.Open(options);
+                    }
+
+                    var read = Read(engine, Key())!;
+                    Assert.Equal(model.Keys, read.Steps.AsSpan(0, read.Count).ToArray());
+                    Assert.Equal(model.Values, read.Values.AsSpan(0, read.Count).ToArray());
+                }
+            }
+            finally
+            {
+                engine.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            }
+        }, iter: 30);
+    }
+}
