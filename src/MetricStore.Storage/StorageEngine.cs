@@ -128,17 +128,10 @@ public sealed partial class StorageEngine : IAsyncDisposable
                     series.TryAdd(id, new SeriesHead(id, SeriesKey.FromCanonical(canonical)));
                     break;
                 case WalRecords.WriteType:
-                    var write = WalRecords.DecodeWrite(body);
-                    if (seqs.TryGetValue(write.WriterId, out var last) && write.Seq <= last)
+                    // A seq the writer already has is in a sealed segment (or a duplicate): never applied twice.
+                    if (WalRecords.ReplayWrite(body, seqs, id => series[id], out var applied))
                     {
-                        break; // already in a sealed segment (or a duplicate): never apply twice
-                    }
-
-                    seqs[write.WriterId] = write.Seq;
-                    foreach (var (seriesId, columns) in write.Series)
-                    {
-                        series[seriesId].Append(columns);
-                        points += columns.Count;
+                        points += applied;
                     }
 
                     break;

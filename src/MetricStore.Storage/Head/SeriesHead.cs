@@ -57,6 +57,68 @@ internal sealed class SeriesHead
         }
     }
 
+    /// <summary>
+    /// Appends points straight from a WAL record (replay), without an intermediate copy. Steps are
+    /// an arithmetic run (first, stride) when <paramref name="rawSteps"/> is empty; values are
+    /// float32 or float64 little-endian; one shared timestamp when <paramref name="rawTimestamps"/>
+    /// is empty.
+    /// </summary>
+    public void AppendEncoded(int n, ReadOnlySpan<byte> rawSteps, long firstStep, long stride, ReadOnlySpan<byte> rawValues, bool float32, ReadOnlySpan<byte> rawTimestamps, long sharedTimestamp)
+    {
+        var steps = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, long>(rawSteps);
+        var doubles = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, double>(rawValues);
+        var floats = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(rawValues);
+        var timestamps = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, long>(rawTimestamps);
+        lock (_lock)
+        {
+            for (var i = 0; i < n;)
+            {
+                var chunk = WritableChunk();
+                var take = Math.Min(n - i, chunk.Steps.Length - chunk.Count);
+                var at = chunk.Count;
+                var stepTarget = chunk.Steps.AsSpan(at, take);
+                if (steps.IsEmpty)
+                {
+                    var step = firstStep + (i * stride);
+                    for (var k = 0; k < take; k++, step += stride)
+                    {
+                        stepTarget[k] = step;
+                    }
+                }
+                else
+                {
+                    steps.Slice(i, take).CopyTo(stepTarget);
+                }
+
+                if (float32)
+                {
+                    var valueTarget = chunk.Values.AsSpan(at, take);
+                    var source = floats.Slice(i, take);
+                    for (var k = 0; k < take; k++)
+                    {
+                        valueTarget[k] = source[k];
+                    }
+                }
+                else
+                {
+                    doubles.Slice(i, take).CopyTo(chunk.Values.AsSpan(at, take));
+                }
+
+                if (timestamps.IsEmpty)
+                {
+                    chunk.Timestamps.AsSpan(at, take).Fill(sharedTimestamp);
+                }
+                else
+                {
+                    timestamps.Slice(i, take).CopyTo(chunk.Timestamps.AsSpan(at, take));
+                }
+
+                chunk.Count += take;
+                i += take;
+            }
+        }
+    }
+
     public void Append(SeriesColumns columns)
     {
         Append(new SeriesPoints

@@ -127,73 +127,67 @@ internal static class WalRecords
         return true;
     }
 
-    /// <summary>A write record read back: columns point into fresh arrays owned by the caller.</summary>
-    public sealed record DecodedWrite(string WriterId, ulong Seq, IReadOnlyList<(int SeriesId, SeriesColumns Columns)> Series);
-
-    public static DecodedWrite DecodeWrite(ReadOnlySpan<byte> body)
+    /// <summary>
+    /// Replays a write record into the heads without intermediate arrays: returns false (and
+    /// applies nothing) when the writer already has this seq. <paramref name="head"/> maps a series
+    /// id to its head.
+    /// </summary>
+    public static bool ReplayWrite(ReadOnlySpan<byte> body, Dictionary<string, ulong> seqs, Func<int, Head.SeriesHead> head, out long points)
     {
+        points = 0;
         var writerBytes = BinaryPrimitives.ReadUInt16LittleEndian(body[1..]);
         var writer = Encoding.UTF8.GetString(body.Slice(3, writerBytes));
         var p = 3 + writerBytes;
         var seq = BinaryPrimitives.ReadUInt64LittleEndian(body[p..]);
+        if (seqs.TryGetValue(writer, out var last) && seq <= last)
+        {
+            return false;
+        }
+
+        seqs[writer] = seq;
         var count = BinaryPrimitives.ReadInt32LittleEndian(body[(p + 8)..]);
         p += 12;
-        var series = new List<(int, SeriesColumns)>(count);
         for (var i = 0; i < count; i++)
         {
             var id = BinaryPrimitives.ReadInt32LittleEndian(body[p..]);
             var n = BinaryPrimitives.ReadInt32LittleEndian(body[(p + 4)..]);
             var flags = body[p + 8];
             p += 9;
-            var columns = new SeriesColumns(n);
+            ReadOnlySpan<byte> rawSteps = default;
+            long first = 0, stride = 0;
             if ((flags & FlagArithmeticSteps) != 0)
             {
-                var step = BinaryPrimitives.ReadInt64LittleEndian(body[p..]);
-                var stride = BinaryPrimitives.ReadInt64LittleEndian(body[(p + 8)..]);
-                for (var k = 0; k < n; k++, step += stride)
-                {
-                    columns.Steps[k] = step;
-                }
-
+                first = BinaryPrimitives.ReadInt64LittleEndian(body[p..]);
+                stride = BinaryPrimitives.ReadInt64LittleEndian(body[(p + 8)..]);
                 p += 16;
             }
             else
             {
-                body.Slice(p, n * 8).CopyTo(MemoryMarshal.AsBytes(columns.Steps.AsSpan(0, n)));
-                p += n * 8;
-            }
-            if ((flags & FlagFloat32) != 0)
-            {
-                var floats = MemoryMarshal.Cast<byte, float>(body.Slice(p, n * 4));
-                for (var k = 0; k < n; k++)
-                {
-                    columns.Values[k] = floats[k];
-                }
-
-                p += n * 4;
-            }
-            else
-            {
-                body.Slice(p, n * 8).CopyTo(MemoryMarshal.AsBytes(columns.Values.AsSpan(0, n)));
+                rawSteps = body.Slice(p, n * 8);
                 p += n * 8;
             }
 
+            var float32 = (flags & FlagFloat32) != 0;
+            var rawValues = body.Slice(p, n * (float32 ? 4 : 8));
+            p += rawValues.Length;
+            ReadOnlySpan<byte> rawTimestamps = default;
+            long shared = 0;
             if ((flags & FlagSharedTimestamp) != 0)
             {
-                columns.Timestamps.AsSpan(0, n).Fill(BinaryPrimitives.ReadInt64LittleEndian(body[p..]));
+                shared = BinaryPrimitives.ReadInt64LittleEndian(body[p..]);
                 p += 8;
             }
             else
             {
-                body.Slice(p, n * 8).CopyTo(MemoryMarshal.AsBytes(columns.Timestamps.AsSpan(0, n)));
+                rawTimestamps = body.Slice(p, n * 8);
                 p += n * 8;
             }
 
-            columns.Count = n;
-            series.Add((id, columns));
+            head(id).AppendEncoded(n, rawSteps, first, stride, rawValues, float32, rawTimestamps, shared);
+            points += n;
         }
 
-        return new DecodedWrite(writer, seq, series);
+        return true;
     }
 
     public static (int SeriesId, string CanonicalKey) DecodeSeriesDef(ReadOnlySpan<byte> body)
