@@ -1,20 +1,24 @@
 using System.Buffers;
 using Grpc.Core;
 using MetricStore.Core;
+using MetricStore.Protocol;
 using V1 = MetricStore.Protocol.V1;
 
 namespace MetricStore.Server.Grpc;
 
 /// <summary>
-/// Turns one WriteRequest into an engine <see cref="WriteBatch"/>, refusing bad batches one by one
-/// (each with a status naming the field and value) so they never poison the request's other batches
-/// or the store. Columns are copied once into pooled arrays, returned when the engine is done.
+/// Turns one decoded WriteRequest into an engine <see cref="WriteBatch"/>, refusing bad batches one
+/// by one (each with a status naming the field and value) so they never poison the request's other
+/// batches or the store. Columns move from the request's pooled arrays into the batch without a copy
+/// (float32 values are widened into a pooled array); the engine's release callback returns them.
 /// </summary>
 internal static class IngestDecoder
 {
     public const int MaxPointsPerBatch = 1_000_000;
     public const int MaxBatchesPerRequest = 10_000;
     public const int MaxWriterIdLength = 128;
+
+    private static readonly Action<WriteBatch> s_release = ReturnArrays;
 
     public static bool IsValidWriterId(string writerId)
     {
@@ -34,7 +38,7 @@ internal static class IngestDecoder
         return true;
     }
 
-    public static WriteBatch Decode(V1.WriteRequest request, RunDirectory runs, long nowMs, List<V1.BatchRejection> rejected)
+    public static WriteBatch Decode(PooledWriteRequest request, RunDirectory runs, long nowMs, List<V1.BatchRejection> rejected)
     {
         if (request.Batches.Count > MaxBatchesPerRequest)
         {
@@ -47,34 +51,35 @@ internal static class IngestDecoder
         {
             var batch = request.Batches[i];
             var error = Check(batch, i, runs);
-            if (error is not null)
+            SeriesKey? key = null;
+            if (error is null)
             {
-                rejected.Add(new V1.BatchRejection { Seq = request.Seq, BatchIndex = (uint)i, Code = (int)error.Value.Code, Message = error.Value.Message });
+                try
+                {
+                    key = SeriesKey.Create($"batches[{i}].key", batch.RunId, batch.Metric, batch.Labels);
+                }
+                catch (MetricStoreException e)
+                {
+                    error = ((StatusCode)(int)e.Code, e.Message);
+                }
+            }
+
+            if (error is { } refused)
+            {
+                batch.Return();
+                rejected.Add(new V1.BatchRejection { Seq = request.Seq, BatchIndex = (uint)i, Code = (int)refused.Code, Message = refused.Message });
                 continue;
             }
 
-            SeriesKey key;
-            try
-            {
-                key = SeriesKey.Create($"batches[{i}].key", batch.Key.RunId, batch.Key.Metric, batch.Key.Labels);
-            }
-            catch (MetricStoreException e)
-            {
-                rejected.Add(new V1.BatchRejection { Seq = request.Seq, BatchIndex = (uint)i, Code = (int)e.Code, Message = e.Message });
-                continue;
-            }
-
-            series.Add(ToPoints(batch, key, nowMs));
+            series.Add(ToPoints(batch, key!, nowMs));
         }
 
         return new WriteBatch { WriterId = request.WriterId, Seq = request.Seq, Series = series, Release = s_release };
     }
 
-    private static readonly Action<WriteBatch> s_release = ReturnArrays;
-
-    private static (StatusCode Code, string Message)? Check(V1.SeriesBatch batch, int index, RunDirectory runs)
+    private static (StatusCode Code, string Message)? Check(PooledSeriesBatch batch, int index, RunDirectory runs)
     {
-        if (batch.Key is null)
+        if (!batch.HasKey)
         {
             return (StatusCode.InvalidArgument, $"batches[{index}].key is missing");
         }
@@ -103,63 +108,63 @@ internal static class IngestDecoder
             return (StatusCode.InvalidArgument, $"batches[{index}] has {n} steps but {valueCount} values; columns must have equal length");
         }
 
-        var ts = batch.TimestampsMs.Count;
+        var ts = batch.Timestamps.Count;
         if (ts is not (0 or 1) && ts != n)
         {
             return (StatusCode.InvalidArgument, $"batches[{index}] has {n} steps but {ts} timestamps_ms; give 0, 1 or {n}");
         }
 
-        if (!RunId.IsWellFormed(batch.Key.RunId))
+        if (!RunId.IsWellFormed(batch.RunId))
         {
-            return (StatusCode.InvalidArgument, $"batches[{index}].key.run_id {Validate.Quote(batch.Key.RunId)} is not a run id: expected 32 lowercase hexadecimal characters");
+            return (StatusCode.InvalidArgument, $"batches[{index}].key.run_id {Validate.Quote(batch.RunId)} is not a run id: expected 32 lowercase hexadecimal characters");
         }
 
-        if (!runs.Exists(batch.Key.RunId))
+        if (!runs.Exists(batch.RunId))
         {
-            return (StatusCode.NotFound, $"batches[{index}].key.run_id '{batch.Key.RunId}' names a run that does not exist");
+            return (StatusCode.NotFound, $"batches[{index}].key.run_id '{batch.RunId}' names a run that does not exist");
         }
 
         return null;
     }
 
-    private static SeriesPoints ToPoints(V1.SeriesBatch batch, SeriesKey key, long nowMs)
+    private static SeriesPoints ToPoints(PooledSeriesBatch batch, SeriesKey key, long nowMs)
     {
         var n = batch.Steps.Count;
-        var steps = ArrayPool<long>.Shared.Rent(n);
-        var values = ArrayPool<double>.Shared.Rent(n);
-        batch.Steps.CopyTo(steps, 0);
         var float32 = batch.ValuesF32.Count > 0;
+        double[] values;
         if (float32)
         {
-            var source = batch.ValuesF32;
+            values = ArrayPool<double>.Shared.Rent(n);
+            var floats = batch.ValuesF32.Array;
             for (var k = 0; k < n; k++)
             {
-                values[k] = source[k];
+                values[k] = floats[k];
             }
+
+            batch.ValuesF32.Return();
         }
         else
         {
-            batch.Values.CopyTo(values, 0);
+            values = batch.Values.Detach();
         }
 
+        var shared = batch.Timestamps.Count <= 1;
         long[] timestamps;
-        var shared = batch.TimestampsMs.Count <= 1;
-        if (shared)
+        if (batch.Timestamps.Count == 0)
         {
             timestamps = ArrayPool<long>.Shared.Rent(1);
-            timestamps[0] = batch.TimestampsMs.Count == 1 ? batch.TimestampsMs[0] : nowMs;
+            timestamps[0] = nowMs;
         }
         else
         {
-            timestamps = ArrayPool<long>.Shared.Rent(n);
-            batch.TimestampsMs.CopyTo(timestamps, 0);
+            timestamps = batch.Timestamps.Detach();
         }
 
         return new SeriesPoints
         {
             Key = key,
             Count = n,
-            Steps = steps,
+            Steps = batch.Steps.Detach(),
             Values = values,
             Timestamps = timestamps,
             Float32Origin = float32,

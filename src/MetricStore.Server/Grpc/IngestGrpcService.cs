@@ -1,6 +1,7 @@
 using System.Threading.Channels;
 using Grpc.Core;
 using MetricStore.Core;
+using MetricStore.Protocol;
 using MetricStore.Storage;
 using Microsoft.Extensions.Hosting;
 using V1 = MetricStore.Protocol.V1;
@@ -13,11 +14,11 @@ namespace MetricStore.Server.Grpc;
 /// in order once it is durable. At most <see cref="MaxInFlight"/> requests per stream wait for
 /// durability, which bounds the memory one stream can hold.
 /// </summary>
-internal sealed class IngestGrpcService(StorageEngine engine, RunDirectory runs, TimeProvider clock, IHostApplicationLifetime lifetime) : V1.IngestService.IngestServiceBase
+internal sealed class IngestGrpcService(StorageEngine engine, RunDirectory runs, TimeProvider clock, IHostApplicationLifetime lifetime) : IngestServiceBase
 {
     public const int MaxInFlight = 64;
 
-    public override async Task Write(IAsyncStreamReader<V1.WriteRequest> requestStream, IServerStreamWriter<V1.WriteAck> responseStream, ServerCallContext context)
+    public override async Task Write(IAsyncStreamReader<PooledWriteRequest> requestStream, IServerStreamWriter<V1.WriteAck> responseStream, ServerCallContext context)
     {
         var cancellation = context.CancellationToken;
 
@@ -32,20 +33,30 @@ internal sealed class IngestGrpcService(StorageEngine engine, RunDirectory runs,
             while (await requestStream.MoveNext(reading.Token))
             {
                 var request = requestStream.Current;
-                writerId ??= CheckWriterId(request.WriterId);
-                if (!string.Equals(writerId, request.WriterId, StringComparison.Ordinal))
-                {
-                    throw new RpcException(new Status(StatusCode.InvalidArgument,
-                        $"writer_id changed from '{writerId}' to {Validate.Quote(request.WriterId)} within one stream; open a stream per writer"));
-                }
-
-                if (request.Seq == 0)
-                {
-                    throw new RpcException(new Status(StatusCode.InvalidArgument, "seq 0 is not valid: a writer numbers its requests 1, 2, 3, ..."));
-                }
-
                 var rejected = new List<V1.BatchRejection>();
-                var batch = IngestDecoder.Decode(request, runs, clock.GetUtcNow().ToUnixTimeMilliseconds(), rejected);
+                WriteBatch batch;
+                try
+                {
+                    writerId ??= CheckWriterId(request.WriterId);
+                    if (!string.Equals(writerId, request.WriterId, StringComparison.Ordinal))
+                    {
+                        throw new RpcException(new Status(StatusCode.InvalidArgument,
+                            $"writer_id changed from '{writerId}' to {Validate.Quote(request.WriterId)} within one stream; open a stream per writer"));
+                    }
+
+                    if (request.Seq == 0)
+                    {
+                        throw new RpcException(new Status(StatusCode.InvalidArgument, "seq 0 is not valid: a writer numbers its requests 1, 2, 3, ..."));
+                    }
+
+                    batch = IngestDecoder.Decode(request, runs, clock.GetUtcNow().ToUnixTimeMilliseconds(), rejected);
+                }
+                catch
+                {
+                    request.Return(); // the pooled columns go back whatever was refused
+                    throw;
+                }
+
                 var durable = engine.WriteAsync(batch, cancellation).AsTask();
                 await inFlight.Writer.WriteAsync(new InFlight(request.Seq, durable, rejected), cancellation);
                 if (acks.IsCompleted)
