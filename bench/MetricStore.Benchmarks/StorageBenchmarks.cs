@@ -65,7 +65,7 @@ public class StorageBenchmarks
     public long EncodeSegment4MPoints()
     {
         var path = Path.Combine(_directory, Guid.NewGuid().ToString("N") + ".parquet");
-        var info = SegmentFile.WriteAsync(path, [(0, _key, _columns)], float32: true, CancellationToken.None).GetAwaiter().GetResult();
+        var info = SegmentFile.WriteAsync(path, [(0, _key, _columns)], float32: true, Parquet.CompressionMethod.Zstd, CancellationToken.None).GetAwaiter().GetResult();
         File.Delete(path);
         return info.Bytes;
     }

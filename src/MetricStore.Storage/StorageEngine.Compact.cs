@@ -73,12 +73,12 @@ public sealed partial class StorageEngine
                 var merged = SeriesHead.Merge(pieces, 0, long.MinValue, long.MaxValue);
                 if (SegmentFile.IsFloat32Exact(merged.Values.AsSpan(0, merged.Count)))
                 {
-                    floats ??= await SegmentWriter.CreateAsync(FilePath(number, "f"), float32: true, CancellationToken.None);
+                    floats ??= await SegmentWriter.CreateAsync(FilePath(number, "f"), float32: true, Parquet.CompressionMethod.Zstd, CancellationToken.None);
                     await floats.AddAsync(seriesId, merged, CancellationToken.None);
                 }
                 else
                 {
-                    doubles ??= await SegmentWriter.CreateAsync(FilePath(number, "d"), float32: false, CancellationToken.None);
+                    doubles ??= await SegmentWriter.CreateAsync(FilePath(number, "d"), float32: false, Parquet.CompressionMethod.Zstd, CancellationToken.None);
                     await doubles.AddAsync(seriesId, merged, CancellationToken.None);
                 }
             }

@@ -125,7 +125,7 @@ public sealed partial class StorageEngine
 
                 var path = Path.Combine(_options.SegmentDirectory, string.Create(CultureInfo.InvariantCulture, $"{number:D20}-{suffix}.parquet"));
                 var ordered = group.OrderBy(g => g.Head.Key.Canonical, StringComparer.Ordinal).Select(g => (g.Head.Id, g.Head.Key, g.Points)).ToList();
-                written.Add(await SegmentFile.WriteAsync(path, ordered, float32, CancellationToken.None));
+                written.Add(await SegmentFile.WriteAsync(path, ordered, float32, Parquet.CompressionMethod.Zstd, CancellationToken.None));
             }
 
             var seriesTable = string.Create(CultureInfo.InvariantCulture, $"{number:D20}-s.parquet");

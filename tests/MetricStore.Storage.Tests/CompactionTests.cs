@@ -39,6 +39,10 @@ public sealed class CompactionTests
             Assert.Equal(500, read.Count);
             Assert.Equal(Enumerable.Range(0, 500).Select(s => s * 4.0), read.Values.AsSpan(0, 500).ToArray());
             Assert.Equal(500 + 4, engine.SegmentRows); // each step of each series once, not once per seal
+
+            // Compacted files are zstd-compressed Parquet too.
+            await using var reader = await Parquet.ParquetReader.CreateAsync(Path.Combine(h.DataDirectory, "segments", PointFiles(h).Single()));
+            Assert.All(reader.Metadata!.RowGroups[0].Columns!, c => Assert.Equal("ZSTD", c.MetaData!.Codec.ToString()));
         }
 
         await h.ReopenAsyncAfterClose();

@@ -72,7 +72,7 @@ public sealed class SealTests
     }
 
     [Fact]
-    public async Task Segments_use_delta_steps_byte_stream_split_values_zstd_and_float_when_exact()
+    public async Task Sealed_segments_use_delta_steps_byte_stream_split_values_zstd_and_float_when_exact()
     {
         await using var h = EngineHarness.Open();
         var (steps, values) = Range(0, 5000, s => (float)Math.Exp(-s / 1000.0));

@@ -40,9 +40,9 @@ internal static class SegmentFile
     public static string LabelsText(SeriesKey key) => string.Join(',', key.Labels.Select(l => $"{l.Key}={l.Value}"));
 
     /// <summary>Writes the series (each sorted by step, unique steps) to a new file at <paramref name="path"/>, durably.</summary>
-    public static async Task<SegmentInfo> WriteAsync(string path, IReadOnlyList<(int Id, SeriesKey Key, SeriesColumns Points)> series, bool float32, CancellationToken cancellationToken)
+    public static async Task<SegmentInfo> WriteAsync(string path, IReadOnlyList<(int Id, SeriesKey Key, SeriesColumns Points)> series, bool float32, CompressionMethod compression, CancellationToken cancellationToken)
     {
-        await using var writer = await SegmentWriter.CreateAsync(path, float32, cancellationToken);
+        await using var writer = await SegmentWriter.CreateAsync(path, float32, compression, cancellationToken);
         foreach (var (id, _, points) in series)
         {
             await writer.AddAsync(id, points, cancellationToken);
