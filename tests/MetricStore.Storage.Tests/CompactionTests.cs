@@ -75,44 +75,6 @@ public sealed class CompactionTests
     {
         // Each request: points and an action after it: 0 nothing, 1 seal, 2 reopen.
         var gen = Gen.Select(Gen.Int[0, 50].Select(Gen.Double[-1e3, 1e3]).Array[1, 15], Gen.Int[0, 2]).Array[1, 14];
-        gen.Sample(requests =>
-        {
-            using var directory = new MetricStore.Tests.TempDirectory();
-            var options = new StorageOptions { DataDirectory = directory.Path, CompactAtSegments = 2 };
-            var engine = StorageEngine.Open(options);
-            try
-            {
-                var model = new SortedDictionary<long, double>();
-                ulong seq = 0;
-                foreach (var (points, action) in requests)
-                {
-                    var steps = points.Select(p => (long)p.Item1).ToArray();
-                    var values = points.Select(p => p.Item2).ToArray();
-                    engine.WriteAsync(Batch("w", ++seq, (Key(), steps, values))).AsTask().GetAwaiter().GetResult();
-                    for (var i = 0; i < steps.Length; i++)
-                    {
-                        model[steps[i]] = values[i];
-                    }
-
-                    if (action == 1)
-                    {
-                        engine.SealNowAsync().GetAwaiter().GetResult();
-                    }
-                    else if (action == 2)
-                    {
-                        engine.DisposeAsync().AsTask().GetAwaiter().GetResult();
-                        engine = StorageEngine.Open(options);
-                    }
-
-                    var read = Read(engine, Key())!;
-                    Assert.Equal(model.Keys, read.Steps.AsSpan(0, read.Count).ToArray());
-                    Assert.Equal(model.Values, read.Values.AsSpan(0, read.Count).ToArray());
-                }
-            }
-            finally
-            {
-                engine.DisposeAsync().AsTask().GetAwaiter().GetResult();
-            }
-        }, iter: 30);
+        gen.Sample(requests => ModelCheck.Run(dir => new StorageOptions { DataDirectory = dir, CompactAtSegments = 2 }, requests), iter: 30);
     }
 }

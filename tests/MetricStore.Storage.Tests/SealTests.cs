@@ -171,41 +171,6 @@ public sealed class SealTests
     {
         // Each request: points (step, value) and an action after it: 0 nothing, 1 seal, 2 reopen.
         var gen = Gen.Select(Gen.Int[0, 60].Select(Gen.Double[-1e3, 1e3]).Array[1, 20], Gen.Int[0, 2]).Array[1, 10];
-        gen.Sample(requests =>
-        {
-            var h = EngineHarness.Open();
-            try
-            {
-                var model = new SortedDictionary<long, double>();
-                ulong seq = 0;
-                foreach (var (points, action) in requests)
-                {
-                    var steps = points.Select(p => (long)p.Item1).ToArray();
-                    var values = points.Select(p => p.Item2).ToArray();
-                    h.Engine.WriteAsync(Batch("w", ++seq, (Key(), steps, values))).AsTask().GetAwaiter().GetResult();
-                    for (var i = 0; i < steps.Length; i++)
-                    {
-                        model[steps[i]] = values[i];
-                    }
-
-                    if (action == 1)
-                    {
-                        h.Engine.SealNowAsync().GetAwaiter().GetResult();
-                    }
-                    else if (action == 2)
-                    {
-                        h.ReopenAsync().GetAwaiter().GetResult();
-                    }
-
-                    var read = h.Read(Key())!;
-                    Assert.Equal(model.Keys, read.Steps.AsSpan(0, read.Count).ToArray());
-                    Assert.Equal(model.Values, read.Values.AsSpan(0, read.Count).ToArray());
-                }
-            }
-            finally
-            {
-                h.DisposeAsync().AsTask().GetAwaiter().GetResult();
-            }
-        }, iter: 30);
+        gen.Sample(requests => ModelCheck.Run(dir => new StorageOptions { DataDirectory = dir }, requests), iter: 30);
     }
 }
