@@ -23,8 +23,11 @@ public sealed class CliFixture : IAsyncLifetime
 }
 
 /// <summary>The metricstore command against a real server, run in-process.</summary>
-public sealed class CliCommandTests(CliFixture fixture) : IClassFixture<CliFixture>
+public sealed class CliCommandTests(CliFixture fixture) : IClassFixture<CliFixture>, IDisposable
 {
+    /// <summary>Each test fails if the shared server logged an error during it (xUnit does not fail a test for fixture cleanup).</summary>
+    public void Dispose() => fixture.Server.AssertNoUnexpectedErrors();
+
     private Task<CliResult> Run(params string[] args) => Cli.RunAsync([.. args, "--server", fixture.Url]);
 
     [Fact]

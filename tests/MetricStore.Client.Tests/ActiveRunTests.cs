@@ -5,8 +5,11 @@ using MetricStore.Tests;
 namespace MetricStore.Client.Tests;
 
 /// <summary>The client's run API against a real server.</summary>
-public sealed class ActiveRunTests(ClientFixture fixture) : IClassFixture<ClientFixture>
+public sealed class ActiveRunTests(ClientFixture fixture) : IClassFixture<ClientFixture>, IDisposable
 {
+    /// <summary>Each test fails if the shared server logged an error during it (xUnit does not fail a test for fixture cleanup).</summary>
+    public void Dispose() => fixture.Server.AssertNoUnexpectedErrors();
+
     private MetricStoreClient Client => fixture.Client;
 
     [Fact]

@@ -5,8 +5,11 @@ using MetricStore.Tests;
 namespace MetricStore.Server.Tests;
 
 /// <summary>The tracking service through the generated gRPC client on a real server.</summary>
-public sealed class GrpcTrackingTests(ServerFixture fixture) : IClassFixture<ServerFixture>
+public sealed class GrpcTrackingTests(ServerFixture fixture) : IClassFixture<ServerFixture>, IDisposable
 {
+    /// <summary>Each test fails if the shared server logged an error during it (xUnit does not fail a test for fixture cleanup).</summary>
+    public void Dispose() => fixture.Server.AssertNoUnexpectedErrors();
+
     private TrackingService.TrackingServiceClient Tracking => fixture.Server.Client.Tracking;
 
     private async Task<(Experiment Experiment, Run Run)> NewRunAsync()

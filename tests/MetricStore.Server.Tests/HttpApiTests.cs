@@ -7,8 +7,11 @@ using MetricStore.Tests;
 namespace MetricStore.Server.Tests;
 
 /// <summary>The same operations over HTTP/JSON (gRPC JSON transcoding), as curl or a browser sends them.</summary>
-public sealed class HttpApiTests(ServerFixture fixture) : IClassFixture<ServerFixture>
+public sealed class HttpApiTests(ServerFixture fixture) : IClassFixture<ServerFixture>, IDisposable
 {
+    /// <summary>Each test fails if the shared server logged an error during it (xUnit does not fail a test for fixture cleanup).</summary>
+    public void Dispose() => fixture.Server.AssertNoUnexpectedErrors();
+
     private HttpClient Http => fixture.Server.Http;
 
     private static StringContent Json(string json) => new(json, Encoding.UTF8, "application/json");

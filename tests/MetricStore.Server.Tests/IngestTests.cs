@@ -5,8 +5,11 @@ using MetricStore.Tests;
 namespace MetricStore.Server.Tests;
 
 /// <summary>IngestService.Write on a real server, driven at the wire level to pin the contract.</summary>
-public sealed class IngestTests(ServerFixture fixture) : IClassFixture<ServerFixture>
+public sealed class IngestTests(ServerFixture fixture) : IClassFixture<ServerFixture>, IDisposable
 {
+    /// <summary>Each test fails if the shared server logged an error during it (xUnit does not fail a test for fixture cleanup).</summary>
+    public void Dispose() => fixture.Server.AssertNoUnexpectedErrors();
+
     private async Task<string> NewRunIdAsync()
     {
         var run = await fixture.Server.Client.Tracking.CreateRunAsync(new CreateRunRequest { ExperimentName = await ExperimentAsync() });
@@ -155,6 +158,32 @@ public sealed class IngestTests(ServerFixture fixture) : IClassFixture<ServerFix
         var e = await Assert.ThrowsAsync<RpcException>(() => SendAsync(Request(writer, 1, Batch(run, "m", [1], [1]))));
         Assert.Equal(StatusCode.InvalidArgument, e.StatusCode);
         Assert.Contains("writer_id", e.Status.Detail, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Malformed_protobuf_bytes_end_the_stream_with_an_error_and_store_nothing()
+    {
+        var run = await NewRunIdAsync();
+        await SendAsync(Request("w-raw", 1, Batch(run, "m", [1], [1.0])));
+
+        // A raw byte-level client on the same method: a length prefix that runs past the message.
+        var raw = new Method<byte[], byte[]>(MethodType.DuplexStreaming, "metricstore.v1.IngestService", "Write",
+            Marshallers.Create<byte[]>(b => b, b => b), Marshallers.Create<byte[]>(b => b, b => b));
+        using (var channel = global::Grpc.Net.Client.GrpcChannel.ForAddress(fixture.Server.Server.GrpcAddress))
+        {
+            using var call = channel.CreateCallInvoker().AsyncDuplexStreamingCall(raw, null, new CallOptions());
+            await call.RequestStream.WriteAsync([0x0A, 0x7F, 0x41]); // field 1, length 127, 1 byte of data
+            var e = await Assert.ThrowsAsync<RpcException>(async () =>
+            {
+                await call.RequestStream.CompleteAsync();
+                await call.ResponseStream.MoveNext(CancellationToken.None);
+            });
+            Assert.Equal(StatusCode.InvalidArgument, e.StatusCode);
+            Assert.Contains("malformed WriteRequest", e.Status.Detail, StringComparison.Ordinal);
+        }
+
+        var (steps, _, _) = await fixture.Server.Client.ReadSeriesAsync(run, "m");
+        Assert.Equal(new long[] { 1 }, steps);
     }
 
     [Fact]

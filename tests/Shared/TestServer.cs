@@ -54,6 +54,21 @@ internal sealed class TestServer : IAsyncDisposable
         return new TestServer(server, owned, logs);
     }
 
+    /// <summary>Fails when the server logged an error since the last check (call after each test of a shared server).</summary>
+    public void AssertNoUnexpectedErrors()
+    {
+        var errors = new List<string>();
+        while (_logs.Errors.TryDequeue(out var error))
+        {
+            errors.Add(error);
+        }
+
+        if (errors.Count > 0)
+        {
+            throw new InvalidOperationException("the server logged unexpected errors:\n" + string.Join('\n', errors));
+        }
+    }
+
     public async ValueTask DisposeAsync()
     {
         Http.Dispose();

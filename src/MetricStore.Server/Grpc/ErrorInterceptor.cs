@@ -74,6 +74,9 @@ internal sealed partial class ErrorInterceptor(ILogger<ErrorInterceptor> logger)
                 return WireStatus.ToRpcException(refused);
             case RpcException:
                 return null;
+            case InvalidDataException malformed:
+                // Bytes that are not a valid message (WriteRequestReader): bad input, not a server bug.
+                return new RpcException(new Status(StatusCode.InvalidArgument, malformed.Message));
             case OperationCanceledException or IOException when context.CancellationToken.IsCancellationRequested:
                 // The client went away or cancelled: not a server error, nothing to log.
                 return new RpcException(new Status(StatusCode.Cancelled, "the call was cancelled"));
