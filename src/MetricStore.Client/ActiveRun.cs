@@ -37,6 +37,7 @@ public sealed class ActiveRun : IAsyncDisposable
     private readonly RunScope _scope;
     private readonly bool _ownsLifecycle;
     private readonly IReadOnlyDictionary<string, string>? _labels;
+    private readonly string _labelsText;
     private readonly Lock _senderLock = new();
     private MetricSender? _sender;
     private int _ended;
@@ -52,8 +53,8 @@ public sealed class ActiveRun : IAsyncDisposable
         _scope = scope;
         _ownsLifecycle = ownsLifecycle;
         _labels = labels is { Count: > 0 } ? new Dictionary<string, string>(labels, StringComparer.Ordinal) : null;
+        _labelsText = MetricSender.LabelsText(_labels);
         Info = run;
-        scope.Run = this;
     }
 
     /// <summary>Batches of metric points the server refused, with its reasons (the last 100).</summary>
@@ -73,7 +74,11 @@ public sealed class ActiveRun : IAsyncDisposable
     /// <summary>Logs a float32 point; a series logged only with floats is sent and stored 4 bytes wide, losslessly.</summary>
     public void Log(string metric, long step, float value) => LogCore(metric, step, value, float32: true, null);
 
-    /// <summary>Logs a point of the series with these labels (merged over the run's labels), e.g. {"rank": "3"}.</summary>
+    /// <summary>
+    /// Logs a point of the series with these labels (merged over the run's labels), e.g. {"rank": "3"}.
+    /// Labels given per call cost a small allocation per point; labels that hold for the whole
+    /// process belong in <see cref="RunStartOptions.Labels"/> or <see cref="MetricStoreClient.AttachRunAsync"/>, which cost none.
+    /// </summary>
     public void Log(string metric, long step, double value, IReadOnlyDictionary<string, string> labels) => LogCore(metric, step, value, float32: false, labels);
 
     /// <summary>Logs several metrics at one step.</summary>
@@ -92,7 +97,7 @@ public sealed class ActiveRun : IAsyncDisposable
 
     private void LogCore(string metric, long step, double value, bool float32, IReadOnlyDictionary<string, string>? labels)
     {
-        if (string.IsNullOrEmpty(metric) || metric.Length > 250 || metric.Any(char.IsControl))
+        if (!IsValidMetric(metric))
         {
             throw new ArgumentException($"metric name '{metric}' is not valid: 1..250 characters, no control characters", nameof(metric));
         }
@@ -104,7 +109,33 @@ public sealed class ActiveRun : IAsyncDisposable
 
         _scope.LastException = null;
         var sender = _sender ?? CreateSender();
-        sender.Log(metric, Merge(labels), step, value, float32);
+        if (labels is null || labels.Count == 0)
+        {
+            sender.Log(metric, _labelsText, _labels, step, value, float32); // the per-point path: no allocation
+        }
+        else
+        {
+            var merged = Merge(labels);
+            sender.Log(metric, MetricSender.LabelsText(merged), merged, step, value, float32);
+        }
+    }
+
+    private static bool IsValidMetric(string metric)
+    {
+        if (string.IsNullOrEmpty(metric) || metric.Length > 250)
+        {
+            return false;
+        }
+
+        foreach (var c in metric)
+        {
+            if (char.IsControl(c))
+            {
+                return false;
+            }
+        }
+
+        return true;
     }
 
     private IReadOnlyDictionary<string, string>? Merge(IReadOnlyDictionary<string, string>? labels)
@@ -313,8 +344,6 @@ public sealed class ActiveRun : IAsyncDisposable
 internal sealed class RunScope
 {
     private Exception? _lastException;
-
-    public ActiveRun? Run { get; set; }
 
     public bool Closed { get; set; }
 

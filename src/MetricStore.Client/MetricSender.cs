@@ -22,7 +22,8 @@ internal sealed class MetricSender : IAsyncDisposable
     private readonly string _runId;
     private readonly string _writerId;
     private readonly Lock _gate = new();
-    private readonly Dictionary<string, SeriesBuffer> _buffers = new(StringComparer.Ordinal);
+    // Keyed by (metric, canonical labels text): a tuple key, so finding a buffer allocates nothing.
+    private readonly Dictionary<(string Metric, string Labels), SeriesBuffer> _buffers = [];
     private readonly Queue<(ulong Seq, WriteRequest Request, long Points)> _unacked = new();
     private readonly List<(ulong Seq, TaskCompletionSource Done)> _flushWaiters = [];
     private readonly List<string> _rejections = [];
@@ -75,10 +76,17 @@ internal sealed class MetricSender : IAsyncDisposable
     /// <summary>Times the stream was re-opened after a failure.</summary>
     public int Reconnects { get; private set; }
 
-    public void Log(string metric, IReadOnlyDictionary<string, string>? labels, long step, double value, bool float32)
+    /// <summary>Canonical text of a label set ("" for none): sorted "k=v" pairs. Callers compute it once per label set.</summary>
+    public static string LabelsText(IReadOnlyDictionary<string, string>? labels) =>
+        labels is null || labels.Count == 0
+            ? ""
+            : string.Join('\u001f', labels.OrderBy(l => l.Key, StringComparer.Ordinal).Select(l => l.Key + "=" + l.Value));
+
+    /// <summary>Buffers one point. <paramref name="labelsText"/> is <see cref="LabelsText"/> of <paramref name="labels"/>.</summary>
+    public void Log(string metric, string labelsText, IReadOnlyDictionary<string, string>? labels, long step, double value, bool float32)
     {
         var timestamp = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
-        var key = labels is null || labels.Count == 0 ? metric : metric + "\u001f" + string.Join('\u001f', labels.OrderBy(l => l.Key, StringComparer.Ordinal).Select(l => l.Key + "=" + l.Value));
+        var key = (metric, labelsText);
         // Backpressure: wait for acknowledgements rather than drop points or grow without bound.
         while (Interlocked.Read(ref _bufferedPoints) + Interlocked.Read(ref _unackedPoints) >= _options.MaxPendingPoints && _fault is null && !_closing)
         {

@@ -24,8 +24,6 @@ public sealed class SeriesPoints
 
     /// <summary>True when one timestamp (Timestamps[0]) applies to every point.</summary>
     public bool SharedTimestamp { get; init; }
-
-    public long TimestampAt(int index) => SharedTimestamp ? Timestamps[0] : Timestamps[index];
 }
 
 /// <summary>One request of one writer: the unit of ordering, durability and deduplication.</summary>

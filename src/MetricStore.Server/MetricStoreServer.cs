@@ -99,7 +99,7 @@ public sealed class MetricStoreServer : IAsyncDisposable
                 {
                     DataDirectory = options.DataDirectory,
                     Durability = options.Durability,
-                    SealThresholdPoints = options.SealThresholdPoints ?? new StorageOptions { DataDirectory = "" }.SealThresholdPoints,
+                    SealThresholdPoints = options.SealThresholdPoints ?? StorageOptions.DefaultSealThresholdPoints,
                     Log = (level, message) => log.Log(
                         level switch { StorageLogLevel.Error => LogLevel.Error, StorageLogLevel.Warning => LogLevel.Warning, _ => LogLevel.Information },
                         message),

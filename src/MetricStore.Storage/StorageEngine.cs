@@ -30,10 +30,10 @@ public sealed partial class StorageEngine : IAsyncDisposable
     private readonly Thread _writer;
     private readonly CancellationTokenSource _stop = new();
     private readonly List<PendingWrite> _group = [];
+    private readonly Dictionary<string, ulong> _groupSeqs = new(StringComparer.Ordinal); // seqs decided within the current group
     private byte[] _record = new byte[1 << 16];
     private int[] _ids = new int[64];
     private long _pointsWritten;
-    private long _groups;
     private volatile Exception? _fault;
     private int _disposed;
 
@@ -177,9 +177,6 @@ public sealed partial class StorageEngine : IAsyncDisposable
 
     /// <summary>Points made durable since open.</summary>
     public long PointsWritten => Interlocked.Read(ref _pointsWritten);
-
-    /// <summary>Group commits since open.</summary>
-    public long GroupCommits => Interlocked.Read(ref _groups);
 
     /// <summary>WAL bytes written since open (after compression) and before compression.</summary>
     public (long Stored, long Raw) WalBytes => (_wal.BytesWritten, _wal.RawBytes);
@@ -344,7 +341,8 @@ public sealed partial class StorageEngine : IAsyncDisposable
     private void CommitGroup()
     {
         var groupPoints = 0L;
-        var pendingSeqs = new Dictionary<string, ulong>(StringComparer.Ordinal);
+        var pendingSeqs = _groupSeqs;
+        pendingSeqs.Clear();
         foreach (var pending in _group)
         {
             var batch = pending.Batch;
@@ -405,7 +403,6 @@ public sealed partial class StorageEngine : IAsyncDisposable
 
         Interlocked.Add(ref _pointsWritten, groupPoints);
         _unsealedPoints += groupPoints;
-        Interlocked.Increment(ref _groups);
         foreach (var pending in _group)
         {
             var result = new WriteResult(pending.Outcome, DurableSeq(pending.Batch.WriterId));

@@ -41,7 +41,9 @@ public sealed record StorageOptions
     /// While a seal runs, the writer accepts up to twice this many before it waits for the seal:
     /// that is what bounds the server's memory under any load.
     /// </summary>
-    public long SealThresholdPoints { get; init; } = 4_000_000;
+    public long SealThresholdPoints { get; init; } = DefaultSealThresholdPoints;
+
+    public const long DefaultSealThresholdPoints = 4_000_000;
 
     /// <summary>The head is also sealed when its oldest unsealed point is this old (and there is something to seal).</summary>
     public TimeSpan SealMaxAge { get; init; } = TimeSpan.FromMinutes(10);

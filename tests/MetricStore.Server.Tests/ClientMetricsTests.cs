@@ -53,6 +53,30 @@ public sealed class ClientMetricsTests
     }
 
     [Fact]
+    public async Task Logging_a_labelled_series_allocates_nothing_per_point_on_the_calling_thread()
+    {
+        await using var server = await TestServer.StartAsync();
+        await using var run = await server.Client.StartRunAsync(Unique.Name("alloc"), options: new RunStartOptions { Labels = new Dictionary<string, string> { ["rank"] = "3" } });
+
+        // Warm up: the series buffer grows to its working size once.
+        for (var step = 0; step < 20_000; step++)
+        {
+            run.Log("loss", step, 1.0);
+        }
+
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        for (var step = 20_000; step < 25_000; step++)
+        {
+            run.Log("loss", step, 1.0);
+        }
+
+        var perPoint = (GC.GetAllocatedBytesForCurrentThread() - before) / 5_000.0;
+        Assert.True(perPoint < 1, $"{perPoint:F1} bytes allocated per logged point");
+        await run.EndAsync();
+        Assert.Equal(25_000, (await server.Client.ReadSeriesAsync(run.Id, "loss", new Dictionary<string, string> { ["rank"] = "3" })).Steps.Length);
+    }
+
+    [Fact]
     public async Task A_server_restart_while_logging_loses_nothing()
     {
         using var data = new TempDirectory();

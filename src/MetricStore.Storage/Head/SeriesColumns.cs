@@ -10,6 +10,14 @@ public sealed class SeriesColumns
         Timestamps = new long[capacity];
     }
 
+    private SeriesColumns(long[] steps, double[] values, long[] timestamps, int count)
+    {
+        Steps = steps;
+        Values = values;
+        Timestamps = timestamps;
+        Count = count;
+    }
+
     public long[] Steps { get; private set; }
 
     public double[] Values { get; private set; }
@@ -17,6 +25,9 @@ public sealed class SeriesColumns
     public long[] Timestamps { get; private set; }
 
     public int Count { get; internal set; }
+
+    /// <summary>The same arrays with the count as it is now: a read-only view for readers (no copy).</summary>
+    internal static SeriesColumns View(SeriesColumns source) => new(source.Steps, source.Values, source.Timestamps, source.Count);
 
     internal void EnsureCapacity(int capacity)
     {

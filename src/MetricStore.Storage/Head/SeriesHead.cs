@@ -226,9 +226,19 @@ internal sealed class SeriesHead
         lock (_lock)
         {
             segments = [.. _segments];
-            memory = [.. _frozen, .. _chunks];
-            // Copy the counts now: the writer may append to the last chunk after the lock is released.
-            memory = memory.Select(Snapshot).ToList();
+
+            // Views, not copies: chunks only grow past their count (and a growing chunk gets new
+            // arrays), so the points below the count seen here never change. Merge copies once.
+            memory = new List<SeriesColumns>(_frozen.Count + _chunks.Count);
+            foreach (var chunk in _frozen)
+            {
+                memory.Add(SeriesColumns.View(chunk));
+            }
+
+            foreach (var chunk in _chunks)
+            {
+                memory.Add(SeriesColumns.View(chunk));
+            }
         }
 
         var parts = new List<SeriesColumns>(segments.Length + memory.Count);
@@ -328,16 +338,6 @@ internal sealed class SeriesHead
         Array.Copy(values, columns.Values, m);
         Array.Copy(timestamps, columns.Timestamps, m);
         columns.Count = m;
-    }
-
-    private static SeriesColumns Snapshot(SeriesColumns chunk)
-    {
-        var copy = new SeriesColumns(chunk.Count);
-        Array.Copy(chunk.Steps, copy.Steps, chunk.Count);
-        Array.Copy(chunk.Values, copy.Values, chunk.Count);
-        Array.Copy(chunk.Timestamps, copy.Timestamps, chunk.Count);
-        copy.Count = chunk.Count;
-        return copy;
     }
 
     /// <summary>

@@ -135,25 +135,6 @@ internal sealed class BoundedMpscQueue<T>
         return true;
     }
 
-    /// <summary>Single consumer only: waits until an item may be there (or the timeout passes).</summary>
-    public async ValueTask WaitToReadAsync(int timeoutMs, CancellationToken cancellationToken)
-    {
-        Volatile.Write(ref _consumerWaiting, 1);
-        try
-        {
-            if (Count > 0)
-            {
-                return;
-            }
-
-            await _notEmpty.WaitAsync(timeoutMs, cancellationToken);
-        }
-        finally
-        {
-            Volatile.Write(ref _consumerWaiting, 0);
-        }
-    }
-
     /// <summary>Single consumer only: blocks until an item may be there (or the timeout passes). For a dedicated thread.</summary>
     public void WaitToRead(int timeoutMs)
     {

@@ -74,8 +74,6 @@ internal sealed class SegmentWriter : IAsyncDisposable
         }
     }
 
-    public int SeriesCount => _series.Count;
-
     /// <summary>Adds one series (sorted by step, unique steps, at least one point) as the next row group.</summary>
     public async Task AddAsync(int seriesId, SeriesColumns points, CancellationToken cancellationToken)
     {

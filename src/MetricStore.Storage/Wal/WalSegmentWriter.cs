@@ -38,9 +38,6 @@ internal sealed class WalSegmentWriter : IDisposable
     /// <summary>Bytes of payload before compression, since start.</summary>
     public long RawBytes { get; private set; }
 
-    /// <summary>Frames written since start.</summary>
-    public long Frames { get; private set; }
-
     /// <summary>Adds a frame carrying <paramref name="body"/> to the pending group (nothing is written yet).</summary>
     public void Append(ReadOnlySpan<byte> body)
     {
@@ -76,7 +73,6 @@ internal sealed class WalSegmentWriter : IDisposable
         BinaryPrimitives.WriteUInt32LittleEndian(frame[8..], Crc32C.Compute(payload));
         _groupLength += frameLength;
         RawBytes += body.Length;
-        Frames++;
     }
 
     /// <summary>Writes the pending group in one call; rolls to a new segment first when the current one is full.</summary>
