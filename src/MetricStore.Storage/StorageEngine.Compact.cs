@@ -118,15 +118,11 @@ public sealed partial class StorageEngine
                 _manifestLock.Release();
             }
 
-            foreach (var output in outputs)
+            foreach (var (seriesId, refs) in SegmentRefs(outputs))
             {
-                var float32 = output.ValueType == "float";
-                foreach (var part in output.Series)
+                if (_series.TryGetValue(_lastManifest!.Series[seriesId], out var head))
                 {
-                    if (_series.TryGetValue(_lastManifest!.Series[part.SeriesId], out var head))
-                    {
-                        head.ReplaceSegments(removed, new SegmentRef(output.File, part.RowGroup, float32, part.MinStep, part.MaxStep));
-                    }
+                    head.ReplaceSegments(removed, refs);
                 }
             }
 

@@ -82,7 +82,7 @@ public sealed partial class StorageEngine
         // The cut: everything so far is in WAL segments below walStart and in the frozen chunks.
         _wal.Flush();
         var walStart = _wal.Roll();
-        var frozen = new List<(SeriesHead Head, List<SeriesColumns> Chunks)>();
+        var frozen = new List<(SeriesHead Head, List<HeadChunk> Chunks)>();
         var catalog = new Dictionary<int, string>();
         foreach (var head in _seriesById)
         {
@@ -104,12 +104,12 @@ public sealed partial class StorageEngine
         }
     }
 
-    private async Task SealAsync(List<(SeriesHead Head, List<SeriesColumns> Chunks)> frozenChunks, Dictionary<int, string> catalog, Dictionary<string, ulong> writers, long walStart)
+    private async Task SealAsync(List<(SeriesHead Head, List<HeadChunk> Chunks)> frozenChunks, Dictionary<int, string> catalog, Dictionary<string, ulong> writers, long walStart)
     {
         var stopwatch = Stopwatch.StartNew();
 
         // Sorting and last-write-wins happen here, off the writer thread.
-        var frozen = frozenChunks.Select(f => (f.Head, Points: SeriesHead.Merge(f.Chunks, 0, long.MinValue, long.MaxValue))).ToList();
+        var frozen = frozenChunks.Select(f => (f.Head, Points: SeriesHead.Merge(f.Chunks.ConvertAll(c => c.Columns), 0, long.MinValue, long.MaxValue))).ToList();
         var number = Interlocked.Increment(ref _fileNumber);
         var written = new List<SegmentInfo>();
         try
@@ -159,14 +159,11 @@ public sealed partial class StorageEngine
             }
 
             // Durable: now memory and the WAL behind the cut can go.
+            // All row groups of a series at once, so no reader sees the frozen points gone and only part of them sealed.
             var heads = frozen.ToDictionary(f => f.Head.Id, f => f.Head);
-            foreach (var segment in written)
+            foreach (var (seriesId, refs) in SegmentRefs(written))
             {
-                var float32 = segment.ValueType == "float";
-                foreach (var part in segment.Series)
-                {
-                    heads[part.SeriesId].CompleteSeal(new SegmentRef(segment.File, part.RowGroup, float32, part.MinStep, part.MaxStep));
-                }
+                heads[seriesId].CompleteSeal(refs);
             }
 
             foreach (var n in WalRecovery.ListSegments(_options.WalDirectory))
@@ -194,6 +191,28 @@ public sealed partial class StorageEngine
             Interlocked.Add(ref _unsealedPoints, frozen.Sum(f => (long)f.Points.Count));
             _options.Log?.Invoke(StorageLogLevel.Error, $"seal {number} failed and will be retried: {e.Message}");
         }
+    }
+
+    /// <summary>Each series' row groups in the files, in file order then row-group order (arrival order).</summary>
+    private static Dictionary<int, List<SegmentRef>> SegmentRefs(IEnumerable<SegmentInfo> files)
+    {
+        var refs = new Dictionary<int, List<SegmentRef>>();
+        foreach (var file in files)
+        {
+            var float32 = file.ValueType == "float";
+            foreach (var part in file.Series)
+            {
+                if (!refs.TryGetValue(part.SeriesId, out var list))
+                {
+                    refs[part.SeriesId] = list = [];
+                }
+
+                list.Add(new SegmentRef(file.File, part.RowGroup, float32, part.MinStep, part.MaxStep, checked((int)part.Rows), part.Rollup
+                    ?? throw new InvalidOperationException($"segment {file.File} row group {part.RowGroup} has no rollup loaded")));
+            }
+        }
+
+        return refs;
     }
 
     /// <summary>At open: drop what a crash left half done (files the manifest does not list, WAL it covers).</summary>

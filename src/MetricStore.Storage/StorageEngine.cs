@@ -3,6 +3,7 @@ using System.Diagnostics;
 using MetricStore.Core;
 using MetricStore.Storage.Head;
 using MetricStore.Storage.Ingest;
+using MetricStore.Storage.Query;
 using MetricStore.Storage.Segments;
 using MetricStore.Storage.Wal;
 
@@ -42,6 +43,7 @@ public sealed partial class StorageEngine : IAsyncDisposable
         _options = options;
         _lock = directoryLock;
         _ring = new BoundedMpscQueue<PendingWrite>(options.RingCapacity);
+        _cache = new PartCache(options.QueryCacheBytes);
         _wal = new WalSegmentWriter(options.WalDirectory, nextSegment, options.WalSegmentBytes, options.WalCompressAboveBytes);
         _writer = new Thread(WriterLoop) { IsBackground = true, Name = "metricstore-wal-writer" };
     }
@@ -111,9 +113,20 @@ public sealed partial class StorageEngine : IAsyncDisposable
 
             foreach (var segment in manifest.Segments)
             {
+                var rollups = SegmentFile.ReadRollupsAsync(Path.Combine(options.SegmentDirectory, segment.File), CancellationToken.None).GetAwaiter().GetResult();
                 foreach (var part in segment.Series)
                 {
-                    series[part.SeriesId].AddSegment(new SegmentRef(segment.File, part.RowGroup, segment.ValueType == "float", part.MinStep, part.MaxStep));
+                    part.Rollup = rollups.TryGetValue(part.RowGroup, out var rollup) && rollup.Count == part.Rows
+                        ? rollup
+                        : throw new IOException($"segment {segment.File} has no rollup for row group {part.RowGroup} with {part.Rows} rows");
+                }
+            }
+
+            foreach (var (id, refs) in SegmentRefs(manifest.Segments))
+            {
+                foreach (var segmentRef in refs)
+                {
+                    series[id].AddSegment(segmentRef);
                 }
             }
         }
@@ -144,6 +157,7 @@ public sealed partial class StorageEngine : IAsyncDisposable
         foreach (var head in series.Values.OrderBy(h => h.Id))
         {
             engine._series[head.Key.Canonical] = head;
+            engine.IndexByRun(head);
             while (engine._seriesById.Count <= head.Id)
             {
                 engine._seriesById.Add(null!);
@@ -195,34 +209,6 @@ public sealed partial class StorageEngine : IAsyncDisposable
         var pending = new PendingWrite(batch);
         await _ring.EnqueueAsync(pending, cancellationToken);
         return await pending.Completion.Task.WaitAsync(cancellationToken);
-    }
-
-    /// <summary>Every series of a run.</summary>
-    public IReadOnlyList<SeriesKey> ListSeries(string runId)
-    {
-        var keys = new List<SeriesKey>();
-        foreach (var head in _series.Values)
-        {
-            if (string.Equals(head.Key.RunId, runId, StringComparison.Ordinal))
-            {
-                keys.Add(head.Key);
-            }
-        }
-
-        keys.Sort(static (a, b) => string.CompareOrdinal(a.Canonical, b.Canonical));
-        return keys;
-    }
-
-    /// <summary>
-    /// The durable points of a series in [fromStep, toStep] from its sealed segments and the head,
-    /// sorted by step, last write wins; null when the series does not exist.
-    /// </summary>
-    public async ValueTask<SeriesColumns?> ReadSeriesAsync(SeriesKey key, long fromStep = long.MinValue, long toStep = long.MaxValue, CancellationToken cancellationToken = default)
-    {
-        ArgumentNullException.ThrowIfNull(key);
-        return _series.TryGetValue(key.Canonical, out var head)
-            ? await head.ReadAsync(_options.SegmentDirectory, fromStep, toStep, cancellationToken)
-            : null;
     }
 
     public async ValueTask DisposeAsync()
@@ -427,6 +413,7 @@ public sealed partial class StorageEngine : IAsyncDisposable
         _wal.Append(_record.AsSpan(0, length));
         _seriesById.Add(head);
         _series[key.Canonical] = head;
+        IndexByRun(head);
         return id;
     }
 

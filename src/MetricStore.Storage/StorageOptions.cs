@@ -54,6 +54,15 @@ public sealed record StorageOptions
     /// </summary>
     public int CompactAtSegments { get; init; } = 8;
 
+    /// <summary>
+    /// Bytes of decoded sealed row groups kept for queries (24 per point; least recently used out).
+    /// Bucket edges and raw reads need the points of the row groups they touch; a warm query finds
+    /// them here instead of decoding Parquet again.
+    /// </summary>
+    public long QueryCacheBytes { get; init; } = DefaultQueryCacheBytes;
+
+    public const long DefaultQueryCacheBytes = 512L * 1024 * 1024;
+
     /// <summary>Log sink (level, message); null = silent. Storage takes no logging framework dependency.</summary>
     public Action<StorageLogLevel, string>? Log { get; init; }
 

@@ -1,5 +1,5 @@
 using MetricStore.Core;
-using MetricStore.Storage.Segments;
+using MetricStore.Storage.Query;
 
 namespace MetricStore.Storage.Head;
 
@@ -18,8 +18,14 @@ internal sealed class SeriesHead
     internal const int ChunkSize = 1 << 16;
     private readonly Lock _lock = new();
     private readonly List<SegmentRef> _segments = [];
-    private List<SeriesColumns> _chunks = [];
-    private List<SeriesColumns> _frozen = [];
+    private List<HeadChunk> _chunks = [];
+    private List<HeadChunk> _frozen = [];
+
+    // The summary of the whole series (last write wins), kept up to date while steps only grow;
+    // a step at or before the last one (a resumed run) makes it stale until a query recomputes it.
+    private Aggregate _summary = Aggregate.Empty;
+    private bool _summaryValid = true;
+    private long _version;
 
     public SeriesHead(int id, SeriesKey key)
     {
@@ -38,20 +44,21 @@ internal sealed class SeriesHead
             for (var i = 0; i < points.Count;)
             {
                 var chunk = WritableChunk();
-                var take = Math.Min(points.Count - i, chunk.Steps.Length - chunk.Count);
+                var take = Math.Min(points.Count - i, chunk.Capacity - chunk.Count);
                 var at = chunk.Count;
-                Array.Copy(points.Steps, i, chunk.Steps, at, take);
-                Array.Copy(points.Values, i, chunk.Values, at, take);
+                var columns = chunk.Columns;
+                Array.Copy(points.Steps, i, columns.Steps, at, take);
+                Array.Copy(points.Values, i, columns.Values, at, take);
                 if (points.SharedTimestamp)
                 {
-                    chunk.Timestamps.AsSpan(at, take).Fill(points.Timestamps[0]);
+                    columns.Timestamps.AsSpan(at, take).Fill(points.Timestamps[0]);
                 }
                 else
                 {
-                    Array.Copy(points.Timestamps, i, chunk.Timestamps, at, take);
+                    Array.Copy(points.Timestamps, i, columns.Timestamps, at, take);
                 }
 
-                chunk.Count += take;
+                Appended(chunk, at, take);
                 i += take;
             }
         }
@@ -74,9 +81,10 @@ internal sealed class SeriesHead
             for (var i = 0; i < n;)
             {
                 var chunk = WritableChunk();
-                var take = Math.Min(n - i, chunk.Steps.Length - chunk.Count);
+                var columns = chunk.Columns;
+                var take = Math.Min(n - i, chunk.Capacity - chunk.Count);
                 var at = chunk.Count;
-                var stepTarget = chunk.Steps.AsSpan(at, take);
+                var stepTarget = columns.Steps.AsSpan(at, take);
                 if (steps.IsEmpty)
                 {
                     var step = firstStep + (i * stride);
@@ -92,7 +100,7 @@ internal sealed class SeriesHead
 
                 if (float32)
                 {
-                    var valueTarget = chunk.Values.AsSpan(at, take);
+                    var valueTarget = columns.Values.AsSpan(at, take);
                     var source = floats.Slice(i, take);
                     for (var k = 0; k < take; k++)
                     {
@@ -101,34 +109,49 @@ internal sealed class SeriesHead
                 }
                 else
                 {
-                    doubles.Slice(i, take).CopyTo(chunk.Values.AsSpan(at, take));
+                    doubles.Slice(i, take).CopyTo(columns.Values.AsSpan(at, take));
                 }
 
                 if (timestamps.IsEmpty)
                 {
-                    chunk.Timestamps.AsSpan(at, take).Fill(sharedTimestamp);
+                    columns.Timestamps.AsSpan(at, take).Fill(sharedTimestamp);
                 }
                 else
                 {
-                    timestamps.Slice(i, take).CopyTo(chunk.Timestamps.AsSpan(at, take));
+                    timestamps.Slice(i, take).CopyTo(columns.Timestamps.AsSpan(at, take));
                 }
 
-                chunk.Count += take;
+                Appended(chunk, at, take);
                 i += take;
             }
         }
     }
 
-    public void Append(SeriesColumns columns)
+    /// <summary>Under the lock: the chunk took points [at, at + take); keep its rollup and the summary current.</summary>
+    private void Appended(HeadChunk chunk, int at, int take)
     {
-        Append(new SeriesPoints
+        var c = chunk.Columns;
+        var previous = _summary.Count == 0 ? long.MinValue : _summary.LastStep;
+        chunk.Appended(at, take);
+        _version++;
+        if (!_summaryValid)
         {
-            Key = Key,
-            Count = columns.Count,
-            Steps = columns.Steps,
-            Values = columns.Values,
-            Timestamps = columns.Timestamps,
-        });
+            return;
+        }
+
+        var steps = c.Steps.AsSpan(at, take);
+        for (var k = 0; k < steps.Length; k++)
+        {
+            if (steps[k] <= previous)
+            {
+                _summaryValid = false;
+                return;
+            }
+
+            previous = steps[k];
+        }
+
+        _summary.Add(Aggregate.Scan(c.Steps, c.Values, c.Timestamps, at, at + take));
     }
 
     public void AddSegment(SegmentRef segment)
@@ -136,6 +159,8 @@ internal sealed class SeriesHead
         lock (_lock)
         {
             _segments.Add(segment);
+            _summaryValid = false;
+            _version++;
         }
     }
 
@@ -143,7 +168,7 @@ internal sealed class SeriesHead
     /// Moves the appended chunks aside for sealing (a list swap: the writer thread calls this) and
     /// returns them, or null when empty. Frozen chunks never change again.
     /// </summary>
-    public List<SeriesColumns>? Freeze()
+    public List<HeadChunk>? Freeze()
     {
         lock (_lock)
         {
@@ -159,12 +184,11 @@ internal sealed class SeriesHead
     }
 
     /// <summary>
-    /// Compaction replaced the files in <paramref name="removed"/> by <paramref name="replacement"/>
-    /// (null when none of this series' points remain, which cannot happen for a merged series). The
-    /// merged data is older than any segment sealed after the compaction began, so it takes the
-    /// place of the first removed reference.
+    /// Compaction replaced the files in <paramref name="removed"/> by <paramref name="replacements"/>
+    /// (this series' row groups in the output, in step order). The merged data is older than any
+    /// segment sealed after the compaction began, so it takes the place of the first removed reference.
     /// </summary>
-    public void ReplaceSegments(IReadOnlySet<string> removed, SegmentRef? replacement)
+    public void ReplaceSegments(IReadOnlySet<string> removed, IReadOnlyList<SegmentRef> replacements)
     {
         lock (_lock)
         {
@@ -175,20 +199,19 @@ internal sealed class SeriesHead
             }
 
             _segments.RemoveAll(r => removed.Contains(r.File));
-            if (replacement is not null)
-            {
-                _segments.Insert(Math.Min(at, _segments.Count), replacement);
-            }
+            _segments.InsertRange(Math.Min(at, _segments.Count), replacements);
+            _version++;
         }
     }
 
-    /// <summary>The frozen points are now in <paramref name="segment"/>: drop them from memory.</summary>
-    public void CompleteSeal(SegmentRef segment)
+    /// <summary>The frozen points are now in <paramref name="segments"/>: drop them from memory.</summary>
+    public void CompleteSeal(IEnumerable<SegmentRef> segments)
     {
         lock (_lock)
         {
-            _segments.Add(segment);
+            _segments.AddRange(segments);
             _frozen = [];
+            _version++;
         }
     }
 
@@ -200,60 +223,56 @@ internal sealed class SeriesHead
             _frozen.AddRange(_chunks);
             _chunks = _frozen;
             _frozen = [];
+            _version++;
         }
     }
 
-    /// <summary>The points with fromStep &lt;= step &lt;= toStep, sorted by step, last write wins.</summary>
-    public async ValueTask<SeriesColumns> ReadAsync(string segmentDirectory, long fromStep, long toStep, CancellationToken cancellationToken)
+    /// <summary>
+    /// What a reader sees, in arrival order: sealed row groups (oldest first), then head chunks as
+    /// views (chunks only grow past their count and a growing chunk gets new arrays, so the points
+    /// below the count seen here never change), and the version they belong to.
+    /// </summary>
+    public (SegmentRef[] Segments, HeadChunkView[] Chunks, long Version) Snapshot()
     {
-        // A compaction may delete a file between taking the references and opening it: take them again.
-        for (var attempt = 1; ; attempt++)
-        {
-            try
-            {
-                return await ReadOnceAsync(segmentDirectory, fromStep, toStep, cancellationToken);
-            }
-            catch (FileNotFoundException) when (attempt < 5)
-            {
-            }
-        }
-    }
-
-    private async ValueTask<SeriesColumns> ReadOnceAsync(string segmentDirectory, long fromStep, long toStep, CancellationToken cancellationToken)
-    {
-        SegmentRef[] segments;
-        List<SeriesColumns> memory;
         lock (_lock)
         {
-            segments = [.. _segments];
-
-            // Views, not copies: chunks only grow past their count (and a growing chunk gets new
-            // arrays), so the points below the count seen here never change. Merge copies once.
-            memory = new List<SeriesColumns>(_frozen.Count + _chunks.Count);
+            var chunks = new HeadChunkView[_frozen.Count + _chunks.Count];
+            var i = 0;
             foreach (var chunk in _frozen)
             {
-                memory.Add(SeriesColumns.View(chunk));
+                chunks[i++] = chunk.View();
             }
 
             foreach (var chunk in _chunks)
             {
-                memory.Add(SeriesColumns.View(chunk));
+                chunks[i++] = chunk.View();
             }
-        }
 
-        var parts = new List<SeriesColumns>(segments.Length + memory.Count);
-        foreach (var segment in segments)
+            return ([.. _segments], chunks, _version);
+        }
+    }
+
+    /// <summary>The kept summary, when it is current.</summary>
+    public bool TryGetSummary(out Aggregate summary)
+    {
+        lock (_lock)
         {
-            if (segment.MaxStep < fromStep || segment.MinStep > toStep)
-            {
-                continue;
-            }
-
-            parts.Add(await SegmentFile.ReadAsync(Path.Combine(segmentDirectory, segment.File), segment.RowGroup, segment.Float32, cancellationToken));
+            summary = _summary;
+            return _summaryValid;
         }
+    }
 
-        parts.AddRange(memory);
-        return Merge(parts, 0, fromStep, toStep);
+    /// <summary>Keeps a summary computed from the snapshot of <paramref name="version"/>, unless the series changed since.</summary>
+    public void SetSummary(in Aggregate summary, long version)
+    {
+        lock (_lock)
+        {
+            if (version == _version)
+            {
+                _summary = summary;
+                _summaryValid = true;
+            }
+        }
     }
 
     /// <summary>Points of the parts (in arrival order) within the range, sorted by step, last write wins.</summary>
@@ -344,30 +363,33 @@ internal sealed class SeriesHead
     /// The chunk to append to. A series starts small (most series of a run are short) and grows by
     /// doubling up to <see cref="ChunkSize"/>; after that it adds whole chunks and never copies.
     /// </summary>
-    private SeriesColumns WritableChunk()
+    private HeadChunk WritableChunk()
     {
         if (_chunks.Count == 0)
         {
-            _chunks.Add(new SeriesColumns(256));
+            _chunks.Add(new HeadChunk(256));
         }
 
         var last = _chunks[^1];
-        if (last.Count < last.Steps.Length)
+        if (last.Count < last.Capacity)
         {
             return last;
         }
 
-        if (last.Steps.Length < ChunkSize)
+        if (last.Capacity < ChunkSize)
         {
-            last.EnsureCapacity(Math.Min(ChunkSize, last.Steps.Length * 2));
+            last.Grow(Math.Min(ChunkSize, last.Capacity * 2));
             return last;
         }
 
-        var chunk = new SeriesColumns(ChunkSize);
+        var chunk = new HeadChunk(ChunkSize);
         _chunks.Add(chunk);
         return chunk;
     }
 }
 
-/// <summary>Where a series' sealed points are: a file, its row group, the value type and the step range.</summary>
-internal sealed record SegmentRef(string File, int RowGroup, bool Float32, long MinStep, long MaxStep);
+/// <summary>
+/// Where some of a series' sealed points are: a row group of a file, its value type, step range,
+/// row count and rollup (loaded from the file's footer).
+/// </summary>
+internal sealed record SegmentRef(string File, int RowGroup, bool Float32, long MinStep, long MaxStep, int Rows, Rollup Rollup);

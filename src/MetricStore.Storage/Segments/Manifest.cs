@@ -118,4 +118,8 @@ internal sealed class SegmentSeries
     public long MinStep { get; init; }
 
     public long MaxStep { get; init; }
+
+    /// <summary>Kept in the file's footer, not in the manifest; set when written or loaded.</summary>
+    [JsonIgnore]
+    public Query.Rollup? Rollup { get; set; }
 }

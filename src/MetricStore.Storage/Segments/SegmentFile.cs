@@ -1,5 +1,6 @@
 using System.IO.Compression;
 using MetricStore.Core;
+using MetricStore.Storage.Query;
 using MetricStore.Storage.Wal;
 using Parquet;
 using Parquet.Schema;
@@ -80,6 +81,43 @@ internal static class SegmentFile
 
         columns.Count = n;
         return columns;
+    }
+
+    /// <summary>
+    /// The rollups of a point file's row groups, from its footer; a file written before rollups
+    /// existed gets them computed from its points.
+    /// </summary>
+    public static async Task<Dictionary<int, Rollup>> ReadRollupsAsync(string path, CancellationToken cancellationToken)
+    {
+        bool float32;
+        int rowGroups;
+        await using (var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read))
+        {
+            await using var reader = await ParquetReader.CreateAsync(stream, cancellationToken: cancellationToken);
+            if (reader.CustomMetadata.TryGetValue(SegmentWriter.RollupMetadataKey, out var encoded))
+            {
+                try
+                {
+                    return Rollup.Deserialize(Convert.FromBase64String(encoded));
+                }
+                catch (Exception e) when (e is FormatException or InvalidDataException or EndOfStreamException)
+                {
+                    throw new IOException($"segment {path} has a damaged rollup ({e.Message})", e);
+                }
+            }
+
+            float32 = reader.Schema.DataFields.First(f => f.Name == "value").ClrType == typeof(float);
+            rowGroups = reader.RowGroupCount;
+        }
+
+        var rollups = new Dictionary<int, Rollup>(rowGroups);
+        for (var g = 0; g < rowGroups; g++)
+        {
+            var points = await ReadAsync(path, g, float32, cancellationToken);
+            rollups[g] = Rollup.Build(points.Steps, points.Values, points.Timestamps, 0, points.Count);
+        }
+
+        return rollups;
     }
 
     /// <summary>Writes the series table: one row per series (series_id, run_id, metric, labels), durably.</summary>

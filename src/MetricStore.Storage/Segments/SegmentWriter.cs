@@ -1,4 +1,5 @@
 using System.IO.Compression;
+using MetricStore.Storage.Query;
 using MetricStore.Storage.Wal;
 using Parquet;
 using Parquet.Schema;
@@ -74,37 +75,58 @@ internal sealed class SegmentWriter : IAsyncDisposable
         }
     }
 
-    /// <summary>Adds one series (sorted by step, unique steps, at least one point) as the next row group.</summary>
+    /// <summary>
+    /// Rows per row group at most: a series longer than this spans several row groups, so a reader
+    /// decodes (and caches) at most this many points at a time and prunes by step range within a series.
+    /// </summary>
+    public const int MaxRowGroupRows = 1 << 20;
+
+    /// <summary>The footer key holding the rollups of every row group (see <see cref="Rollup.Serialize"/>).</summary>
+    public const string RollupMetadataKey = "metricstore.rollup";
+
+    /// <summary>Adds one series (sorted by step, unique steps, at least one point) as the next row groups.</summary>
     public async Task AddAsync(int seriesId, SeriesColumns points, CancellationToken cancellationToken)
     {
-        var n = points.Count;
+        for (var offset = 0; offset < points.Count; offset += MaxRowGroupRows)
+        {
+            await AddRowGroupAsync(seriesId, points, offset, Math.Min(MaxRowGroupRows, points.Count - offset), cancellationToken);
+        }
+    }
+
+    private async Task AddRowGroupAsync(int seriesId, SeriesColumns points, int offset, int n, CancellationToken cancellationToken)
+    {
         using var group = _writer.CreateRowGroup();
         var ids = new int[n];
         Array.Fill(ids, seriesId);
         await group.WriteAsync(_fields.SeriesId, new ReadOnlyMemory<int>(ids), cancellationToken: cancellationToken);
-        await group.WriteAsync(_fields.Step, new ReadOnlyMemory<long>(points.Steps, 0, n), cancellationToken: cancellationToken);
+        await group.WriteAsync(_fields.Step, new ReadOnlyMemory<long>(points.Steps, offset, n), cancellationToken: cancellationToken);
         if (_float32)
         {
             var floats = new float[n];
             for (var i = 0; i < n; i++)
             {
-                floats[i] = (float)points.Values[i];
+                floats[i] = (float)points.Values[offset + i];
             }
 
             await group.WriteAsync(_fields.Float, new ReadOnlyMemory<float>(floats), cancellationToken: cancellationToken);
         }
         else
         {
-            await group.WriteAsync(_fields.Double, new ReadOnlyMemory<double>(points.Values, 0, n), cancellationToken: cancellationToken);
+            await group.WriteAsync(_fields.Double, new ReadOnlyMemory<double>(points.Values, offset, n), cancellationToken: cancellationToken);
         }
 
-        await group.WriteAsync(_fields.Timestamp, new ReadOnlyMemory<long>(points.Timestamps, 0, n), cancellationToken: cancellationToken);
-        _series.Add(new SegmentSeries { SeriesId = seriesId, RowGroup = _series.Count, Rows = n, MinStep = points.Steps[0], MaxStep = points.Steps[n - 1] });
+        await group.WriteAsync(_fields.Timestamp, new ReadOnlyMemory<long>(points.Timestamps, offset, n), cancellationToken: cancellationToken);
+        var rollup = Rollup.Build(points.Steps, points.Values, points.Timestamps, offset, n);
+        _series.Add(new SegmentSeries { SeriesId = seriesId, RowGroup = _series.Count, Rows = n, MinStep = points.Steps[offset], MaxStep = points.Steps[offset + n - 1], Rollup = rollup });
     }
 
     /// <summary>Finishes the file durably under its final name.</summary>
     public async Task<SegmentInfo> CompleteAsync(CancellationToken cancellationToken)
     {
+        _writer.CustomMetadata = new Dictionary<string, string>
+        {
+            [RollupMetadataKey] = Convert.ToBase64String(Rollup.Serialize(_series.Select(s => (s.RowGroup, s.Rollup!)).ToList())),
+        };
         await _writer.DisposeAsync();
         await _stream.FlushAsync(cancellationToken);
         _stream.Flush(flushToDisk: true);

@@ -1,0 +1,192 @@
+namespace MetricStore.Storage.Query;
+
+/// <summary>
+/// Equal-width buckets over an inclusive step range: bucket b is
+/// [Start + b × Width, min(End, Start + (b + 1) × Width − 1)], with Width = ⌈(End − Start + 1) / buckets⌉,
+/// so there may be fewer buckets than asked for when the range is short.
+/// </summary>
+public sealed record BucketGrid(long Start, long End, long Width, int Count)
+{
+    public static BucketGrid Create(long start, long end, int buckets)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(buckets, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(end, start);
+        var span = (Int128)end - start + 1;
+        var width = (long)((span + buckets - 1) / buckets);
+        var count = (int)((span + width - 1) / width);
+        return new BucketGrid(start, end, width, count);
+    }
+
+    public long BucketStart(int bucket) => (long)(Start + ((Int128)bucket * Width));
+
+    public long BucketEnd(int bucket) => (long)Int128.Min(End, Start + (((Int128)bucket + 1) * Width) - 1);
+
+    public int BucketOf(long step) => (int)(((Int128)step - Start) / Width);
+}
+
+/// <summary>One series downsampled: an aggregate per bucket of the grid (Count 0 = no points), and the line selection if asked.</summary>
+public sealed record DownsampledSeries(BucketGrid Grid, Aggregate[] Buckets, long[] LineSteps, double[] LineValues);
+
+/// <summary>
+/// Exact bucket aggregates from rollups: a bucket covering a whole sorted run takes the run's total;
+/// a bucket edge inside a run costs two binary searches and at most two partial blocks scanned, so
+/// the work grows with buckets and edges, not with points.
+/// </summary>
+internal static class Downsampler
+{
+    public static async Task<Aggregate[]> BucketsAsync(List<SortedRun> runs, BucketGrid grid)
+    {
+        var buckets = new Aggregate[grid.Count];
+        Array.Fill(buckets, Aggregate.Empty);
+        foreach (var run in runs)
+        {
+            var first = Math.Max(run.MinStep, grid.Start);
+            var last = Math.Min(run.MaxStep, grid.End);
+            if (first > last)
+            {
+                continue;
+            }
+
+            for (var b = grid.BucketOf(first); b <= grid.BucketOf(last); b++)
+            {
+                buckets[b].Add(await run.RangeAsync(grid.BucketStart(b), grid.BucketEnd(b)));
+            }
+        }
+
+        return buckets;
+    }
+
+    /// <summary>
+    /// MinMaxLTTB (Van Der Donckt et al., 2023): the exact min and max point of 2 × <paramref name="points"/>
+    /// bins (from the rollups), plus the first and last point, then Largest-Triangle-Three-Buckets down
+    /// to <paramref name="points"/>. Every selected point is a real point; non-finite values are not drawn.
+    /// </summary>
+    public static async Task<(long[] Steps, double[] Values)> LineAsync(List<SortedRun> runs, long start, long end, int points)
+    {
+        var total = 0L;
+        foreach (var run in runs)
+        {
+            total += (await run.RangeAsync(start, end)).Count;
+        }
+
+        if (total <= points)
+        {
+            return await FiniteRawAsync(runs, start, end);
+        }
+
+        var bins = await BucketsAsync(runs, BucketGrid.Create(start, end, (int)Math.Min(2L * points, total)));
+        var candidates = new List<(long Step, double Value)>(bins.Length * 2 + 2);
+        var whole = Aggregate.Empty;
+        foreach (var bin in bins)
+        {
+            whole.Add(bin);
+        }
+
+        if (double.IsFinite(whole.First))
+        {
+            candidates.Add((whole.FirstStep, whole.First));
+        }
+
+        foreach (var bin in bins)
+        {
+            if (bin.FiniteCount == 0)
+            {
+                continue;
+            }
+
+            var (a, b) = bin.MinStep <= bin.MaxStep ? ((bin.MinStep, bin.Min), (bin.MaxStep, bin.Max)) : ((bin.MaxStep, bin.Max), (bin.MinStep, bin.Min));
+            Add(candidates, a);
+            Add(candidates, b);
+        }
+
+        if (double.IsFinite(whole.Last))
+        {
+            Add(candidates, (whole.LastStep, whole.Last));
+        }
+
+        return Lttb(candidates, points);
+
+        static void Add(List<(long Step, double Value)> list, (long Step, double Value) point)
+        {
+            if (list.Count == 0 || list[^1].Step < point.Step)
+            {
+                list.Add(point);
+            }
+        }
+    }
+
+    private static async Task<(long[] Steps, double[] Values)> FiniteRawAsync(List<SortedRun> runs, long start, long end)
+    {
+        var steps = new List<long>();
+        var values = new List<double>();
+        foreach (var run in runs)
+        {
+            var p = await run.PointsAsync();
+            var lo = SortedRun.LowerBound(p.Steps, run.Count, start);
+            for (var i = lo; i < run.Count && p.Steps[i] <= end; i++)
+            {
+                if (double.IsFinite(p.Values[i]))
+                {
+                    steps.Add(p.Steps[i]);
+                    values.Add(p.Values[i]);
+                }
+            }
+        }
+
+        return ([.. steps], [.. values]);
+    }
+
+    /// <summary>Largest-Triangle-Three-Buckets (Steinarsson, 2013) over points sorted by step; keeps the first and last.</summary>
+    internal static (long[] Steps, double[] Values) Lttb(List<(long Step, double Value)> data, int threshold)
+    {
+        var n = data.Count;
+        if (n <= threshold || threshold < 3)
+        {
+            return (data.Select(d => d.Step).ToArray(), data.Select(d => d.Value).ToArray());
+        }
+
+        var steps = new long[threshold];
+        var values = new double[threshold];
+        var every = (double)(n - 2) / (threshold - 2);
+        var a = 0;
+        steps[0] = data[0].Step;
+        values[0] = data[0].Value;
+        for (var i = 0; i < threshold - 2; i++)
+        {
+            var nextStart = (int)Math.Floor((i + 1) * every) + 1;
+            var nextEnd = Math.Min((int)Math.Floor((i + 2) * every) + 1, n);
+            double avgX = 0, avgY = 0;
+            for (var k = nextStart; k < nextEnd; k++)
+            {
+                avgX += data[k].Step;
+                avgY += data[k].Value;
+            }
+
+            var span = Math.Max(1, nextEnd - nextStart);
+            avgX /= span;
+            avgY /= span;
+            var from = (int)Math.Floor(i * every) + 1;
+            var to = (int)Math.Floor((i + 1) * every) + 1;
+            double ax = data[a].Step, ay = data[a].Value;
+            var best = -1.0;
+            var chosen = from;
+            for (var k = from; k < to; k++)
+            {
+                var area = Math.Abs(((ax - avgX) * (data[k].Value - ay)) - ((ax - data[k].Step) * (avgY - ay)));
+                if (area > best)
+                {
+                    best = area;
+                    chosen = k;
+                }
+            }
+
+            steps[i + 1] = data[chosen].Step;
+            values[i + 1] = data[chosen].Value;
+            a = chosen;
+        }
+
+        steps[^1] = data[^1].Step;
+        values[^1] = data[^1].Value;
+        return (steps, values);
+    }
+}

@@ -1,0 +1,94 @@
+using MetricStore.Storage.Head;
+using MetricStore.Storage.Segments;
+
+namespace MetricStore.Storage.Query;
+
+/// <summary>
+/// Decoded sealed row groups, least recently used first out, bounded by bytes (24 per point). Row
+/// groups are immutable and their file names never reused, so an entry never goes stale; entries of
+/// files removed by compaction simply age out. Concurrent readers of one row group share one decode.
+/// </summary>
+internal sealed class PartCache(long capacityBytes)
+{
+    private const int BytesPerPoint = 24;
+    private readonly Lock _lock = new();
+    private readonly Dictionary<(string File, int RowGroup), LinkedListNode<Entry>> _entries = [];
+    private readonly LinkedList<Entry> _lru = new();
+    private long _bytes;
+    private long _hits;
+    private long _misses;
+
+    public long Hits => Interlocked.Read(ref _hits);
+
+    public long Misses => Interlocked.Read(ref _misses);
+
+    public long Bytes
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _bytes;
+            }
+        }
+    }
+
+    public Task<SeriesColumns> GetAsync(string segmentDirectory, SegmentRef part)
+    {
+        var key = (part.File, part.RowGroup);
+        Entry entry;
+        lock (_lock)
+        {
+            if (_entries.TryGetValue(key, out var node))
+            {
+                _lru.Remove(node);
+                _lru.AddFirst(node);
+                Interlocked.Increment(ref _hits);
+                return node.Value.Load;
+            }
+
+            Interlocked.Increment(ref _misses);
+            // Decoding runs off the lock (Parquet.Net may complete synchronously).
+            var path = Path.Combine(segmentDirectory, part.File);
+            var load = Task.Run(() => SegmentFile.ReadAsync(path, part.RowGroup, part.Float32, CancellationToken.None));
+            entry = new Entry(key, load, (long)part.Rows * BytesPerPoint);
+            if (entry.Bytes > capacityBytes)
+            {
+                return load; // larger than the whole cache: read through
+            }
+
+            _entries[key] = _lru.AddFirst(entry);
+            _bytes += entry.Bytes;
+            while (_bytes > capacityBytes && _lru.Last is { } last && last != _lru.First)
+            {
+                Remove(last);
+            }
+        }
+
+        // A failed read (a file compaction just removed, a damaged file) is not remembered.
+        _ = entry.Load.ContinueWith(
+            t =>
+            {
+                lock (_lock)
+                {
+                    if (_entries.TryGetValue(key, out var node) && node.Value == entry)
+                    {
+                        Remove(node);
+                    }
+                }
+            },
+            CancellationToken.None,
+            TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously,
+            TaskScheduler.Default);
+        return entry.Load;
+    }
+
+    private void Remove(LinkedListNode<Entry> node)
+    {
+        _lru.Remove(node);
+        _entries.Remove(node.Value.Key);
+        _bytes -= node.Value.Bytes;
+    }
+
+    private sealed record Entry((string File, int RowGroup) Key, Task<SeriesColumns> Load, long Bytes);
+}

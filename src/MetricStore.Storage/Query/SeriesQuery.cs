@@ -1,0 +1,174 @@
+using MetricStore.Storage.Head;
+
+namespace MetricStore.Storage.Query;
+
+/// <summary>
+/// Points of one series sorted by step with unique steps, and their rollup. The points of a sealed
+/// row group are loaded (through the cache) only when a query needs them: for a bucket edge inside
+/// the run, or to return raw points.
+/// </summary>
+internal sealed class SortedRun
+{
+    private readonly Func<Task<SeriesColumns>>? _load;
+    private SeriesColumns? _points;
+
+    public SortedRun(SeriesColumns points, Rollup rollup)
+    {
+        _points = points;
+        Rollup = rollup;
+        Count = points.Count;
+        MinStep = points.Steps[0];
+        MaxStep = points.Steps[points.Count - 1];
+    }
+
+    public SortedRun(int count, long minStep, long maxStep, Rollup rollup, Func<Task<SeriesColumns>> load)
+    {
+        _load = load;
+        Rollup = rollup;
+        Count = count;
+        MinStep = minStep;
+        MaxStep = maxStep;
+    }
+
+    public int Count { get; }
+
+    public long MinStep { get; }
+
+    public long MaxStep { get; }
+
+    public Rollup Rollup { get; }
+
+    public async ValueTask<SeriesColumns> PointsAsync() => _points ??= await _load!();
+
+    /// <summary>The aggregate of every point; reads points only for a head chunk's unfinished block.</summary>
+    public async ValueTask<Aggregate> TotalAsync()
+    {
+        var total = Rollup.Total();
+        var covered = Math.Min(Rollup.Valid << Rollup.BlockShift, Count);
+        if (covered < Count)
+        {
+            var p = await PointsAsync();
+            total.Add(Aggregate.Scan(p.Steps, p.Values, p.Timestamps, covered, Count));
+        }
+
+        return total;
+    }
+
+    /// <summary>The aggregate of the points with from &lt;= step &lt;= to.</summary>
+    public async ValueTask<Aggregate> RangeAsync(long from, long to)
+    {
+        if (from <= MinStep && to >= MaxStep)
+        {
+            return await TotalAsync();
+        }
+
+        var p = await PointsAsync();
+        var lo = LowerBound(p.Steps, Count, from);
+        var hi = to == long.MaxValue ? Count : LowerBound(p.Steps, Count, to + 1);
+        return Rollup.Range(p.Steps, p.Values, p.Timestamps, lo, hi);
+    }
+
+    /// <summary>The first index whose step is at least <paramref name="step"/>.</summary>
+    public static int LowerBound(long[] steps, int count, long step)
+    {
+        int lo = 0, hi = count;
+        while (lo < hi)
+        {
+            var mid = (int)((uint)(lo + hi) >> 1);
+            if (steps[mid] < step)
+            {
+                lo = mid + 1;
+            }
+            else
+            {
+                hi = mid;
+            }
+        }
+
+        return lo;
+    }
+}
+
+/// <summary>
+/// Turns a series' snapshot (sealed row groups and head chunks in arrival order) into disjoint
+/// sorted runs in step order. Parts whose step ranges do not overlap are used as they are, with
+/// their rollups; parts that overlap (a resumed run re-logging steps, or a head chunk whose steps
+/// went back) are merged, last write wins, within the queried range only. Compaction merges
+/// overlapping segments for good, so the merge cost stays with recent resumes.
+/// </summary>
+internal static class SeriesResolver
+{
+    public static async Task<List<SortedRun>> ResolveAsync(SegmentRef[] segments, HeadChunkView[] chunks, PartCache cache, string segmentDirectory, long from, long to)
+    {
+        var parts = new List<Part>(segments.Length + chunks.Length);
+        for (var i = 0; i < segments.Length; i++)
+        {
+            var s = segments[i];
+            if (s.Rows > 0 && s.MaxStep >= from && s.MinStep <= to)
+            {
+                parts.Add(new Part(s.MinStep, s.MaxStep, Sorted: true, Arrival: i, s, null));
+            }
+        }
+
+        for (var i = 0; i < chunks.Length; i++)
+        {
+            var c = chunks[i];
+            if (c.Points.Count > 0 && c.MaxStep >= from && c.MinStep <= to)
+            {
+                parts.Add(new Part(c.MinStep, c.MaxStep, c.Sorted, segments.Length + i, null, c));
+            }
+        }
+
+        parts.Sort(static (a, b) => a.MinStep != b.MinStep ? a.MinStep.CompareTo(b.MinStep) : a.Arrival.CompareTo(b.Arrival));
+        var runs = new List<SortedRun>();
+        for (var i = 0; i < parts.Count;)
+        {
+            var j = i + 1;
+            var max = parts[i].MaxStep;
+            while (j < parts.Count && parts[j].MinStep <= max)
+            {
+                max = Math.Max(max, parts[j].MaxStep);
+                j++;
+            }
+
+            if (j == i + 1 && parts[i].Sorted)
+            {
+                runs.Add(AsRun(parts[i], cache, segmentDirectory));
+            }
+            else if (await MergeAsync(parts.GetRange(i, j - i), cache, segmentDirectory, from, to) is { } merged)
+            {
+                runs.Add(merged);
+            }
+
+            i = j;
+        }
+
+        return runs;
+    }
+
+    private static SortedRun AsRun(Part part, PartCache cache, string segmentDirectory)
+    {
+        if (part.Segment is { } s)
+        {
+            return new SortedRun(s.Rows, s.MinStep, s.MaxStep, s.Rollup, () => cache.GetAsync(segmentDirectory, s));
+        }
+
+        var c = part.Chunk!;
+        return new SortedRun(c.Points, Rollup.FromBlocks(c.Blocks, c.Valid, c.Points.Count));
+    }
+
+    private static async Task<SortedRun?> MergeAsync(List<Part> cluster, PartCache cache, string segmentDirectory, long from, long to)
+    {
+        cluster.Sort(static (a, b) => a.Arrival.CompareTo(b.Arrival));
+        var pieces = new List<SeriesColumns>(cluster.Count);
+        foreach (var part in cluster)
+        {
+            pieces.Add(part.Segment is { } s ? await cache.GetAsync(segmentDirectory, s) : part.Chunk!.Points);
+        }
+
+        var merged = SeriesHead.Merge(pieces, 0, from, to);
+        return merged.Count == 0 ? null : new SortedRun(merged, Rollup.Build(merged.Steps, merged.Values, merged.Timestamps, 0, merged.Count));
+    }
+
+    private sealed record Part(long MinStep, long MaxStep, bool Sorted, int Arrival, SegmentRef? Segment, HeadChunkView? Chunk);
+}

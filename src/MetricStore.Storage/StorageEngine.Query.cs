@@ -1,0 +1,246 @@
+using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
+using MetricStore.Core;
+using MetricStore.Storage.Head;
+using MetricStore.Storage.Query;
+
+namespace MetricStore.Storage;
+
+/// <summary>
+/// Reads: every read sees the sealed row groups and the head of a series as one series sorted by
+/// step, last write wins, and only durable points.
+/// </summary>
+public sealed partial class StorageEngine
+{
+    private readonly ConcurrentDictionary<string, List<SeriesHead>> _seriesByRun = new(StringComparer.Ordinal);
+    private readonly PartCache _cache;
+
+    /// <summary>Decoded row groups held for queries, and how often queries found them there.</summary>
+    public (long Bytes, long Hits, long Misses) QueryCache => (_cache.Bytes, _cache.Hits, _cache.Misses);
+
+    private void IndexByRun(SeriesHead head)
+    {
+        var list = _seriesByRun.GetOrAdd(head.Key.RunId, static _ => []);
+        lock (list)
+        {
+            list.Add(head);
+        }
+    }
+
+    private SeriesHead[] HeadsOf(string runId)
+    {
+        if (!_seriesByRun.TryGetValue(runId, out var list))
+        {
+            return [];
+        }
+
+        lock (list)
+        {
+            return [.. list];
+        }
+    }
+
+    /// <summary>Every series of a run, sorted by canonical key.</summary>
+    public IReadOnlyList<SeriesKey> ListSeries(string runId) =>
+        [.. HeadsOf(runId).Select(h => h.Key).OrderBy(k => k.Canonical, StringComparer.Ordinal)];
+
+    /// <summary>
+    /// The summary of a series (count, first and last point, min and max of finite values), kept at
+    /// ingest and recomputed from rollups after a step was re-logged; null when the series does not
+    /// exist or has no durable point yet.
+    /// </summary>
+    public async Task<SeriesSummary?> GetSummaryAsync(SeriesKey key)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        return _series.TryGetValue(key.Canonical, out var head) ? await SummaryAsync(head) : null;
+    }
+
+    /// <summary>The summaries of the series of these runs (all metrics, or only those named), runs in the given order.</summary>
+    public async Task<IReadOnlyList<SeriesSummary>> SummariesAsync(IEnumerable<string> runIds, IReadOnlySet<string>? metrics = null)
+    {
+        ArgumentNullException.ThrowIfNull(runIds);
+        var result = new List<SeriesSummary>();
+        foreach (var runId in runIds)
+        {
+            var heads = HeadsOf(runId);
+            Array.Sort(heads, static (a, b) => string.CompareOrdinal(a.Key.Canonical, b.Key.Canonical));
+            foreach (var head in heads)
+            {
+                if ((metrics is null || metrics.Count == 0 || metrics.Contains(head.Key.Metric)) && await SummaryAsync(head) is { } summary)
+                {
+                    result.Add(summary);
+                }
+            }
+        }
+
+        return result;
+    }
+
+    private async Task<SeriesSummary?> SummaryAsync(SeriesHead head)
+    {
+        if (!head.TryGetSummary(out var aggregate))
+        {
+            aggregate = await WithRetryAsync(async () =>
+            {
+                var (segments, chunks, version) = head.Snapshot();
+                var total = Aggregate.Empty;
+                foreach (var run in await SeriesResolver.ResolveAsync(segments, chunks, _cache, _options.SegmentDirectory, long.MinValue, long.MaxValue))
+                {
+                    total.Add(await run.TotalAsync());
+                }
+
+                head.SetSummary(total, version);
+                return total;
+            });
+        }
+
+        return aggregate.Count == 0 ? null : new SeriesSummary(head.Key, aggregate);
+    }
+
+    /// <summary>
+    /// Exact per-bucket aggregates of a series over the grid, plus a MinMaxLTTB line of
+    /// <paramref name="linePoints"/> real points when it is not 0; null when the series does not exist.
+    /// </summary>
+    public async Task<DownsampledSeries?> DownsampleAsync(SeriesKey key, BucketGrid grid, int linePoints = 0)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        ArgumentNullException.ThrowIfNull(grid);
+        if (!_series.TryGetValue(key.Canonical, out var head))
+        {
+            return null;
+        }
+
+        return await WithRetryAsync(async () =>
+        {
+            var (segments, chunks, _) = head.Snapshot();
+            var runs = await SeriesResolver.ResolveAsync(segments, chunks, _cache, _options.SegmentDirectory, grid.Start, grid.End);
+            var buckets = await Downsampler.BucketsAsync(runs, grid);
+            var (lineSteps, lineValues) = linePoints == 0 ? ([], []) : await Downsampler.LineAsync(runs, grid.Start, grid.End, linePoints);
+            return new DownsampledSeries(grid, buckets, lineSteps, lineValues);
+        });
+    }
+
+    /// <summary>
+    /// The points of a series with fromStep &lt;= step &lt;= toStep in step order, as slices of at most
+    /// <paramref name="maxChunk"/> points over the engine's own arrays (valid until the next slice is
+    /// asked for; copy what you keep). Nothing is yielded for a series that does not exist.
+    /// </summary>
+    public async IAsyncEnumerable<PointSlice> ReadPointsAsync(SeriesKey key, long fromStep, long toStep, int maxChunk, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxChunk, 1);
+        if (!_series.TryGetValue(key.Canonical, out var head))
+        {
+            yield break;
+        }
+
+        // A compaction may delete a row group's file after the snapshot: then take a new snapshot
+        // and go on after the last step returned, so no point is skipped or repeated.
+        var from = fromStep;
+        for (var attempt = 1; ; attempt++)
+        {
+            var runs = await WithRetryAsync(() =>
+            {
+                var (segments, chunks, _) = head.Snapshot();
+                return SeriesResolver.ResolveAsync(segments, chunks, _cache, _options.SegmentDirectory, from, toStep);
+            });
+            var interrupted = false;
+            foreach (var run in runs)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                var p = await TryPointsAsync(run);
+                if (p is null)
+                {
+                    interrupted = attempt < 5 ? true : throw new FileNotFoundException($"a segment of series {key} kept disappearing while it was read");
+                    break;
+                }
+
+                var lo = SortedRun.LowerBound(p.Steps, run.Count, from);
+                var hi = toStep == long.MaxValue ? run.Count : SortedRun.LowerBound(p.Steps, run.Count, toStep + 1);
+                for (int i = lo, n; i < hi; i += n)
+                {
+                    n = Math.Min(maxChunk, hi - i);
+                    yield return new PointSlice(p, i, n);
+                    var last = p.Steps[i + n - 1];
+                    if (last == long.MaxValue)
+                    {
+                        yield break;
+                    }
+
+                    from = last + 1;
+                }
+            }
+
+            if (!interrupted)
+            {
+                yield break;
+            }
+        }
+    }
+
+    private static async Task<SeriesColumns?> TryPointsAsync(SortedRun run)
+    {
+        try
+        {
+            return await run.PointsAsync();
+        }
+        catch (FileNotFoundException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// The durable points of a series in [fromStep, toStep], sorted by step, last write wins, in one
+    /// copy; null when the series does not exist. For large reads use <see cref="ReadPointsAsync"/>.
+    /// </summary>
+    public async ValueTask<SeriesColumns?> ReadSeriesAsync(SeriesKey key, long fromStep = long.MinValue, long toStep = long.MaxValue, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        if (!_series.ContainsKey(key.Canonical))
+        {
+            return null;
+        }
+
+        var parts = new List<SeriesColumns>();
+        await foreach (var slice in ReadPointsAsync(key, fromStep, toStep, int.MaxValue, cancellationToken))
+        {
+            var copy = new SeriesColumns(slice.Count);
+            Array.Copy(slice.Source.Steps, slice.Offset, copy.Steps, 0, slice.Count);
+            Array.Copy(slice.Source.Values, slice.Offset, copy.Values, 0, slice.Count);
+            Array.Copy(slice.Source.Timestamps, slice.Offset, copy.Timestamps, 0, slice.Count);
+            copy.Count = slice.Count;
+            parts.Add(copy);
+        }
+
+        return SeriesHead.Merge(parts, 0, long.MinValue, long.MaxValue);
+    }
+
+    /// <summary>A compaction may delete a file between a snapshot and reading it: take the snapshot again.</summary>
+    private static async Task<T> WithRetryAsync<T>(Func<Task<T>> read)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                return await read();
+            }
+            catch (FileNotFoundException) when (attempt < 5)
+            {
+            }
+        }
+    }
+}
+
+/// <summary>Points [Offset, Offset + Count) of <see cref="Source"/>.</summary>
+public readonly record struct PointSlice(SeriesColumns Source, int Offset, int Count)
+{
+    public ReadOnlySpan<long> Steps => Source.Steps.AsSpan(Offset, Count);
+
+    public ReadOnlySpan<double> Values => Source.Values.AsSpan(Offset, Count);
+
+    public ReadOnlySpan<long> Timestamps => Source.Timestamps.AsSpan(Offset, Count);
+}
+
+/// <summary>A series and its summary.</summary>
+public sealed record SeriesSummary(SeriesKey Key, Aggregate Aggregate);
