@@ -28,6 +28,11 @@ public sealed class DuckDbInteropTests
         foreach (var key in series)
         {
             var read = h.Read(key)!;
+
+            // The summary from the segments' rollups agrees with the points.
+            var summary = (await h.Engine.GetSummaryAsync(key))!.Aggregate;
+            Assert.Equal(read.Count, summary.Count);
+            Assert.Equal(read.Values.AsSpan(0, read.Count).ToArray().Sum(), summary.Sum, 6);
             expected[$"{key.Metric}|{string.Join(',', key.Labels.Select(l => $"{l.Key}={l.Value}"))}"] = (read.Count, read.Values.AsSpan(0, read.Count).ToArray().Sum());
         }
 

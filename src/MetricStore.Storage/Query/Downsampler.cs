@@ -63,28 +63,24 @@ internal static class Downsampler
     /// </summary>
     public static async Task<(long[] Steps, double[] Values)> LineAsync(List<SortedRun> runs, long start, long end, int points)
     {
-        var total = 0L;
+        var whole = Aggregate.Empty;
         foreach (var run in runs)
         {
-            total += (await run.RangeAsync(start, end)).Count;
+            whole.Add(await run.RangeAsync(start, end));
         }
 
-        if (total <= points)
+        var total = whole.Count;
+        if (whole.FiniteCount <= points)
         {
             return await FiniteRawAsync(runs, start, end);
         }
 
-        var bins = await BucketsAsync(runs, BucketGrid.Create(start, end, (int)Math.Min(2L * points, total)));
+        // Bins over the points' own extent; with gaps some stay empty and give no candidates.
+        var bins = await BucketsAsync(runs, BucketGrid.Create(Math.Max(start, whole.FirstStep), Math.Min(end, whole.LastStep), (int)Math.Min(2L * points, total)));
         var candidates = new List<(long Step, double Value)>(bins.Length * 2 + 2);
-        var whole = Aggregate.Empty;
-        foreach (var bin in bins)
+        if ((double.IsFinite(whole.First) ? (whole.FirstStep, whole.First) : await FiniteEndAsync(runs, start, end, last: false)) is { } head)
         {
-            whole.Add(bin);
-        }
-
-        if (double.IsFinite(whole.First))
-        {
-            candidates.Add((whole.FirstStep, whole.First));
+            candidates.Add(head);
         }
 
         foreach (var bin in bins)
@@ -99,9 +95,16 @@ internal static class Downsampler
             Add(candidates, b);
         }
 
-        if (double.IsFinite(whole.Last))
+        if ((double.IsFinite(whole.Last) ? (whole.LastStep, whole.Last) : await FiniteEndAsync(runs, start, end, last: true)) is { } tail)
         {
-            Add(candidates, (whole.LastStep, whole.Last));
+            Add(candidates, tail);
+        }
+
+        if (candidates.Count < points && whole.FiniteCount > points)
+        {
+            // Too sparse for the preselection to offer enough points: plain LTTB over all of them.
+            var (steps, values) = await FiniteRawAsync(runs, start, end);
+            candidates = [.. steps.Zip(values)];
         }
 
         return Lttb(candidates, points);
@@ -113,6 +116,28 @@ internal static class Downsampler
                 list.Add(point);
             }
         }
+    }
+
+    /// <summary>The first (or last) point with a finite value in [start, end], scanning from that end.</summary>
+    private static async Task<(long Step, double Value)?> FiniteEndAsync(List<SortedRun> runs, long start, long end, bool last)
+    {
+        for (var r = 0; r < runs.Count; r++)
+        {
+            var run = runs[last ? runs.Count - 1 - r : r];
+            var p = await run.PointsAsync();
+            var lo = SortedRun.LowerBound(p.Steps, run.Count, start);
+            var hi = end == long.MaxValue ? run.Count : SortedRun.LowerBound(p.Steps, run.Count, end + 1);
+            for (var k = 0; k < hi - lo; k++)
+            {
+                var i = last ? hi - 1 - k : lo + k;
+                if (double.IsFinite(p.Values[i]))
+                {
+                    return (p.Steps[i], p.Values[i]);
+                }
+            }
+        }
+
+        return null;
     }
 
     private static async Task<(long[] Steps, double[] Values)> FiniteRawAsync(List<SortedRun> runs, long start, long end)

@@ -1,0 +1,205 @@
+using CsCheck;
+using MetricStore.Storage.Query;
+using MetricStore.Tests;
+using static MetricStore.Storage.Tests.EngineHarness;
+
+namespace MetricStore.Storage.Tests;
+
+/// <summary>
+/// Downsampled reads and summaries against a brute-force scan of a last-write-wins model: random
+/// runs of steps (long enough for rollup blocks to be used), overwrites, gaps, NaN and ±Inf, with
+/// the points in the head only, in segments only, or both, across reopens and compactions.
+/// </summary>
+public sealed class DownsampleTests
+{
+    private static readonly Gen<double> Value = Gen.Frequency(
+        (20, Gen.Double[-1e3, 1e3]),
+        (1, Gen.Const(double.NaN)),
+        (1, Gen.Const(double.PositiveInfinity)),
+        (1, Gen.Const(double.NegativeInfinity)));
+
+    /// <summary>A request: a run of steps (start, count, stride), its values, and an action after it (0 none, 1 seal, 2 reopen).</summary>
+    private static readonly Gen<(int Start, int Stride, double[] Values, int Action)[]> Requests =
+        Gen.Select(Gen.Int[0, 12_000], Gen.Int[1, 3], Value.Array[1, 6_000], Gen.Int[0, 2]).Array[1, 6];
+
+    private static readonly Gen<(int Buckets, int From, int Length, int Line)[]> Queries =
+        Gen.Select(Gen.Int[1, 300], Gen.Int[-100, 20_000], Gen.Int[0, 30_000], Gen.Int[0, 40]).Array[1, 8];
+
+    [Fact]
+    public void Every_bucket_equals_a_full_scan()
+    {
+        Gen.Select(Requests, Queries, Gen.Int[2, 4]).Sample(
+            t => Check(t.Item1, t.Item2, compactAt: t.Item3),
+            iter: 25);
+    }
+
+    [Fact]
+    public async Task A_series_longer_than_a_row_group_is_split_and_read_exactly()
+    {
+        await using var h = EngineHarness.Open();
+        const int n = 2_500_000;
+        var (steps, values) = Range(0, n, s => Math.Sin(s / 1000.0) + (s == 1_234_567 ? 100 : 0));
+        await h.Engine.WriteAsync(Batch("w", 1, (Key(), steps, values)));
+        await h.Engine.SealNowAsync();
+        await h.ReopenAsync();
+        Assert.Equal(n, h.Read(Key())!.Count);
+
+        var grid = BucketGrid.Create(0, n - 1, 1000);
+        var result = (await h.Engine.DownsampleAsync(Key(), grid))!;
+        var spike = result.Buckets[grid.BucketOf(1_234_567)];
+        Assert.Equal(1_234_567, spike.MaxStep);
+        Assert.Equal(values[1_234_567], spike.Max);
+        Assert.Equal(n, result.Buckets.Sum(b => b.Count));
+
+        // Few wide buckets over an unaligned range use the upper rollup levels (32K and 1M points).
+        var wide = BucketGrid.Create(12_345, 2_400_000, 7);
+        var coarse = (await h.Engine.DownsampleAsync(Key(), wide))!;
+        for (var b = 0; b < wide.Count; b++)
+        {
+            var lo = (int)wide.BucketStart(b);
+            var hi = (int)wide.BucketEnd(b);
+            var expected = Aggregate.Scan(steps, values, steps, lo, hi + 1);
+            var actual = coarse.Buckets[b];
+            Assert.Equal((expected.Count, expected.Min, expected.MinStep, expected.Max, expected.MaxStep, expected.First, expected.Last), (actual.Count, actual.Min, actual.MinStep, actual.Max, actual.MaxStep, actual.First, actual.Last));
+            Assert.Equal(expected.Sum, actual.Sum, 1e-6);
+        }
+        var summary = (await h.Engine.GetSummaryAsync(Key()))!.Aggregate;
+        Assert.Equal((n, 0L, n - 1L, values[^1]), (summary.Count, summary.FirstStep, summary.LastStep, summary.Last));
+
+        // Three row groups of at most 1M rows: a reader decodes at most that many points at once.
+        await using var reader = await Parquet.ParquetReader.CreateAsync(Directory.GetFiles(Path.Combine(h.DataDirectory, "segments"), "*-d.parquet").Single());
+        Assert.Equal(3, reader.RowGroupCount);
+    }
+
+    [Fact]
+    public async Task Non_finite_values_are_counted_apart_and_left_out_of_min_max_and_mean()
+    {
+        await using var h = EngineHarness.Open();
+        await h.Engine.WriteAsync(Batch("w", 1, (Key(), [1, 2, 3, 4, 5, 6], [double.NaN, 2, double.PositiveInfinity, 4, double.NegativeInfinity, double.NaN])));
+        var b = (await h.Engine.DownsampleAsync(Key(), BucketGrid.Create(1, 6, 1)))!.Buckets.Single();
+        Assert.Equal((6L, 2L, 2L), (b.Count, b.NanCount, b.InfCount));
+        Assert.Equal((2.0, 4.0, 3.0), (b.Min, b.Max, b.Mean));
+        Assert.True(double.IsNaN(b.First) && double.IsNaN(b.Last));
+
+        await h.Engine.WriteAsync(Batch("w", 2, (Key("only-nan"), [1], [double.NaN])));
+        var summary = (await h.Engine.GetSummaryAsync(Key("only-nan")))!.Aggregate;
+        Assert.Equal((1L, 0L), (summary.Count, summary.FiniteCount));
+        Assert.True(double.IsNaN(summary.Mean));
+    }
+
+    private static void Check((int Start, int Stride, double[] Values, int Action)[] requests, (int Buckets, int From, int Length, int Line)[] queries, int compactAt)
+    {
+        using var directory = new TempDirectory();
+        StorageOptions Options() => new() { DataDirectory = directory.Path, CompactAtSegments = compactAt };
+        var engine = StorageEngine.Open(Options());
+        try
+        {
+            var model = new SortedDictionary<long, double>();
+            ulong seq = 0;
+            foreach (var (start, stride, values, action) in requests)
+            {
+                var steps = Enumerable.Range(0, values.Length).Select(i => (long)start + ((long)i * stride)).ToArray();
+                engine.WriteAsync(Batch("w", ++seq, (Key(), steps, values))).AsTask().GetAwaiter().GetResult();
+                for (var i = 0; i < steps.Length; i++)
+                {
+                    model[steps[i]] = values[i];
+                }
+
+                if (action == 1)
+                {
+                    engine.SealNowAsync().GetAwaiter().GetResult();
+                }
+                else if (action == 2)
+                {
+                    engine.DisposeAsync().AsTask().GetAwaiter().GetResult();
+                    engine = StorageEngine.Open(Options());
+                }
+            }
+
+            var points = model.Select(p => (p.Key, p.Value)).ToArray();
+            AssertEqual(Reference(points), engine.GetSummaryAsync(Key()).GetAwaiter().GetResult()!.Aggregate, "summary");
+            foreach (var (buckets, from, length, line) in queries)
+            {
+                var grid = BucketGrid.Create(from, from + length, buckets);
+                var result = engine.DownsampleAsync(Key(), grid, line == 0 ? 0 : line + 2).GetAwaiter().GetResult()!;
+                for (var b = 0; b < grid.Count; b++)
+                {
+                    var lo = grid.BucketStart(b);
+                    var hi = grid.BucketEnd(b);
+                    AssertEqual(Reference(points.Where(p => p.Key >= lo && p.Key <= hi).ToArray()), result.Buckets[b], $"bucket {b} [{lo}, {hi}]");
+                }
+
+                if (line > 0)
+                {
+                    CheckLine(points.Where(p => p.Key >= grid.Start && p.Key <= grid.End).ToArray(), result, line + 2);
+                }
+            }
+        }
+        finally
+        {
+            engine.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        }
+    }
+
+    private static void CheckLine((long Step, double Value)[] points, DownsampledSeries result, int requested)
+    {
+        var finite = points.Where(p => double.IsFinite(p.Value)).ToArray();
+        var byStep = points.ToDictionary(p => p.Step, p => p.Value);
+        Assert.Equal(result.LineSteps.Length, result.LineValues.Length);
+        Assert.True(result.LineSteps.Length <= Math.Max(requested, 0) && result.LineSteps.Length <= finite.Length, $"{result.LineSteps.Length} line points for {requested} asked and {finite.Length} finite");
+        for (var i = 0; i < result.LineSteps.Length; i++)
+        {
+            Assert.True(i == 0 || result.LineSteps[i] > result.LineSteps[i - 1], "line steps ascend");
+            Assert.Equal(byStep[result.LineSteps[i]], result.LineValues[i]); // a real point
+        }
+
+        if (finite.Length <= requested)
+        {
+            Assert.Equal(finite.Select(p => p.Step), result.LineSteps);
+        }
+        else if (finite.Length > 0)
+        {
+            Assert.Equal(requested, result.LineSteps.Length);
+            Assert.Equal(finite[0].Step, result.LineSteps[0]);
+            Assert.Equal(finite[^1].Step, result.LineSteps[^1]);
+        }
+    }
+
+    private static Aggregate Reference((long Step, double Value)[] points)
+    {
+        var a = Aggregate.Empty;
+        foreach (var (step, value) in points)
+        {
+            a.Add(Aggregate.Scan([step], [value], [0], 0, 1));
+        }
+
+        return a;
+    }
+
+    private static void AssertEqual(Aggregate expected, Aggregate actual, string what)
+    {
+        Assert.True(
+            (expected.Count, expected.NanCount, expected.InfCount) == (actual.Count, actual.NanCount, actual.InfCount),
+            $"{what}: counts {(actual.Count, actual.NanCount, actual.InfCount)}, expected {(expected.Count, expected.NanCount, expected.InfCount)}");
+        if (expected.Count == 0)
+        {
+            return;
+        }
+
+        Assert.True(
+            (expected.FirstStep, expected.First, expected.LastStep, expected.Last).Equals((actual.FirstStep, actual.First, actual.LastStep, actual.Last)), // NaN equals NaN here
+            $"{what}: first/last {(actual.FirstStep, actual.First, actual.LastStep, actual.Last)}, expected {(expected.FirstStep, expected.First, expected.LastStep, expected.Last)}");
+        if (expected.FiniteCount == 0)
+        {
+            return;
+        }
+
+        Assert.True(
+            (expected.Min, expected.MinStep, expected.Max, expected.MaxStep) == (actual.Min, actual.MinStep, actual.Max, actual.MaxStep),
+            $"{what}: min/max {(actual.Min, actual.MinStep, actual.Max, actual.MaxStep)}, expected {(expected.Min, expected.MinStep, expected.Max, expected.MaxStep)}");
+
+        // The sum is added in another order than a scan; float64 rounding bounds the difference.
+        var scale = Math.Max(1, expected.FiniteCount * 1e3);
+        Assert.True(Math.Abs(expected.Sum - actual.Sum) <= scale * 1e-12, $"{what}: sum {actual.Sum}, expected {expected.Sum}");
+    }
+}
