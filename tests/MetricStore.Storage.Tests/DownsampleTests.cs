@@ -12,23 +12,23 @@ namespace MetricStore.Storage.Tests;
 /// </summary>
 public sealed class DownsampleTests
 {
-    private static readonly Gen<double> Value = Gen.Frequency(
+    private static readonly Gen<double> s_value = Gen.Frequency(
         (20, Gen.Double[-1e3, 1e3]),
         (1, Gen.Const(double.NaN)),
         (1, Gen.Const(double.PositiveInfinity)),
         (1, Gen.Const(double.NegativeInfinity)));
 
     /// <summary>A request: a run of steps (start, count, stride), its values, and an action after it (0 none, 1 seal, 2 reopen).</summary>
-    private static readonly Gen<(int Start, int Stride, double[] Values, int Action)[]> Requests =
-        Gen.Select(Gen.Int[0, 12_000], Gen.Int[1, 3], Value.Array[1, 6_000], Gen.Int[0, 2]).Array[1, 6];
+    private static readonly Gen<(int Start, int Stride, double[] Values, int Action)[]> s_requests =
+        Gen.Select(Gen.Int[0, 12_000], Gen.Int[1, 3], s_value.Array[1, 6_000], Gen.Int[0, 2]).Array[1, 6];
 
-    private static readonly Gen<(int Buckets, int From, int Length, int Line)[]> Queries =
+    private static readonly Gen<(int Buckets, int From, int Length, int Line)[]> s_queries =
         Gen.Select(Gen.Int[1, 300], Gen.Int[-100, 20_000], Gen.Int[0, 30_000], Gen.Int[0, 40]).Array[1, 8];
 
     [Fact]
     public void Every_bucket_equals_a_full_scan()
     {
-        Gen.Select(Requests, Queries, Gen.Int[2, 4]).Sample(
+        Gen.Select(s_requests, s_queries, Gen.Int[2, 4]).Sample(
             t => Check(t.Item1, t.Item2, compactAt: t.Item3),
             iter: 25);
     }
