@@ -1,5 +1,6 @@
 using System.Net;
 using MetricStore.Server.Grpc;
+using MetricStore.Server.Http;
 using MetricStore.Storage;
 using MetricStore.Tracking;
 using Microsoft.AspNetCore.Builder;
@@ -135,6 +136,7 @@ public sealed class MetricStoreServer : IAsyncDisposable
             }
 
             app.MapGrpcService<QueryGrpcService>();
+            app.MapGet("/v1/query/points", PointsEndpoint.HandleAsync);
             app.MapGrpcHealthChecksService();
             app.MapHealthChecks("/healthz");
 

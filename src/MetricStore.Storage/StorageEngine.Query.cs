@@ -40,6 +40,9 @@ public sealed partial class StorageEngine
         }
     }
 
+    /// <summary>Whether the series was ever written (its first write may still be on its way to disk).</summary>
+    public bool HasSeries(SeriesKey key) => _series.ContainsKey(key?.Canonical ?? throw new ArgumentNullException(nameof(key)));
+
     /// <summary>Every series of a run, sorted by canonical key.</summary>
     public IReadOnlyList<SeriesKey> ListSeries(string runId) =>
         [.. HeadsOf(runId).Select(h => h.Key).OrderBy(k => k.Canonical, StringComparer.Ordinal)];
