@@ -103,6 +103,7 @@ public sealed partial class StorageEngine
     /// <summary>
     /// Exact per-bucket aggregates of a series over the grid, plus a MinMaxLTTB line of
     /// <paramref name="linePoints"/> real points when it is not 0; null when the series does not exist.
+    /// Dispose the result to give its bucket array back to the pool.
     /// </summary>
     public async Task<DownsampledSeries?> DownsampleAsync(SeriesKey key, BucketGrid grid, int linePoints = 0)
     {
@@ -117,9 +118,8 @@ public sealed partial class StorageEngine
         {
             var (segments, chunks, _) = head.Snapshot();
             var runs = await SeriesResolver.ResolveAsync(segments, chunks, _cache, _options.SegmentDirectory, grid.Start, grid.End);
-            var buckets = await Downsampler.BucketsAsync(runs, grid);
             var (lineSteps, lineValues) = linePoints == 0 ? ([], []) : await Downsampler.LineAsync(runs, grid.Start, grid.End, linePoints);
-            return new DownsampledSeries(grid, buckets, lineSteps, lineValues);
+            return new DownsampledSeries(grid, await Downsampler.BucketsAsync(runs, grid), lineSteps, lineValues);
         });
     }
 

@@ -11,20 +11,23 @@ internal sealed class BenchServer : IDisposable
 {
     private readonly Process _process;
 
-    private BenchServer(Process process, string grpcUrl, string dataDirectory)
+    private BenchServer(Process process, string grpcUrl, string httpUrl, string dataDirectory)
     {
         _process = process;
         GrpcUrl = grpcUrl;
+        HttpUrl = httpUrl;
         DataDirectory = dataDirectory;
     }
 
     public string GrpcUrl { get; }
 
+    public string HttpUrl { get; }
+
     public string DataDirectory { get; }
 
     public int ProcessId => _process.Id;
 
-    public static async Task<BenchServer> StartAsync(string dataDirectory, string durability, bool discard, CancellationToken cancellationToken)
+    public static async Task<BenchServer> StartAsync(string dataDirectory, string durability, bool discard, CancellationToken cancellationToken, params string[] extraArguments)
     {
         var self = typeof(BenchServer).Assembly.Location;
         var host = Environment.ProcessPath ?? "dotnet";
@@ -39,6 +42,11 @@ internal sealed class BenchServer : IDisposable
             start.ArgumentList.Add(a);
         }
 
+        foreach (var a in extraArguments)
+        {
+            start.ArgumentList.Add(a);
+        }
+
         if (discard)
         {
             start.ArgumentList.Add("--ingest-sink");
@@ -48,6 +56,7 @@ internal sealed class BenchServer : IDisposable
         var process = Process.Start(start) ?? throw new IOException("could not start 'metricstore serve'");
         _ = process.StandardError.ReadToEndAsync(cancellationToken);
         string? grpc = null;
+        string? http = null;
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(TimeSpan.FromSeconds(60));
         while (await process.StandardOutput.ReadLineAsync(timeout.Token) is { } line)
@@ -57,20 +66,24 @@ internal sealed class BenchServer : IDisposable
             {
                 grpc = trimmed["gRPC".Length..].Trim();
             }
+            else if (trimmed.StartsWith("HTTP/JSON", StringComparison.Ordinal))
+            {
+                http = trimmed["HTTP/JSON".Length..].Trim();
+            }
             else if (trimmed.StartsWith("Press Ctrl+C", StringComparison.Ordinal))
             {
                 break;
             }
         }
 
-        if (grpc is null)
+        if (grpc is null || http is null)
         {
             process.Kill();
             throw new IOException("'metricstore serve' exited before printing its address");
         }
 
         _ = process.StandardOutput.ReadToEndAsync(cancellationToken);
-        return new BenchServer(process, grpc, dataDirectory);
+        return new BenchServer(process, grpc, http, dataDirectory);
     }
 
     /// <summary>Peak resident set size (VmHWM) in MiB, read from /proc; null where there is no /proc.</summary>

@@ -10,6 +10,7 @@ internal static class BenchCommand
     {
         var command = new Command("bench", "Benchmarks that validate a server end to end.");
         command.Subcommands.Add(IngestCommand(context));
+        command.Subcommands.Add(QueryCommand(context));
         return command;
     }
 
@@ -38,6 +39,31 @@ internal static class BenchCommand
                 context.Json(parse),
                 !parse.GetValue(noCeiling));
             return await IngestBench.RunAsync(options, context.Output, context.Error, cancellationToken);
+        });
+        return command;
+    }
+
+    private static Command QueryCommand(CliContext context)
+    {
+        var data = new Option<string?>("--data") { Description = "Build the dataset here, or reuse the one built here before (default: a temp directory, removed after)" };
+        var bigSteps = new Option<int>("--big-steps") { Description = "Steps of the long series", DefaultValueFactory = _ => 10_000_000 };
+        var runs = new Option<int>("--runs") { Description = "Short series (one run each) for LatestValues", DefaultValueFactory = _ => 1000 };
+        var runSteps = new Option<int>("--run-steps") { Description = "Steps of each short series", DefaultValueFactory = _ => 100_000 };
+        var iterations = new Option<int>("--iterations") { Description = "Timed calls per measurement", DefaultValueFactory = _ => 200 };
+        var command = new Command("query", "Measure downsampled reads (full range and zooms), full-resolution Arrow reads and LatestValues against a server it starts as a child process, with DuckDB over the same Parquet files as the baseline; every answer is checked against a full scan.")
+        {
+            data, bigSteps, runs, runSteps, iterations,
+        };
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            var options = new QueryBenchOptions(
+                parse.GetValue(data),
+                Positive("--big-steps", parse.GetValue(bigSteps)) >= 1000 ? parse.GetValue(bigSteps) : throw new UsageException("--big-steps must be at least 1000"),
+                Positive("--runs", parse.GetValue(runs)),
+                Positive("--run-steps", parse.GetValue(runSteps)),
+                Positive("--iterations", parse.GetValue(iterations)),
+                context.Json(parse));
+            return await QueryBench.RunAsync(options, context.Output, context.Error, cancellationToken);
         });
         return command;
     }

@@ -99,7 +99,8 @@ internal sealed class QueryGrpcService(StorageEngine engine, RunDirectory runs) 
         {
             context.CancellationToken.ThrowIfCancellationRequested();
             var series = NewSeries(key);
-            if (await engine.DownsampleAsync(key, grid, request.LttbPoints) is { } result)
+            using var result = await engine.DownsampleAsync(key, grid, request.LttbPoints);
+            if (result is not null)
             {
                 Fill(series, result);
             }
@@ -177,9 +178,26 @@ internal sealed class QueryGrpcService(StorageEngine engine, RunDirectory runs) 
 
     private static void Fill(V1.DownsampledSeries series, DownsampledSeries result)
     {
-        for (var b = 0; b < result.Buckets.Length; b++)
+        var buckets = result.Buckets;
+        var filled = 0;
+        foreach (ref readonly var bucket in buckets)
         {
-            var a = result.Buckets[b];
+            filled += bucket.Count == 0 ? 0 : 1;
+        }
+
+        foreach (var column in new[] { series.BucketStartStep, series.BucketEndStep, series.Count, series.MinStep, series.MaxStep, series.FirstStep, series.LastStep, series.NanCount, series.InfCount })
+        {
+            column.Capacity = filled;
+        }
+
+        foreach (var column in new[] { series.Min, series.Max, series.Mean, series.FirstValue, series.LastValue })
+        {
+            column.Capacity = filled;
+        }
+
+        for (var b = 0; b < buckets.Length; b++)
+        {
+            var a = buckets[b];
             if (a.Count == 0)
             {
                 continue;

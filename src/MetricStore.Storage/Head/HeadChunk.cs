@@ -4,16 +4,23 @@ namespace MetricStore.Storage.Head;
 
 /// <summary>
 /// A chunk of a series' head in arrival order, with what queries need to skip its points: the step
-/// range, whether the steps only grew (then the chunk is a sorted run as it is), and the level-0
-/// rollup blocks completed so far (the block being filled is scanned by readers).
+/// range, whether the steps only grew (then the chunk is a sorted run as it is), and a fine rollup
+/// of the blocks completed so far, every level kept as blocks complete (the block being filled is
+/// scanned by readers).
 /// </summary>
 /// <remarks>Mutated only under the series lock; readers take a <see cref="HeadChunkView"/> under it.</remarks>
 internal sealed class HeadChunk
 {
+    private static readonly (int BlockShift, int FanoutShift) s_shape = Rollup.Fine;
+
     public HeadChunk(int capacity)
     {
         Columns = new SeriesColumns(capacity);
-        Blocks = new Aggregate[Math.Max(1, capacity >> Rollup.BlockShift)];
+        Levels = new Aggregate[LevelCount(capacity)][];
+        for (var level = 0; level < Levels.Length; level++)
+        {
+            Levels[level] = new Aggregate[Math.Max(1, capacity >> (s_shape.BlockShift + (level * s_shape.FanoutShift)))];
+        }
     }
 
     public SeriesColumns Columns { get; }
@@ -22,7 +29,8 @@ internal sealed class HeadChunk
 
     public int Capacity => Columns.Steps.Length;
 
-    public Aggregate[] Blocks { get; private set; }
+    /// <summary>Rollup levels; arrays are replaced, never shrunk, when the chunk grows, so a view keeps its own.</summary>
+    public Aggregate[][] Levels { get; private set; }
 
     /// <summary>Completed level-0 blocks.</summary>
     public int Valid { get; private set; }
@@ -37,12 +45,29 @@ internal sealed class HeadChunk
     public void Grow(int capacity)
     {
         Columns.EnsureCapacity(capacity);
-        if (Blocks.Length < capacity >> Rollup.BlockShift)
+        var levels = new Aggregate[LevelCount(capacity)][];
+        for (var level = 0; level < levels.Length; level++)
         {
-            var blocks = Blocks;
-            Array.Resize(ref blocks, capacity >> Rollup.BlockShift);
-            Blocks = blocks;
+            var size = Math.Max(1, capacity >> (s_shape.BlockShift + (level * s_shape.FanoutShift)));
+            levels[level] = new Aggregate[size];
+            if (level < Levels.Length)
+            {
+                Array.Copy(Levels[level], levels[level], Math.Min(size, Levels[level].Length));
+            }
         }
+
+        Levels = levels;
+    }
+
+    private static int LevelCount(int capacity)
+    {
+        var levels = 1;
+        while (capacity >> (s_shape.BlockShift + (levels * s_shape.FanoutShift)) > 0)
+        {
+            levels++;
+        }
+
+        return levels;
     }
 
     /// <summary>Points [at, at + take) were just written: update the step range and finish full blocks.</summary>
@@ -66,16 +91,26 @@ internal sealed class HeadChunk
         MaxStep = max;
         Sorted = sorted;
         Columns.Count = at + take;
-        while ((Valid + 1) << Rollup.BlockShift <= Columns.Count)
+        var size = 1 << s_shape.BlockShift;
+        var fanout = 1 << s_shape.FanoutShift;
+        while ((Valid + 1) << s_shape.BlockShift <= Columns.Count)
         {
-            var from = Valid << Rollup.BlockShift;
-            Blocks[Valid] = Aggregate.Scan(steps, Columns.Values, Columns.Timestamps, from, from + Rollup.BlockSize);
+            var from = Valid << s_shape.BlockShift;
+            Levels[0][Valid] = Aggregate.Scan(steps, Columns.Values, Columns.Timestamps, from, from + size);
             Valid++;
+
+            // A block that completes a group completes the block above it.
+            var index = Valid;
+            for (var level = 1; level < Levels.Length && index % fanout == 0; level++)
+            {
+                index /= fanout;
+                Levels[level][index - 1] = Rollup.Combine(Levels[level - 1], (index - 1) * fanout, fanout);
+            }
         }
     }
 
-    public HeadChunkView View() => new(SeriesColumns.View(Columns), Blocks, Valid, MinStep, MaxStep, Sorted);
+    public HeadChunkView View() => new(SeriesColumns.View(Columns), new Rollup(s_shape.BlockShift, s_shape.FanoutShift, Levels, Valid, Columns.Count), MinStep, MaxStep, Sorted);
 }
 
 /// <summary>A chunk as it was when a reader looked: the points below its count never change.</summary>
-internal sealed record HeadChunkView(SeriesColumns Points, Aggregate[] Blocks, int Valid, long MinStep, long MaxStep, bool Sorted);
+internal sealed record HeadChunkView(SeriesColumns Points, Rollup Rollup, long MinStep, long MaxStep, bool Sorted);

@@ -24,8 +24,31 @@ public sealed record BucketGrid(long Start, long End, long Width, int Count)
     public int BucketOf(long step) => (int)(((Int128)step - Start) / Width);
 }
 
-/// <summary>One series downsampled: an aggregate per bucket of the grid (Count 0 = no points), and the line selection if asked.</summary>
-public sealed record DownsampledSeries(BucketGrid Grid, Aggregate[] Buckets, long[] LineSteps, double[] LineValues);
+/// <summary>
+/// One series downsampled: an aggregate per bucket of the grid (Count 0 = no points), and the line
+/// selection if asked. The buckets live in a pooled array (a thousand of them would otherwise be a
+/// large-object allocation per query): dispose the result when done with them.
+/// </summary>
+public sealed class DownsampledSeries(BucketGrid grid, Aggregate[] pooled, long[] lineSteps, double[] lineValues) : IDisposable
+{
+    private Aggregate[]? _buckets = pooled;
+
+    public BucketGrid Grid { get; } = grid;
+
+    public ReadOnlySpan<Aggregate> Buckets => (_buckets ?? throw new ObjectDisposedException(nameof(DownsampledSeries))).AsSpan(0, Grid.Count);
+
+    public long[] LineSteps { get; } = lineSteps;
+
+    public double[] LineValues { get; } = lineValues;
+
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _buckets, null) is { } buckets)
+        {
+            System.Buffers.ArrayPool<Aggregate>.Shared.Return(buckets);
+        }
+    }
+}
 
 /// <summary>
 /// Exact bucket aggregates from rollups: a bucket covering a whole sorted run takes the run's total;
@@ -34,10 +57,11 @@ public sealed record DownsampledSeries(BucketGrid Grid, Aggregate[] Buckets, lon
 /// </summary>
 internal static class Downsampler
 {
+    /// <summary>The buckets in an array rented from the shared pool (at least grid.Count long).</summary>
     public static async Task<Aggregate[]> BucketsAsync(List<SortedRun> runs, BucketGrid grid)
     {
-        var buckets = new Aggregate[grid.Count];
-        Array.Fill(buckets, Aggregate.Empty);
+        var buckets = System.Buffers.ArrayPool<Aggregate>.Shared.Rent(grid.Count);
+        Array.Fill(buckets, Aggregate.Empty, 0, grid.Count);
         foreach (var run in runs)
         {
             var first = Math.Max(run.MinStep, grid.Start);
@@ -47,9 +71,23 @@ internal static class Downsampler
                 continue;
             }
 
-            for (var b = grid.BucketOf(first); b <= grid.BucketOf(last); b++)
+            var firstBucket = grid.BucketOf(first);
+            var lastBucket = grid.BucketOf(last);
+            if (firstBucket == lastBucket)
             {
-                buckets[b].Add(await run.RangeAsync(grid.BucketStart(b), grid.BucketEnd(b)));
+                buckets[firstBucket].Add(await run.RangeAsync(grid.BucketStart(firstBucket), grid.BucketEnd(firstBucket)));
+                continue;
+            }
+
+            // Each edge inside the run is found once: a bucket starts where the one before it ended.
+            var (p, fine) = await run.PartAsync();
+            var lo = SortedRun.Find(p.Steps, run.Count, grid.BucketStart(firstBucket));
+            for (var b = firstBucket; b <= lastBucket; b++)
+            {
+                var end = grid.BucketEnd(b);
+                var hi = end >= run.MaxStep ? run.Count : SortedRun.Find(p.Steps, run.Count, end + 1);
+                buckets[b].Add(fine.Range(p.Steps, p.Values, p.Timestamps, lo, hi));
+                lo = hi;
             }
         }
 
@@ -76,7 +114,10 @@ internal static class Downsampler
         }
 
         // Bins over the points' own extent; with gaps some stay empty and give no candidates.
-        var bins = await BucketsAsync(runs, BucketGrid.Create(Math.Max(start, whole.FirstStep), Math.Min(end, whole.LastStep), (int)Math.Min(2L * points, total)));
+        var binGrid = BucketGrid.Create(Math.Max(start, whole.FirstStep), Math.Min(end, whole.LastStep), (int)Math.Min(2L * points, total));
+        var pooled = await BucketsAsync(runs, binGrid);
+        var bins = pooled.AsSpan(0, binGrid.Count).ToArray();
+        System.Buffers.ArrayPool<Aggregate>.Shared.Return(pooled);
         var candidates = new List<(long Step, double Value)>(bins.Length * 2 + 2);
         if ((double.IsFinite(whole.First) ? (whole.FirstStep, whole.First) : await FiniteEndAsync(runs, start, end, last: false)) is { } head)
         {

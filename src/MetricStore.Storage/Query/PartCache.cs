@@ -3,14 +3,18 @@ using MetricStore.Storage.Segments;
 
 namespace MetricStore.Storage.Query;
 
+/// <summary>A decoded row group and its fine rollup, for bucket edges.</summary>
+internal sealed record CachedPart(SeriesColumns Points, Rollup Fine);
+
 /// <summary>
-/// Decoded sealed row groups, least recently used first out, bounded by bytes (24 per point). Row
+/// Decoded sealed row groups with fine rollups, least recently used first out, bounded by bytes
+/// (about 26 per point: 24 of points, 1.7 of rollup). Row
 /// groups are immutable and their file names never reused, so an entry never goes stale; entries of
 /// files removed by compaction simply age out. Concurrent readers of one row group share one decode.
 /// </summary>
 internal sealed class PartCache(long capacityBytes)
 {
-    private const int BytesPerPoint = 24;
+    private const int BytesPerPoint = 26;
     private readonly Lock _lock = new();
     private readonly Dictionary<(string File, int RowGroup), LinkedListNode<Entry>> _entries = [];
     private readonly LinkedList<Entry> _lru = new();
@@ -33,7 +37,7 @@ internal sealed class PartCache(long capacityBytes)
         }
     }
 
-    public Task<SeriesColumns> GetAsync(string segmentDirectory, SegmentRef part)
+    public Task<CachedPart> GetAsync(string segmentDirectory, SegmentRef part)
     {
         var key = (part.File, part.RowGroup);
         Entry entry;
@@ -50,7 +54,11 @@ internal sealed class PartCache(long capacityBytes)
             Interlocked.Increment(ref _misses);
             // Decoding runs off the lock (Parquet.Net may complete synchronously).
             var path = Path.Combine(segmentDirectory, part.File);
-            var load = Task.Run(() => SegmentFile.ReadAsync(path, part.RowGroup, part.Float32, CancellationToken.None));
+            var load = Task.Run(async () =>
+            {
+                var points = await SegmentFile.ReadAsync(path, part.RowGroup, part.Float32, CancellationToken.None);
+                return new CachedPart(points, Rollup.Build(points.Steps, points.Values, points.Timestamps, 0, points.Count, Rollup.Fine));
+            });
             entry = new Entry(key, load, (long)part.Rows * BytesPerPoint);
             if (entry.Bytes > capacityBytes)
             {
@@ -90,5 +98,5 @@ internal sealed class PartCache(long capacityBytes)
         _bytes -= node.Value.Bytes;
     }
 
-    private sealed record Entry((string File, int RowGroup) Key, Task<SeriesColumns> Load, long Bytes);
+    private sealed record Entry((string File, int RowGroup) Key, Task<CachedPart> Load, long Bytes);
 }

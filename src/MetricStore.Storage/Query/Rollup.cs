@@ -5,28 +5,47 @@ namespace MetricStore.Storage.Query;
 
 /// <summary>
 /// Multi-resolution aggregates of one run of points sorted by step: level 0 has one
-/// <see cref="Aggregate"/> per block of <see cref="BlockSize"/> points (the last block may be
-/// shorter), each higher level one per <see cref="Fanout"/> blocks of the level below (full groups
-/// only). A range of points costs two partial blocks scanned plus at most 2 × 31 block lookups per
-/// level, whatever its length.
+/// <see cref="Aggregate"/> per block of 2^BlockShift points (the last block may be shorter), each
+/// higher level one per 2^FanoutShift blocks of the level below (full groups only). A range of
+/// points costs two partial blocks scanned plus at most 2 × (fanout − 1) lookups per level,
+/// whatever its length.
 /// </summary>
+/// <remarks>
+/// Two shapes are used. Segment footers keep <see cref="Coarse"/> rollups (1024-point blocks,
+/// fanout 32: about 0.1 byte per point on disk) that answer totals and whole buckets without
+/// reading points. Points in memory (head chunks, decoded row groups) get <see cref="Fine"/>
+/// rollups (64-point blocks, fanout 16), so a bucket edge scans at most 63 points on each side.
+/// </remarks>
 internal sealed class Rollup
 {
     public const int BlockShift = 10;
     public const int BlockSize = 1 << BlockShift;
     public const int FanoutShift = 5;
-    public const int Fanout = 1 << FanoutShift;
+    public const int FineBlockShift = 6;
+    public const int FineFanoutShift = 4;
     private const byte FormatVersion = 1;
     private const int BlockBytes = 13 * 8;
 
-    private Rollup(Aggregate[][] levels, int valid, int count)
+    public Rollup(int blockShift, int fanoutShift, Aggregate[][] levels, int valid, int count)
     {
+        Shift = blockShift;
+        Fanout = fanoutShift;
         Levels = levels;
         Valid = valid;
         Count = count;
     }
 
-    /// <summary>Levels[0] are blocks of BlockSize points; Levels[L] of BlockSize × Fanout^L.</summary>
+    public static (int BlockShift, int FanoutShift) Coarse => (BlockShift, FanoutShift);
+
+    public static (int BlockShift, int FanoutShift) Fine => (FineBlockShift, FineFanoutShift);
+
+    /// <summary>log2 of the level-0 block size.</summary>
+    public int Shift { get; }
+
+    /// <summary>log2 of the fanout between levels.</summary>
+    public int Fanout { get; }
+
+    /// <summary>Levels[0] are blocks of 2^Shift points; Levels[L] of 2^(Shift + L × Fanout).</summary>
     public Aggregate[][] Levels { get; }
 
     /// <summary>How many level-0 blocks hold final values (a head chunk's block in progress does not).</summary>
@@ -36,36 +55,32 @@ internal sealed class Rollup
     public int Count { get; }
 
     /// <summary>Rollup of points [offset, offset + count) of sorted columns, with every level.</summary>
-    public static Rollup Build(long[] steps, double[] values, long[] timestamps, int offset, int count)
+    public static Rollup Build(long[] steps, double[] values, long[] timestamps, int offset, int count, (int BlockShift, int FanoutShift) shape)
     {
-        var blocks = new Aggregate[(count + BlockSize - 1) >> BlockShift];
+        var size = 1 << shape.BlockShift;
+        var blocks = new Aggregate[(count + size - 1) >> shape.BlockShift];
         for (var k = 0; k < blocks.Length; k++)
         {
-            var from = offset + (k << BlockShift);
-            blocks[k] = Aggregate.Scan(steps, values, timestamps, from, Math.Min(offset + count, from + BlockSize));
+            var from = offset + (k << shape.BlockShift);
+            blocks[k] = Aggregate.Scan(steps, values, timestamps, from, Math.Min(offset + count, from + size));
         }
 
-        return FromBlocks(blocks, blocks.Length, count);
+        return FromBlocks(blocks, blocks.Length, count, shape);
     }
 
     /// <summary>A rollup over level-0 blocks of which the first <paramref name="valid"/> are final.</summary>
-    public static Rollup FromBlocks(Aggregate[] blocks, int valid, int count)
+    public static Rollup FromBlocks(Aggregate[] blocks, int valid, int count, (int BlockShift, int FanoutShift) shape)
     {
+        var fanout = 1 << shape.FanoutShift;
         var levels = new List<Aggregate[]> { blocks };
         var below = blocks;
         var belowValid = valid;
-        while (belowValid >= Fanout)
+        while (belowValid >= fanout)
         {
-            var level = new Aggregate[belowValid >> FanoutShift];
+            var level = new Aggregate[belowValid >> shape.FanoutShift];
             for (var j = 0; j < level.Length; j++)
             {
-                var a = below[j << FanoutShift];
-                for (var i = 1; i < Fanout; i++)
-                {
-                    a.Add(below[(j << FanoutShift) + i]);
-                }
-
-                level[j] = a;
+                level[j] = Combine(below, j << shape.FanoutShift, fanout);
             }
 
             levels.Add(level);
@@ -73,39 +88,50 @@ internal sealed class Rollup
             belowValid = level.Length;
         }
 
-        return new Rollup([.. levels], valid, count);
+        return new Rollup(shape.BlockShift, shape.FanoutShift, [.. levels], valid, count);
     }
+
+    /// <summary>The blocks [from, from + n) of a level, combined in order.</summary>
+    public static Aggregate Combine(Aggregate[] level, int from, int n)
+    {
+        var a = level[from];
+        for (var i = 1; i < n; i++)
+        {
+            a.Add(level[from + i]);
+        }
+
+        return a;
+    }
+
+    /// <summary>Final blocks of a level.</summary>
+    private int ValidAt(int level) => Math.Min(Levels[level].Length, Valid >> (level * Fanout));
 
     /// <summary>The aggregate of points [lo, hi) of the sorted columns this rollup was built over.</summary>
     public Aggregate Range(long[] steps, double[] values, long[] timestamps, int lo, int hi)
     {
-        if (hi - lo <= 2 * BlockSize)
+        var size = 1 << Shift;
+        if (hi - lo <= 2 * size)
         {
             return Aggregate.Scan(steps, values, timestamps, lo, hi);
         }
 
         // Block k covers [k * B, min((k + 1) * B, Count)); usable when final and inside [lo, hi).
-        var first = (lo + BlockSize - 1) >> BlockShift;
-        var end = hi == Count ? Valid : Math.Min(hi >> BlockShift, Valid);
-        if (end > 0 && Math.Min(end << BlockShift, Count) > hi)
-        {
-            end--;
-        }
-
+        var first = (lo + size - 1) >> Shift;
+        var end = hi == Count ? Valid : Math.Min(hi >> Shift, Valid);
         if (first >= end)
         {
             return Aggregate.Scan(steps, values, timestamps, lo, hi);
         }
 
-        var a = Aggregate.Scan(steps, values, timestamps, lo, first << BlockShift);
+        var a = Aggregate.Scan(steps, values, timestamps, lo, first << Shift);
         var k = first;
         while (k < end)
         {
             var level = 0;
             while (level + 1 < Levels.Length)
             {
-                var size = 1 << ((level + 1) * FanoutShift);
-                if ((k & (size - 1)) != 0 || k + size > end || (k >> ((level + 1) * FanoutShift)) >= Levels[level + 1].Length)
+                var span = 1 << ((level + 1) * Fanout);
+                if ((k & (span - 1)) != 0 || k + span > end || (k >> ((level + 1) * Fanout)) >= ValidAt(level + 1))
                 {
                     break;
                 }
@@ -113,30 +139,29 @@ internal sealed class Rollup
                 level++;
             }
 
-            a.Add(Levels[level][k >> (level * FanoutShift)]);
-            k += 1 << (level * FanoutShift);
+            a.Add(Levels[level][k >> (level * Fanout)]);
+            k += 1 << (level * Fanout);
         }
 
-        a.Add(Aggregate.Scan(steps, values, timestamps, Math.Min(end << BlockShift, Count), hi));
+        a.Add(Aggregate.Scan(steps, values, timestamps, Math.Min(end << Shift, Count), hi));
         return a;
     }
 
-    /// <summary>The aggregate of every point (all blocks must be final).</summary>
+    /// <summary>The aggregate of the points in final blocks (all points when every block is final).</summary>
     public Aggregate Total()
     {
         var a = Aggregate.Empty;
         var covered = 0;
         for (var level = Levels.Length - 1; level >= 0; level--)
         {
-            var shift = level * FanoutShift;
-            var blocks = Levels[level];
-            var n = level == 0 ? Valid : blocks.Length;
+            var shift = level * Fanout;
+            var n = ValidAt(level);
             for (var j = covered >> shift; j < n; j++)
             {
-                a.Add(blocks[j]);
+                a.Add(Levels[level][j]);
             }
 
-            covered = n << shift;
+            covered = Math.Max(covered, n << shift);
         }
 
         return a;
@@ -201,7 +226,7 @@ internal sealed class Rollup
                 blocks[k] = ReadBlock(block);
             }
 
-            result[rowGroup] = FromBlocks(blocks, valid, count);
+            result[rowGroup] = FromBlocks(blocks, valid, count, Coarse);
         }
 
         return result;

@@ -114,7 +114,7 @@ internal static class SegmentFile
         for (var g = 0; g < rowGroups; g++)
         {
             var points = await ReadAsync(path, g, float32, cancellationToken);
-            rollups[g] = Rollup.Build(points.Steps, points.Values, points.Timestamps, 0, points.Count);
+            rollups[g] = Rollup.Build(points.Steps, points.Values, points.Timestamps, 0, points.Count, Rollup.Coarse);
         }
 
         return rollups;

@@ -116,7 +116,7 @@ internal sealed class SegmentWriter : IAsyncDisposable
         }
 
         await group.WriteAsync(_fields.Timestamp, new ReadOnlyMemory<long>(points.Timestamps, offset, n), cancellationToken: cancellationToken);
-        var rollup = Rollup.Build(points.Steps, points.Values, points.Timestamps, offset, n);
+        var rollup = Rollup.Build(points.Steps, points.Values, points.Timestamps, offset, n, Rollup.Coarse);
         _series.Add(new SegmentSeries { SeriesId = seriesId, RowGroup = _series.Count, Rows = n, MinStep = points.Steps[offset], MaxStep = points.Steps[offset + n - 1], Rollup = rollup });
     }
 
