@@ -211,7 +211,7 @@ internal static class IngestBench
     }
 
     /// <summary>Bytes and rows of the live segments, from the newest manifest in the data directory.</summary>
-    private static (long Bytes, long Rows)? SealedSegments(string dataDirectory)
+    internal static (long Bytes, long Rows)? SealedSegments(string dataDirectory)
     {
         var manifests = Path.Combine(dataDirectory, "manifest");
         var latest = Directory.Exists(manifests) ? Directory.GetFiles(manifests, "*.json").Order(StringComparer.Ordinal).LastOrDefault() : null;

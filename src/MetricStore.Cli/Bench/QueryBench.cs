@@ -46,6 +46,19 @@ internal static class QueryBench
                 using var builder = await BenchServer.StartAsync(data, "sync", discard: false, cancellationToken, "--seal-threshold", sealEvery.ToString(CultureInfo.InvariantCulture));
                 await progress.WriteLineAsync($"[bench] building {o.BigSteps:N0} steps + {o.Runs:N0} runs x {o.RunSteps:N0} steps in {data} (server pid {builder.ProcessId})");
                 dataset = await BuildAsync(builder.GrpcUrl, o, progress, cancellationToken);
+
+                // Seals run in the background: wait until one covers a point written after the long
+                // series (seals are cuts in write order, so then all of the long series is sealed).
+                var deadline = Stopwatch.StartNew();
+                while ((IngestBench.SealedSegments(data)?.Rows ?? 0) <= o.BigSteps)
+                {
+                    if (deadline.Elapsed > TimeSpan.FromMinutes(2))
+                    {
+                        throw new IOException($"the server sealed {IngestBench.SealedSegments(data)?.Rows ?? 0} points in 2 minutes; expected more than {o.BigSteps}");
+                    }
+
+                    await Task.Delay(100, cancellationToken);
+                }
                 dataset.Save(data);
                 buildSeconds = stopwatch.Elapsed.TotalSeconds;
                 await progress.WriteLineAsync($"[bench] built in {buildSeconds:F1} s");

@@ -1,0 +1,41 @@
+using System.Text.Json;
+using MetricStore.Tests;
+using static MetricStore.Tests.ChildProcess;
+
+namespace MetricStore.Cli.Tests;
+
+/// <summary>'metricstore bench query' end to end on a small dataset: it builds, restarts, measures and verifies, then reuses.</summary>
+public sealed class BenchQueryTests
+{
+    private static async Task<CliResult> BenchAsync(string data)
+    {
+        using var process = ServeProcess.Launch(["bench", "query", "--data", data, "--big-steps", "30000", "--runs", "4", "--run-steps", "5000", "--iterations", "5", "--json"], null);
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(3));
+        await process.WaitForExitAsync(cts.Token);
+        return new CliResult(process.ExitCode, await stdout, await stderr);
+    }
+
+    [Fact]
+    public async Task Bench_query_verifies_its_answers_and_reuses_the_dataset_in_data()
+    {
+        using var data = new TempDirectory();
+        var first = await BenchAsync(data.Path);
+        Assert.True(first.ExitCode == 0, first.ToString());
+        var report = JsonDocument.Parse(first.Output.TrimEnd().Split('\n')[^1]).RootElement;
+        Assert.True(report.GetProperty("verified").GetBoolean(), first.ToString());
+        foreach (var key in new[] { "downsample_p50_ms", "downsample_p99_ms", "zoom_p50_ms", "duckdb_downsample_ms", "speedup_vs_duckdb", "raw_read_points_per_sec", "latest_1000_ms" })
+        {
+            Assert.True(report.GetProperty(key).GetDouble() > 0, $"{key} in {report}");
+        }
+
+        Assert.Equal(4, report.GetProperty("latest_series").GetInt32());
+        Assert.Contains("building", first.Error, StringComparison.Ordinal);
+
+        var second = await BenchAsync(data.Path);
+        Assert.True(second.ExitCode == 0, second.ToString());
+        Assert.Contains("reusing the dataset", second.Error, StringComparison.Ordinal);
+        Assert.Equal(JsonValueKind.Null, JsonDocument.Parse(second.Output.TrimEnd().Split('\n')[^1]).RootElement.GetProperty("build_s").ValueKind);
+    }
+}
