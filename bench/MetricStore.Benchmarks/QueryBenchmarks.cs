@@ -99,6 +99,11 @@ public class QueryBenchmarks
         return count;
     }
 
+    /// <summary>The sealed series as an Arrow IPC stream into Stream.Null: the HTTP endpoint's work without the network.</summary>
+    [Benchmark]
+    public void ArrowIpc10M() =>
+        MetricStore.Server.Http.PointsEndpoint.WriteArrowAsync(Stream.Null, _engine.ReadPointsAsync(_sealed, long.MinValue, long.MaxValue, 1 << 20), CancellationToken.None).GetAwaiter().GetResult();
+
     /// <summary>Streams the sealed series in 1M-point slices (what Arrow and gRPC reads iterate).</summary>
     [Benchmark]
     public long ReadAll10M()

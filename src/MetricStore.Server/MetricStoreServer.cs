@@ -101,6 +101,7 @@ public sealed class MetricStoreServer : IAsyncDisposable
                     DataDirectory = options.DataDirectory,
                     Durability = options.Durability,
                     SealThresholdPoints = options.SealThresholdPoints ?? StorageOptions.DefaultSealThresholdPoints,
+                    QueryCacheBytes = options.QueryCacheMiB is { } mib ? mib * 1024L * 1024 : StorageOptions.DefaultQueryCacheBytes,
                     Log = (level, message) => log.Log(
                         level switch { StorageLogLevel.Error => LogLevel.Error, StorageLogLevel.Warning => LogLevel.Warning, _ => LogLevel.Information },
                         message),

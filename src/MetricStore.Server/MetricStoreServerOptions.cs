@@ -32,6 +32,9 @@ public sealed record MetricStoreServerOptions
     /// <summary>Points accepted since the last seal that start the next one (null = the engine's default, 4M).</summary>
     public long? SealThresholdPoints { get; init; }
 
+    /// <summary>MiB of decoded row groups kept for queries; null = the storage default (512).</summary>
+    public int? QueryCacheMiB { get; init; }
+
     /// <summary>Benchmark only: ingest streams are acknowledged and their points discarded (the gRPC ceiling).</summary>
     public bool DiscardIngest { get; init; }
 
@@ -46,6 +49,11 @@ public sealed record MetricStoreServerOptions
         if (!IsValidHost(Host))
         {
             MetricStoreException.InvalidArgument($"host {Core.Validate.Quote(Host)} is not an IP address or 'localhost'");
+        }
+
+        if (QueryCacheMiB is < 0)
+        {
+            MetricStoreException.InvalidArgument($"query cache {QueryCacheMiB} MiB is negative; use 0 (no cache) or more");
         }
 
         if (SealThresholdPoints is < 1000)

@@ -89,6 +89,84 @@ public sealed class DownsampleTests
         Assert.True(double.IsNaN(summary.Mean));
     }
 
+    [Fact]
+    public async Task The_query_cache_stays_within_its_budget_and_reads_through_when_it_is_zero()
+    {
+        await using var h = EngineHarness.Open();
+        for (ulong seq = 1; seq <= 3; seq++)
+        {
+            var (steps, values) = Range((long)(seq - 1) * 10_000, 10_000, s => s);
+            await h.Engine.WriteAsync(Batch("w", seq, (Key(), steps, values)));
+            await h.Engine.SealNowAsync();
+        }
+
+        await h.CloseAsync();
+        foreach (var budget in new[] { 0L, 400_000L })
+        {
+            await using var engine = StorageEngine.Open(h.Options() with { QueryCacheBytes = budget });
+            for (var round = 0; round < 2; round++)
+            {
+                using var result = (await engine.DownsampleAsync(Key(), BucketGrid.Create(0, 29_999, 7)))!;
+                Assert.Equal(30_000, result.Buckets.ToArray().Sum(b => b.Count));
+                Assert.Equal(Enumerable.Range(0, 30_000).Select(i => (double)i), EngineHarness.Read(engine, Key())!.Values.AsSpan(0, 30_000).ToArray());
+            }
+
+            var (bytes, hits, misses) = engine.QueryCache;
+            Assert.True(bytes <= budget, $"{bytes} bytes cached over a budget of {budget}");
+            Assert.True(misses >= 3, $"{misses} misses");
+            if (budget == 0)
+            {
+                Assert.Equal(0, hits);
+            }
+        }
+
+        await h.ReopenAsyncAfterClose();
+    }
+
+    [Fact]
+    public async Task Downsampled_reads_during_seals_and_compactions_complete_and_count_every_acked_point()
+    {
+        await using var h = EngineHarness.Open();
+        await h.CloseAsync();
+        await using var engine = StorageEngine.Open(h.Options() with { CompactAtSegments = 2, QueryCacheBytes = 2_000_000 });
+        var acked = 0L;
+        using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(6));
+        var writer = Task.Run(async () =>
+        {
+            for (ulong seq = 1; !stop.IsCancellationRequested; seq++)
+            {
+                var (steps, values) = Range((long)(seq - 1) * 5_000, 5_000, s => s % 97);
+                await engine.WriteAsync(Batch("w", seq, (Key(), steps, values)));
+                Interlocked.Add(ref acked, 5_000);
+                if (seq % 3 == 0)
+                {
+                    await engine.SealNowAsync();
+                }
+            }
+        });
+
+        var reads = 0;
+        while (!writer.IsCompleted)
+        {
+            var before = Interlocked.Read(ref acked);
+            var query = Task.Run(async () =>
+            {
+                using var result = await engine.DownsampleAsync(Key(), BucketGrid.Create(0, 10_000_000, 100));
+                var raw = await engine.ReadSeriesAsync(Key());
+                return (result?.Buckets.ToArray().Sum(b => b.Count) ?? 0, raw?.Count ?? 0);
+            });
+            var finished = await Task.WhenAny(query, Task.Delay(TimeSpan.FromSeconds(20)));
+            Assert.True(finished == query, "a read did not complete within 20 s while seals and compactions ran");
+            var (bucketed, read) = await query;
+            Assert.True(bucketed >= before && read >= before, $"read {bucketed} bucketed / {read} raw points after {before} were acked");
+            reads++;
+        }
+
+        await writer;
+        await engine.CompactionIdleAsync();
+        Assert.True(engine.Compactions > 0 && reads > 10, $"{engine.Compactions} compactions, {reads} reads");
+    }
+
     private static void Check((int Start, int Stride, double[] Values, int Action)[] requests, (int Buckets, int From, int Length, int Line)[] queries, int compactAt)
     {
         using var directory = new TempDirectory();

@@ -22,11 +22,12 @@ internal static class ServeCommand
         var durability = new Option<string?>("--durability") { Description = "sync (ack after fsync, default) or async (ack after write, fsync every 50 ms) (env METRICSTORE_DURABILITY)" };
         durability.AcceptOnlyFromAmong("sync", "async");
         var sealThreshold = new Option<long?>("--seal-threshold") { Description = "Points accepted since the last seal that start the next seal into Parquet (default 4000000)" };
+        var queryCache = new Option<int?>("--query-cache-mb") { Description = "MiB of decoded row groups kept for queries (env METRICSTORE_QUERY_CACHE_MB; default 512)" };
         var sink = new Option<string?>("--ingest-sink") { Description = "Benchmark only: 'discard' acknowledges ingest without storing (the gRPC ceiling)", Hidden = true };
         sink.AcceptOnlyFromAmong("store", "discard");
         var command = new Command("serve", "Start the server (gRPC and HTTP/JSON) on a data directory; stop with Ctrl+C or SIGTERM.")
         {
-            data, grpcPort, httpPort, host, durability, sealThreshold, sink,
+            data, grpcPort, httpPort, host, durability, sealThreshold, queryCache, sink,
         };
 
         command.SetAction(async (parse, cancellationToken) =>
@@ -45,6 +46,7 @@ internal static class ServeCommand
                 },
                 DiscardIngest = parse.GetValue(sink) == "discard",
                 SealThresholdPoints = parse.GetValue(sealThreshold),
+                QueryCacheMiB = parse.GetValue(queryCache) ?? EnvInt("METRICSTORE_QUERY_CACHE_MB"),
             };
 
             await using var server = await MetricStoreServer.StartAsync(

@@ -11,8 +11,9 @@ namespace MetricStore.Storage.Segments;
 /// Sealed segments: plain Parquet that DuckDB, Spark or pyarrow read without MetricStore, as a
 /// small star schema. Point files (<c>-f</c> float values, <c>-d</c> double values) have columns
 /// series_id (int32), step and timestamp_ms (int64, DELTA_BINARY_PACKED) and value (float or
-/// double, BYTE_STREAM_SPLIT), zstd at the fastest level, sorted by (series, step) with one row
-/// group per series so row-group statistics prune by series and step range. A series table
+/// double, BYTE_STREAM_SPLIT), zstd at the fastest level, sorted by (series, step) with a row
+/// group per series (per million rows of a longer one) so row-group statistics prune by series and
+/// step range, and each row group's rollup in the footer's key-value metadata. A series table
 /// (<c>-s</c>) maps series_id to run_id, metric and labels. Keeping the strings out of the point
 /// rows made sealing about ten times faster (Parquet.Net handles every repeated string) at no cost
 /// in size. A point file holds float values only when every value in it is exactly a float32.
