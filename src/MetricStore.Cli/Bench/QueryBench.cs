@@ -28,7 +28,7 @@ internal static class QueryBench
     private const int Buckets = 1000;
     private const int BatchPoints = 100_000;
     private const int CurveLength = 1 << 20;
-    private static readonly TimeSpan WarmUp = TimeSpan.FromSeconds(5);
+    private static readonly TimeSpan s_warmUp = TimeSpan.FromSeconds(5);
 
     public static async Task<int> RunAsync(QueryBenchOptions o, TextWriter output, TextWriter progress, CancellationToken cancellationToken)
     {
@@ -190,14 +190,14 @@ internal static class QueryBench
         new() { RunIds = { runId }, Metric = Metric, Buckets = Buckets, StartStep = start, EndStep = end };
 
     /// <summary>
-    /// Times <paramref name="iterations"/> calls after warming up for at least <see cref="WarmUp"/>:
+    /// Times <paramref name="iterations"/> calls after warming up for at least <see cref="s_warmUp"/>:
     /// .NET runs new code unoptimized first and recompiles hot methods in the background, so calls
     /// in a server's first seconds measure the JIT's tier 0, not the server a dashboard talks to.
     /// </summary>
     private static async Task<double[]> TimeAsync<T>(int iterations, Func<Task<T>> call)
     {
         var warm = Stopwatch.StartNew();
-        while (warm.Elapsed < WarmUp)
+        while (warm.Elapsed < s_warmUp)
         {
             await call();
         }
