@@ -148,9 +148,15 @@ public sealed partial class StorageEngine
                 return SeriesResolver.ResolveAsync(segments, chunks, _cache, _options.SegmentDirectory, from, toStep);
             });
             var interrupted = false;
-            foreach (var run in runs)
+            for (var r = 0; r < runs.Count; r++)
             {
                 cancellationToken.ThrowIfCancellationRequested();
+                var run = runs[r];
+                if (r + 1 < runs.Count)
+                {
+                    runs[r + 1].Prefetch(); // decode the next row group while this one is sent
+                }
+
                 var p = await TryPointsAsync(run);
                 if (p is null)
                 {
@@ -172,6 +178,8 @@ public sealed partial class StorageEngine
 
                     from = last + 1;
                 }
+
+                run.Release();
             }
 
             if (!interrupted)

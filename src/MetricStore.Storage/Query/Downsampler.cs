@@ -62,8 +62,16 @@ internal static class Downsampler
     {
         var buckets = System.Buffers.ArrayPool<Aggregate>.Shared.Rent(grid.Count);
         Array.Fill(buckets, Aggregate.Empty, 0, grid.Count);
-        foreach (var run in runs)
+        for (var r = 0; r < runs.Count; r++)
         {
+            var run = runs[r];
+
+            // Decode the next row group while this one is aggregated (two cores, two row groups).
+            if (r + 1 < runs.Count)
+            {
+                runs[r + 1].Prefetch();
+            }
+
             var first = Math.Max(run.MinStep, grid.Start);
             var last = Math.Min(run.MaxStep, grid.End);
             if (first > last)
@@ -89,6 +97,8 @@ internal static class Downsampler
                 buckets[b].Add(fine.Range(p.Steps, p.Values, p.Timestamps, lo, hi));
                 lo = hi;
             }
+
+            run.Release();
         }
 
         return buckets;

@@ -77,6 +77,7 @@ internal sealed class PartCache(long capacityBytes)
         _ = entry.Load.ContinueWith(
             t =>
             {
+                _ = t.Exception; // observed: a prefetch nobody awaited must not surface as unobserved
                 lock (_lock)
                 {
                     if (_entries.TryGetValue(key, out var node) && node.Value == entry)

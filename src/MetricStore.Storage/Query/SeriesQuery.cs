@@ -11,6 +11,7 @@ internal sealed class SortedRun
 {
     private readonly Func<Task<CachedPart>>? _load;
     private CachedPart? _part;
+    private Task<CachedPart>? _loading;
 
     public SortedRun(SeriesColumns points, Rollup rollup)
     {
@@ -40,7 +41,29 @@ internal sealed class SortedRun
 
     public async ValueTask<SeriesColumns> PointsAsync() => (await PartAsync()).Points;
 
-    public async ValueTask<CachedPart> PartAsync() => _part ??= await _load!();
+    public async ValueTask<CachedPart> PartAsync() => _part ??= await (_loading ??= _load!());
+
+    /// <summary>Starts loading the points (a cold row group decodes on the thread pool) without waiting.</summary>
+    public void Prefetch()
+    {
+        if (_part is null && _load is not null)
+        {
+            _loading ??= _load();
+        }
+    }
+
+    /// <summary>
+    /// Forgets the loaded points of a sealed row group (the cache may still hold them), so a query
+    /// over many row groups holds at most a couple at a time whatever the cache size.
+    /// </summary>
+    public void Release()
+    {
+        if (_load is not null)
+        {
+            _part = null;
+            _loading = null;
+        }
+    }
 
     /// <summary>The aggregate of every point; reads points only for a head chunk's unfinished block.</summary>
     public async ValueTask<Aggregate> TotalAsync()
