@@ -6,11 +6,16 @@ using MetricStore.Storage.Segments;
 namespace MetricStore.Storage;
 
 /// <summary>
-/// Compaction: once <see cref="StorageOptions.CompactAtSegments"/> point files are live, merge them
-/// series by series (oldest file first, so the last write of each step wins) into one float and one
-/// double file. One series is in memory at a time. The new manifest replaces the inputs with the
-/// outputs; only then do the series switch to the new file and the inputs go. A crash before the
-/// manifest leaves the outputs unlisted (removed at open), after it the inputs unlisted.
+/// Size-tiered compaction: when <see cref="StorageOptions.CompactAtSegments"/> (the fanout) adjacent
+/// live point files have similar sizes (the largest at most <see cref="TierRatio"/> times the
+/// smallest), merge the cheapest such run of files series by series (oldest file first, so the last
+/// write of each step wins) into one float and one double file, which takes their place in the
+/// file order. Only adjacent files are merged, so a file's position keeps meaning "written after
+/// everything before it". Each point is rewritten about log_fanout(total / seal size) times, not
+/// once per compaction as when every compaction merged everything. One series is in memory at a
+/// time. The new manifest replaces the inputs with the outputs; only then do the series switch to
+/// the new files and the inputs go. A crash before the manifest leaves the outputs unlisted
+/// (removed at open), after it the inputs unlisted.
 /// </summary>
 public sealed partial class StorageEngine
 {
@@ -23,9 +28,12 @@ public sealed partial class StorageEngine
     /// <summary>Completes when no compaction is running (tests and tools).</summary>
     public Task CompactionIdleAsync() => Volatile.Read(ref _compaction) ?? Task.CompletedTask;
 
+    /// <summary>Files of one tier differ in rows by at most this factor.</summary>
+    internal const int TierRatio = 4;
+
     private void StartCompactionIfDue()
     {
-        if (_liveSegments.Count < _options.CompactAtSegments || _compaction is { IsCompleted: false })
+        if (_compaction is { IsCompleted: false } || PickCompaction(_liveSegments.Select(s => s.Rows).ToList(), _options.CompactAtSegments) is null)
         {
             return;
         }
@@ -33,14 +41,57 @@ public sealed partial class StorageEngine
         Volatile.Write(ref _compaction, Task.Run(CompactAsync));
     }
 
+    /// <summary>
+    /// The run of adjacent files to merge: at least <paramref name="fanout"/> (at most twice that)
+    /// files whose row counts are within <see cref="TierRatio"/> of each other, the one with the
+    /// fewest rows in all; null when no run qualifies. A safety valve merges the newest fanout files
+    /// when four times the fanout are live and none qualifies, so the file count stays bounded.
+    /// </summary>
+    internal static (int Start, int Count)? PickCompaction(IReadOnlyList<long> rows, int fanout)
+    {
+        fanout = Math.Max(2, fanout);
+        if (rows.Count < fanout)
+        {
+            return null;
+        }
+
+        (int Start, int Count)? best = null;
+        var bestRows = long.MaxValue;
+        for (var start = 0; start + fanout <= rows.Count; start++)
+        {
+            long min = long.MaxValue, max = 0, total = 0;
+            for (var end = start; end < rows.Count && end - start < 2 * fanout; end++)
+            {
+                var r = Math.Max(1, rows[end]);
+                min = Math.Min(min, r);
+                max = Math.Max(max, r);
+                if (max > TierRatio * min)
+                {
+                    break;
+                }
+
+                total += r;
+                if (end - start + 1 >= fanout && total < bestRows)
+                {
+                    best = (start, end - start + 1);
+                    bestRows = total;
+                }
+            }
+        }
+
+        return best ?? (rows.Count >= 4 * fanout ? (rows.Count - fanout, fanout) : null);
+    }
+
     private async Task CompactAsync()
     {
         var stopwatch = Stopwatch.StartNew();
-        var inputs = _liveSegments.ToList();
-        if (inputs.Count < 2)
+        var live = _liveSegments.ToList();
+        if (PickCompaction(live.Select(s => s.Rows).ToList(), _options.CompactAtSegments) is not { } pick)
         {
             return;
         }
+
+        var inputs = live.GetRange(pick.Start, pick.Count);
 
         var number = Interlocked.Increment(ref _fileNumber);
         var parts = new SortedDictionary<int, List<(SegmentInfo File, SegmentSeries Part)>>();
@@ -104,8 +155,8 @@ public sealed partial class StorageEngine
                     WalStart = current.WalStart,
                     Series = current.Series,
                     Writers = current.Writers,
-                    // Seals that finished meanwhile are newer than everything compacted: they stay after it.
-                    Segments = [.. outputs, .. _liveSegments.Where(s => !removed.Contains(s.File))],
+                    // The outputs take the inputs' place; seals that finished meanwhile were appended after them.
+                    Segments = [.. _liveSegments.TakeWhile(s => !removed.Contains(s.File)), .. outputs, .. _liveSegments.SkipWhile(s => !removed.Contains(s.File)).Where(s => !removed.Contains(s.File))],
                     SeriesTables = current.SeriesTables,
                 };
                 manifest.Commit(_options.ManifestDirectory);
@@ -133,7 +184,7 @@ public sealed partial class StorageEngine
 
             Interlocked.Increment(ref _compactions);
             _options.Log?.Invoke(StorageLogLevel.Information,
-                $"compacted {inputs.Count} segments ({inputs.Sum(i => i.Rows)} rows) into {outputs.Count} ({outputs.Sum(o => o.Rows)} rows, {outputs.Sum(o => o.Bytes)} bytes) in {stopwatch.Elapsed.TotalMilliseconds:F0} ms");
+                $"compacted {inputs.Count} segments (files {pick.Start}..{pick.Start + pick.Count - 1} of {live.Count}) ({inputs.Sum(i => i.Rows)} rows) into {outputs.Count} ({outputs.Sum(o => o.Rows)} rows, {outputs.Sum(o => o.Bytes)} bytes) in {stopwatch.Elapsed.TotalMilliseconds:F0} ms");
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

@@ -49,8 +49,10 @@ public sealed record StorageOptions
     public TimeSpan SealMaxAge { get; init; } = TimeSpan.FromMinutes(10);
 
     /// <summary>
-    /// Compaction starts when this many point files are live: it merges them series by series (last
-    /// write wins) into one float and one double file, replacing them in a new manifest.
+    /// The compaction fanout: when this many adjacent point files of similar size are live (the
+    /// largest at most 4 times the smallest), they are merged series by series (last write wins)
+    /// into one float and one double file that takes their place (size-tiered: big files are not
+    /// rewritten with every seal).
     /// </summary>
     public int CompactAtSegments { get; init; } = 8;
 

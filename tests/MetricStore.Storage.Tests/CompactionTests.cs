@@ -70,6 +70,53 @@ public sealed class CompactionTests
         Assert.Equal(expected, Read(engine, Key())!.Count);
     }
 
+    [Theory]
+    [InlineData(new long[] { 10, 10, 10 }, 4, -1, 0)] // too few files
+    [InlineData(new long[] { 40, 10, 10, 10, 10 }, 4, 1, 4)] // the cheapest run of four: the small ones
+    [InlineData(new long[] { 1000, 10, 12, 9, 11, 10 }, 4, 1, 4)] // the big file is left alone
+    [InlineData(new long[] { 10, 10, 10, 10 }, 4, 0, 4)]
+    [InlineData(new long[] { 100, 1, 100, 1, 100, 1, 100, 1, 100, 1, 100, 1, 100, 1, 100, 1 }, 4, 12, 4)] // no tier: the safety valve
+    public void Compaction_picks_adjacent_files_of_similar_size(long[] rows, int fanout, int start, int count)
+    {
+        var pick = StorageEngine.PickCompaction(rows, fanout);
+        Assert.Equal(start < 0 ? null : (start, count), pick);
+    }
+
+    [Fact]
+    public async Task A_compacted_file_is_not_rewritten_by_the_next_tier_of_small_seals()
+    {
+        await using var h = EngineHarness.Open();
+        await using var engine = await OpenAsync(h, compactAt: 4);
+        ulong seq = 0;
+        var next = 0L;
+        async Task SealAsync(int points)
+        {
+            var (steps, values) = Range(next, points, s => s);
+            next += points;
+            await engine.WriteAsync(Batch("w", ++seq, (Key(), steps, values)));
+            await engine.SealNowAsync();
+            await engine.CompactionIdleAsync();
+        }
+
+        for (var i = 0; i < 4; i++)
+        {
+            await SealAsync(5_000);
+        }
+
+        Assert.Equal(1, engine.Compactions);
+        var big = Assert.Single(PointFiles(h));
+        for (var i = 0; i < 4; i++)
+        {
+            await SealAsync(1_000);
+        }
+
+        Assert.Equal(2, engine.Compactions);
+        var files = PointFiles(h);
+        Assert.Equal(2, files.Length);
+        Assert.Equal(big, files[0]); // still there, not rewritten
+        Assert.Equal(Enumerable.Range(0, 24_000).Select(i => (double)i), Read(engine, Key())!.Values.AsSpan(0, 24_000).ToArray());
+    }
+
     [Fact]
     public void Random_writes_seals_compactions_and_reopens_read_like_a_last_write_wins_map()
     {
