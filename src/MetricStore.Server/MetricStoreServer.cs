@@ -45,6 +45,9 @@ public sealed class MetricStoreServer : IAsyncDisposable
     /// <summary>The metrics engine, for tests and the bench harness (stats, recovery report).</summary>
     public StorageEngine Storage => _app.Services.GetRequiredService<StorageEngine>();
 
+    /// <summary>Copies changed metric summaries into the tracking store now (run search sees them); the server also does it every second.</summary>
+    public Task<int> SyncMetricSummariesAsync() => _app.Services.GetRequiredService<MetricSummarySync>().SyncOnceAsync();
+
     /// <summary>Completes when the host begins to stop (Ctrl+C, SIGTERM or <see cref="StopAsync"/>).</summary>
     public Task WaitForShutdownAsync(CancellationToken cancellationToken = default) => _app.WaitForShutdownAsync(cancellationToken);
 
@@ -93,6 +96,8 @@ public sealed class MetricStoreServer : IAsyncDisposable
             builder.Services.AddSingleton(tracking);
             builder.Services.AddSingleton(TimeProvider.System);
             builder.Services.AddSingleton<RunDirectory>();
+            builder.Services.AddSingleton<MetricSummarySync>();
+            builder.Services.AddHostedService(services => services.GetRequiredService<MetricSummarySync>());
             builder.Services.AddSingleton(services =>
             {
                 var log = services.GetRequiredService<ILoggerFactory>().CreateLogger("MetricStore.Storage");

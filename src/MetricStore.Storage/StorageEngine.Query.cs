@@ -14,6 +14,7 @@ public sealed partial class StorageEngine
 {
     private readonly ConcurrentDictionary<string, List<SeriesHead>> _seriesByRun = new(StringComparer.Ordinal);
     private readonly PartCache _cache;
+    private readonly ConcurrentDictionary<int, byte> _changedSeries = new();
 
     /// <summary>Decoded row groups held for queries, and how often queries found them there.</summary>
     public (long Bytes, long Hits, long Misses) QueryCache => (_cache.Bytes, _cache.Hits, _cache.Misses);
@@ -73,6 +74,28 @@ public sealed partial class StorageEngine
                 {
                     result.Add(summary);
                 }
+            }
+        }
+
+        return result;
+    }
+
+    /// <summary>
+    /// The summaries of the series written since the last call (every series after open), for
+    /// copying into the tracking store where run search filters on them.
+    /// </summary>
+    public async Task<IReadOnlyList<SeriesSummary>> TakeChangedSummariesAsync()
+    {
+        var result = new List<SeriesSummary>();
+        foreach (var id in _changedSeries.Keys)
+        {
+            _changedSeries.TryRemove(id, out _);
+            // The writer thread added the series to the list before it marked it changed, and the
+            // concurrent dictionary's fences make that add visible here.
+            var head = _seriesById[id];
+            if (await SummaryAsync(head) is { } summary)
+            {
+                result.Add(summary);
             }
         }
 

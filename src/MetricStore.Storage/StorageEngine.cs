@@ -158,6 +158,7 @@ public sealed partial class StorageEngine : IAsyncDisposable
         {
             engine._series[head.Key.Canonical] = head;
             engine.IndexByRun(head);
+            engine._changedSeries.TryAdd(head.Id, 0); // summaries are offered once after open
             while (engine._seriesById.Count <= head.Id)
             {
                 engine._seriesById.Add(null!);
@@ -381,6 +382,7 @@ public sealed partial class StorageEngine : IAsyncDisposable
                 for (var i = 0; i < batch.Series.Count; i++)
                 {
                     _seriesById[pending.SeriesIds![i]].Append(batch.Series[i]);
+                    _changedSeries.TryAdd(pending.SeriesIds![i], 0);
                 }
 
                 _durableSeqs[batch.WriterId] = batch.Seq;

@@ -59,6 +59,21 @@ internal static class Schema
             PRIMARY KEY (run_id, key)
         ) WITHOUT ROWID;
         """,
+        // 2: metric summaries for run search, copied from the metrics engine by the server.
+        """
+        CREATE TABLE run_metrics (
+            run_id    TEXT    NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            metric    TEXT    NOT NULL,
+            count     INTEGER NOT NULL,
+            last      REAL,
+            last_step INTEGER NOT NULL,
+            min       REAL,
+            max       REAL,
+            mean      REAL,
+            PRIMARY KEY (run_id, metric)
+        ) WITHOUT ROWID;
+        CREATE INDEX run_metrics_by_metric ON run_metrics (metric, last);
+        """,
     ];
 
     /// <summary>The schema version this build writes.</summary>

@@ -31,6 +31,28 @@ public sealed class CliCommandTests(CliFixture fixture) : IClassFixture<CliFixtu
     private Task<CliResult> Run(params string[] args) => Cli.RunAsync([.. args, "--server", fixture.Url]);
 
     [Fact]
+    public async Task Runs_search_filters_orders_and_prints_a_table_or_json()
+    {
+        var experiment = Unique.Name("search");
+        (await Run("experiments", "create", experiment)).Ok();
+        var adam = (await Run("runs", "create", "--experiment", experiment, "--name", "adam-run", "--param", "optimizer=adamw", "--tag", "team=nlp")).Ok().Output.Trim();
+        var sgd = (await Run("runs", "create", "--experiment", experiment, "--name", "sgd-run", "--param", "optimizer=sgd")).Ok().Output.Trim();
+
+        var table = (await Run("runs", "search", "params.optimizer LIKE 'adam%'", "--experiment", experiment)).Ok();
+        Assert.Contains(adam, table.Output, StringComparison.Ordinal);
+        Assert.DoesNotContain(sgd, table.Output, StringComparison.Ordinal);
+        Assert.StartsWith("RUN_ID", table.Output, StringComparison.Ordinal);
+
+        var json = (await Run("runs", "search", "tags.team IS NULL or tags.team = 'nlp'", "--experiment", experiment, "--order-by", "name desc", "--max", "1", "--json")).Ok();
+        var ids = JsonDocument.Parse(json.Output).RootElement.EnumerateArray().Select(r => r.GetProperty("id").GetString()).ToList();
+        Assert.Equal([sgd], ids); // names descending: sgd-run before adam-run; --max 1
+
+        var bad = await Run("runs", "search", "params.optimizer LIKE", "--experiment", experiment);
+        Assert.Equal(CliApp.ExitRefused, bad.ExitCode);
+        Assert.Contains("position", bad.Error, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Experiments_create_and_list()
     {
         var name = Unique.Name("cli");

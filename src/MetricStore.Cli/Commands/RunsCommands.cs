@@ -13,6 +13,7 @@ internal static class RunsCommands
         command.Subcommands.Add(CreateCommand(context));
         command.Subcommands.Add(EndCommand(context));
         command.Subcommands.Add(ListCommand(context));
+        command.Subcommands.Add(SearchCommand(context));
         command.Subcommands.Add(ShowCommand(context));
         return command;
     }
@@ -114,6 +115,64 @@ internal static class RunsCommands
                     StatusName(r.Status),
                     Output.Time(r.StartTimeMs),
                     Output.Duration(r.StartTimeMs, r.EndTimeMs),
+                    string.Join(' ', r.Params.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => $"{p.Key}={p.Value}")),
+                }));
+            return 0;
+        });
+        return command;
+    }
+
+    private static Command SearchCommand(CliContext context)
+    {
+        var filter = new Argument<string>("filter") { Description = "e.g. \"metrics.val_acc > 0.9 and params.lr = '0.01'\" (docs/search.md); \"\" for every run" };
+        var experiments = new Option<string[]>("--experiment") { Description = "Only runs of this experiment (repeatable)", AllowMultipleArgumentsPerToken = false };
+        var orderBy = new Option<string[]>("--order-by") { Description = "Order key such as \"metrics.val_acc desc\" (repeatable; then newest first)" };
+        var max = new Option<int>("--max") { Description = "Runs to return at most", DefaultValueFactory = _ => 100 };
+        var command = new Command("search", "Find runs by a filter over attributes, params, tags and metric summaries.") { filter, experiments, orderBy, max };
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            var limit = parse.GetValue(max);
+            if (limit < 1)
+            {
+                throw new UsageException($"--max must be at least 1 (got {limit})");
+            }
+
+            using var client = context.Connect(parse);
+            var request = new SearchRunsRequest { Filter = parse.GetValue(filter) ?? "" };
+            request.ExperimentNames.AddRange(parse.GetValue(experiments) ?? []);
+            request.OrderBy.AddRange(parse.GetValue(orderBy) ?? []);
+            var runs = new List<Run>();
+            do
+            {
+                request.PageSize = Math.Min(1000, limit - runs.Count);
+                var page = await client.Tracking.SearchRunsAsync(request, cancellationToken: cancellationToken);
+                runs.AddRange(page.Runs);
+                request.PageToken = page.NextPageToken;
+            }
+            while (request.PageToken.Length > 0 && runs.Count < limit);
+
+            if (context.Json(parse))
+            {
+                Output.WriteJsonArray(context.Output, runs, r => JsonValue.Create(r.RunId));
+                return 0;
+            }
+
+            if (runs.Count == 0)
+            {
+                await context.Output.WriteLineAsync("no run matches");
+                return 0;
+            }
+
+            Output.WriteTable(
+                context.Output,
+                ["RUN_ID", "EXPERIMENT", "NAME", "STATUS", "STARTED", "PARAMS"],
+                runs.Select(r => new[]
+                {
+                    r.RunId,
+                    r.ExperimentName,
+                    r.Name,
+                    StatusName(r.Status),
+                    Output.Time(r.StartTimeMs),
                     string.Join(' ', r.Params.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => $"{p.Key}={p.Value}")),
                 }));
             return 0;

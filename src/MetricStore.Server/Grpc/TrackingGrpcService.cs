@@ -64,6 +64,18 @@ internal sealed class TrackingGrpcService(TrackingStore store) : V1.TrackingServ
     public override Task<V1.Run> GetRun(V1.GetRunRequest request, ServerCallContext context) =>
         Task.FromResult(TrackingMapping.ToWire(store.GetRun(request.RunId)));
 
+    public override Task<V1.SearchRunsResponse> SearchRuns(V1.SearchRunsRequest request, ServerCallContext context)
+    {
+        var page = store.SearchRuns(request.Filter, request.ExperimentNames, request.OrderBy, request.PageSize, request.PageToken);
+        var response = new V1.SearchRunsResponse { NextPageToken = page.NextPageToken ?? "" };
+        foreach (var r in page.Items)
+        {
+            response.Runs.Add(TrackingMapping.ToWire(r));
+        }
+
+        return Task.FromResult(response);
+    }
+
     public override Task<V1.ListRunsResponse> ListRuns(V1.ListRunsRequest request, ServerCallContext context)
     {
         if ((request.ExperimentId != 0) == (request.ExperimentName.Length != 0))
