@@ -59,7 +59,8 @@ internal static class Schema
             PRIMARY KEY (run_id, key)
         ) WITHOUT ROWID;
         """,
-        // 2: metric summaries for run search, copied from the metrics engine by the server.
+        // 2: run search: metric summaries copied from the metrics engine by the server, and
+        // (key, value) indexes that answer a filter's comparisons without visiting every run.
         """
         CREATE TABLE run_metrics (
             run_id    TEXT    NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
@@ -73,6 +74,8 @@ internal static class Schema
             PRIMARY KEY (run_id, metric)
         ) WITHOUT ROWID;
         CREATE INDEX run_metrics_by_metric ON run_metrics (metric, last);
+        CREATE INDEX params_by_key_value ON params (key, value);
+        CREATE INDEX run_tags_by_key_value ON run_tags (key, value);
         """,
     ];
 

@@ -7,6 +7,9 @@ using Microsoft.Data.Sqlite;
 
 namespace MetricStore.Tracking;
 
+/// <summary>An ended (or running) run brought in by <see cref="TrackingStore.ImportRuns"/>.</summary>
+public sealed record ImportedRun(string Id, string Name, RunStatus Status, long StartTimeMs, long EndTimeMs, IReadOnlyDictionary<string, string> Params, IReadOnlyDictionary<string, string> Tags, IReadOnlyList<RunMetricSummary> Metrics);
+
 /// <summary>The last value and summary of one metric of one run, as run search sees it.</summary>
 public sealed record RunMetricSummary(string RunId, string Metric, long Count, double Last, long LastStep, double Min, double Max, double Mean);
 
@@ -126,6 +129,77 @@ public sealed partial class TrackingStore
         });
     }
 
+    /// <summary>
+    /// Imports finished runs in one transaction (the fast path for loading history, e.g. from another
+    /// tracker, and for the search benchmark). Names, keys and values are checked as for CreateRun;
+    /// nothing is stored if one is refused.
+    /// </summary>
+    public int ImportRuns(string experimentName, IReadOnlyList<ImportedRun> runs)
+    {
+        ArgumentNullException.ThrowIfNull(runs);
+        var imported = Write((connection, tx) =>
+        {
+            var experiment = FindExperimentId(connection, experimentName, tx)
+                ?? throw new MetricStoreException(ErrorCode.NotFound, $"experiment {Validate.Quote(experimentName)} does not exist");
+            using var insertRun = Command(connection, tx, "INSERT INTO runs (id, experiment_id, name, status, start_ms, end_ms) VALUES ($id, $e, $n, $s, $t, $end)");
+            var id = insertRun.Parameters.Add("$id", SqliteType.Text);
+            insertRun.Parameters.AddWithValue("$e", experiment);
+            var name = insertRun.Parameters.Add("$n", SqliteType.Text);
+            var status = insertRun.Parameters.Add("$s", SqliteType.Integer);
+            var start = insertRun.Parameters.Add("$t", SqliteType.Integer);
+            var end = insertRun.Parameters.Add("$end", SqliteType.Integer);
+            using var insertParam = Command(connection, tx, "INSERT INTO params (run_id, key, value) VALUES ($r, $k, $v)");
+            using var insertTag = Command(connection, tx, "INSERT INTO run_tags (run_id, key, value) VALUES ($r, $k, $v)");
+            using var insertMetric = Command(connection, tx, "INSERT INTO run_metrics (run_id, metric, count, last, last_step, min, max, mean) VALUES ($r, $m, $c, $l, $ls, $min, $max, $mean)");
+            foreach (var run in runs)
+            {
+                RunId.Check("runs.id", run.Id);
+                Validate.Name("runs.name", run.Name, Limits.MaxNameLength);
+                id.Value = run.Id;
+                name.Value = run.Name;
+                status.Value = (int)run.Status;
+                start.Value = run.StartTimeMs;
+                end.Value = run.Status == RunStatus.Running ? DBNull.Value : run.EndTimeMs;
+                insertRun.ExecuteNonQuery();
+                foreach (var (command, entries, what, limit) in new[] { (insertParam, run.Params, "param", Limits.MaxParamValueLength), (insertTag, run.Tags, "tag", Limits.MaxTagValueLength) })
+                {
+                    foreach (var (key, value) in entries)
+                    {
+                        Validate.Name($"{what} key", key, Limits.MaxKeyLength);
+                        if (value.Length > limit)
+                        {
+                            MetricStoreException.InvalidArgument($"{what} '{key}' of run {run.Id} is {value.Length} characters long; the limit is {limit}");
+                        }
+
+                        command.Parameters.Clear();
+                        command.Parameters.AddWithValue("$r", run.Id);
+                        command.Parameters.AddWithValue("$k", key);
+                        command.Parameters.AddWithValue("$v", value);
+                        command.ExecuteNonQuery();
+                    }
+                }
+
+                foreach (var m in run.Metrics)
+                {
+                    insertMetric.Parameters.Clear();
+                    insertMetric.Parameters.AddWithValue("$r", run.Id);
+                    insertMetric.Parameters.AddWithValue("$m", m.Metric);
+                    insertMetric.Parameters.AddWithValue("$c", m.Count);
+                    insertMetric.Parameters.AddWithValue("$l", Real(m.Last));
+                    insertMetric.Parameters.AddWithValue("$ls", m.LastStep);
+                    insertMetric.Parameters.AddWithValue("$min", Real(m.Min));
+                    insertMetric.Parameters.AddWithValue("$max", Real(m.Max));
+                    insertMetric.Parameters.AddWithValue("$mean", Real(m.Mean));
+                    insertMetric.ExecuteNonQuery();
+                }
+            }
+
+            return runs.Count;
+        });
+
+        return imported;
+    }
+
     private static object Real(double value) => double.IsNaN(value) ? DBNull.Value : value;
 
     private static string Fingerprint(FilterNode? tree, IReadOnlyList<OrderKey> order, IReadOnlyList<string> experiments)
@@ -134,9 +208,9 @@ public sealed partial class TrackingStore
         return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)).AsSpan(0, 8));
     }
 
-    private static long? FindExperimentId(SqliteConnection connection, string name)
+    private static long? FindExperimentId(SqliteConnection connection, string name, SqliteTransaction? tx = null)
     {
-        using var command = Command(connection, null, "SELECT id FROM experiments WHERE name = $name");
+        using var command = Command(connection, tx, "SELECT id FROM experiments WHERE name = $name");
         command.Parameters.AddWithValue("$name", name);
         return command.ExecuteScalar() is long id ? id : null;
     }

@@ -4,7 +4,7 @@ using static MetricStore.Tests.ChildProcess;
 
 namespace MetricStore.Cli.Tests;
 
-/// <summary>'metricstore bench query' end to end on a small dataset: it builds, restarts, measures and verifies, then reuses.</summary>
+/// <summary>'metricstore bench query' and 'bench search' end to end on small datasets: they build, measure and verify.</summary>
 public sealed class BenchQueryTests
 {
     private static async Task<CliResult> BenchAsync(string data)
@@ -15,6 +15,25 @@ public sealed class BenchQueryTests
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(3));
         await process.WaitForExitAsync(cts.Token);
         return new CliResult(process.ExitCode, await stdout, await stderr);
+    }
+
+    [Fact]
+    public async Task Bench_search_imports_runs_times_searches_and_verifies_them()
+    {
+        using var process = ServeProcess.Launch(["bench", "search", "--runs", "400", "--iterations", "3", "--json"], null);
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(3));
+        await process.WaitForExitAsync(cts.Token);
+        var result = new CliResult(process.ExitCode, await stdout, await stderr);
+        Assert.True(result.ExitCode == 0, result.ToString());
+        var report = JsonDocument.Parse(result.Output.TrimEnd().Split('\n')[^1]).RootElement;
+        Assert.Equal(400, report.GetProperty("runs").GetInt32());
+        Assert.True(report.GetProperty("verified").GetBoolean(), result.ToString());
+        foreach (var key in new[] { "filter_p50_ms", "filter_p99_ms", "order_p50_ms", "tag_in_p50_ms", "rare_p50_ms" })
+        {
+            Assert.True(report.GetProperty(key).GetDouble() > 0, $"{key} in {report}");
+        }
     }
 
     [Fact]

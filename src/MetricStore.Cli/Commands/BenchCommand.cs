@@ -11,6 +11,7 @@ internal static class BenchCommand
         var command = new Command("bench", "Benchmarks that validate a server end to end.");
         command.Subcommands.Add(IngestCommand(context));
         command.Subcommands.Add(QueryCommand(context));
+        command.Subcommands.Add(SearchCommand(context));
         return command;
     }
 
@@ -65,6 +66,19 @@ internal static class BenchCommand
                 context.Json(parse));
             return await QueryBench.RunAsync(options, context.Output, context.Error, cancellationToken);
         });
+        return command;
+    }
+
+    private static Command SearchCommand(CliContext context)
+    {
+        var runs = new Option<int>("--runs") { Description = "Runs to import (20 params, 5 tags, 10 metric summaries each)", DefaultValueFactory = _ => 100_000 };
+        var iterations = new Option<int>("--iterations") { Description = "Timed calls per search", DefaultValueFactory = _ => 200 };
+        var command = new Command("search", "Import runs into a temp data directory, start a server on it, and time typical run searches (each verified against a brute-force search).")
+        {
+            runs, iterations,
+        };
+        command.SetAction(async (parse, cancellationToken) =>
+            await SearchBench.RunAsync(new SearchBenchOptions(Positive("--runs", parse.GetValue(runs)), Positive("--iterations", parse.GetValue(iterations)), context.Json(parse)), context.Output, context.Error, cancellationToken));
         return command;
     }
 

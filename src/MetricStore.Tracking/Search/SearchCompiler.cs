@@ -26,7 +26,7 @@ internal sealed class SearchCompiler
         }
         else
         {
-            compiler.Node(filter);
+            compiler.Node(filter, positive: true);
         }
 
         var where = compiler._sql.ToString();
@@ -41,27 +41,39 @@ internal sealed class SearchCompiler
         return (where, orderBy.ToString(), compiler._parameters);
     }
 
-    private void Node(FilterNode node)
+    /// <summary>
+    /// Compiles a node. <paramref name="positive"/> is true when no 'not' is above it: there a
+    /// comparison on a param, tag or metric becomes a semi-join (<c>r.id IN (SELECT run_id …)</c>),
+    /// which the (key, value) indexes answer without visiting every run. A semi-join says false
+    /// where the scalar form says unknown; without a 'not' above, both exclude the run, so the
+    /// results are the same (under a 'not' the scalar form keeps three-valued logic).
+    /// </summary>
+    private void Node(FilterNode node, bool positive)
     {
+        if (positive && SemiJoin(node))
+        {
+            return;
+        }
+
         switch (node)
         {
             case AndNode and:
                 _sql.Append('(');
-                Node(and.Left);
+                Node(and.Left, positive);
                 _sql.Append(" AND ");
-                Node(and.Right);
+                Node(and.Right, positive);
                 _sql.Append(')');
                 break;
             case OrNode or:
                 _sql.Append('(');
-                Node(or.Left);
+                Node(or.Left, positive);
                 _sql.Append(" OR ");
-                Node(or.Right);
+                Node(or.Right, positive);
                 _sql.Append(')');
                 break;
             case NotNode not:
                 _sql.Append("(NOT ");
-                Node(not.Inner);
+                Node(not.Inner, positive: false);
                 _sql.Append(')');
                 break;
             case IsNullNode isNull:
@@ -93,6 +105,44 @@ internal sealed class SearchCompiler
                 throw new InvalidOperationException($"unknown filter node {node.GetType().Name}");
         }
     }
+
+    /// <summary>A comparison or 'in' on a param, tag or metric as <c>r.id IN (SELECT run_id …)</c>; false when the node is something else.</summary>
+    private bool SemiJoin(FilterNode node)
+    {
+        var (field, condition) = node switch
+        {
+            CompareNode { Field.Kind: not FieldKind.Attribute } c => (c.Field, (Func<string, string>)(value => c.Op == "like"
+                ? $"ms_like({value}, {Parameter(c.Value.Text!)})"
+                : $"{(c.Value.Number is not null && c.Field.Kind != FieldKind.Metric ? $"ms_number({value})" : value)} {(c.Op == "!=" ? "<>" : c.Op)} {Parameter(LiteralValue(c.Field, c.Value))}")),
+            InNode { Field.Kind: not FieldKind.Attribute } i => (i.Field, value =>
+            {
+                var numeric = i.Values.All(v => v.Number is not null) && i.Field.Kind == FieldKind.Param;
+                return $"{(numeric ? $"ms_number({value})" : value)} IN ({string.Join(", ", i.Values.Select(v => Parameter(LiteralValue(i.Field, v))))})";
+            }
+            ),
+            _ => (null!, null!),
+        };
+        if (field is null)
+        {
+            return false;
+        }
+
+        var (table, keyColumn, valueColumn) = field.Kind switch
+        {
+            FieldKind.Param => ("params", "key", "value"),
+            FieldKind.Tag => ("run_tags", "key", "value"),
+            _ => ("run_metrics", "metric", MetricColumn(field.Aggregate)),
+        };
+        var key = Parameter(field.Name);
+        _sql.Append(CultureInfo.InvariantCulture, $"r.id IN (SELECT run_id FROM {table} WHERE {keyColumn} = {key} AND {condition(valueColumn)})");
+        return true;
+    }
+
+    private static string MetricColumn(string aggregate) => aggregate switch
+    {
+        "last" or "min" or "max" or "mean" or "count" or "last_step" => aggregate,
+        _ => throw new InvalidOperationException($"unknown aggregate {aggregate}"),
+    };
 
     /// <summary>The SQL expression of a field for the current run (NULL when the run has none).</summary>
     private string Expression(Field field, bool numeric)
