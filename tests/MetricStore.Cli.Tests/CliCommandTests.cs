@@ -53,6 +53,34 @@ public sealed class CliCommandTests(CliFixture fixture) : IClassFixture<CliFixtu
     }
 
     [Fact]
+    public async Task Runs_compare_shows_params_that_differ_and_metric_summaries_side_by_side()
+    {
+        var experiment = Unique.Name("compare");
+        (await Run("experiments", "create", experiment)).Ok();
+        var a = (await Run("runs", "create", "--experiment", experiment, "--name", "slow", "--param", "lr=0.01", "--param", "batch=64")).Ok().Output.Trim();
+        var b = (await Run("runs", "create", "--experiment", experiment, "--name", "fast", "--param", "lr=0.1", "--param", "batch=64", "--param", "warmup=100")).Ok().Output.Trim();
+        foreach (var (id, last) in new[] { (a, 0.25), (b, 0.5) })
+        {
+            await using var run = await fixture.Server.Client.AttachRunAsync(id);
+            run.Log("loss", 0, 1.0);
+            run.Log("loss", 1, last);
+            await run.FlushAsync();
+        }
+
+        var table = (await Run("runs", "compare", a, b)).Ok();
+        Assert.Contains("params that differ:", table.Output, StringComparison.Ordinal);
+        Assert.Matches(@"lr\s+0\.01\s+0\.1", table.Output);
+        Assert.Matches(@"warmup\s+-\s+100", table.Output);
+        Assert.DoesNotContain("batch", table.Output, StringComparison.Ordinal); // equal: left out
+        Assert.Matches(@"loss\s+0\.25\s+\[0\.25 \.\. 1\]\s+0\.5\s+\[0\.5 \.\. 1\]", table.Output);
+
+        var json = JsonDocument.Parse((await Run("runs", "compare", a, b, "--all-params", "--json")).Ok().Output).RootElement;
+        Assert.Equal("[\"64\",\"64\"]", json.GetProperty("params").GetProperty("batch").GetRawText());
+        Assert.Equal(0.5, json.GetProperty("metrics").GetProperty("loss")[1].GetProperty("last").GetDouble());
+        Assert.Equal(CliApp.ExitUsage, (await Run("runs", "compare", a)).ExitCode);
+    }
+
+    [Fact]
     public async Task Experiments_create_and_list()
     {
         var name = Unique.Name("cli");

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.CommandLine;
 using System.Text.Json.Nodes;
 using MetricStore.Protocol.V1;
@@ -14,6 +15,7 @@ internal static class RunsCommands
         command.Subcommands.Add(EndCommand(context));
         command.Subcommands.Add(ListCommand(context));
         command.Subcommands.Add(SearchCommand(context));
+        command.Subcommands.Add(CompareCommand(context));
         command.Subcommands.Add(ShowCommand(context));
         return command;
     }
@@ -179,6 +181,84 @@ internal static class RunsCommands
         });
         return command;
     }
+
+    private static Command CompareCommand(CliContext context)
+    {
+        var ids = new Argument<string[]>("run-ids") { Description = "Two or more run ids", Arity = new ArgumentArity(2, 100) };
+        var all = new Option<bool>("--all-params") { Description = "Show every param, not only those that differ" };
+        var command = new Command("compare", "Params that differ and metric summaries (last, min, max) of runs side by side.") { ids, all };
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            var runIds = parse.GetValue(ids)!;
+            using var client = context.Connect(parse);
+            var runs = new List<Run>(runIds.Length);
+            foreach (var id in runIds)
+            {
+                runs.Add(await client.GetRunAsync(id, cancellationToken));
+            }
+
+            var latest = new LatestValuesRequest();
+            latest.RunIds.AddRange(runs.Select(r => r.RunId).Distinct(StringComparer.Ordinal));
+            var summaries = (await client.Query.LatestValuesAsync(latest, cancellationToken: cancellationToken)).Summaries;
+            var keys = runs.SelectMany(r => r.Params.Keys).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
+            var paramRows = keys
+                .Select(k => (Key: k, Values: runs.Select(r => r.Params.TryGetValue(k, out var v) ? v : null).ToList()))
+                .Where(p => parse.GetValue(all) || p.Values.Distinct(StringComparer.Ordinal).Count() > 1)
+                .ToList();
+            static string SeriesName(SeriesSummary s) => s.Key.Labels.Count == 0
+                ? s.Key.Metric
+                : $"{s.Key.Metric}{{{string.Join(',', s.Key.Labels.OrderBy(l => l.Key, StringComparer.Ordinal).Select(l => $"{l.Key}={l.Value}"))}}}";
+            var metricNames = summaries.Select(SeriesName).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
+            SeriesSummary? Find(string runId, string name) => summaries.FirstOrDefault(s => s.Key.RunId == runId && SeriesName(s) == name);
+
+            if (context.Json(parse))
+            {
+                var paramsJson = new JsonObject();
+                foreach (var (key, values) in paramRows)
+                {
+                    paramsJson[key] = new JsonArray([.. values.Select(v => (JsonNode?)(v is null ? null : JsonValue.Create(v)))]);
+                }
+
+                var metricsJson = new JsonObject();
+                foreach (var name in metricNames)
+                {
+                    metricsJson[name] = new JsonArray([.. runs.Select(r => Find(r.RunId, name) is { } s
+                        ? (JsonNode?)new JsonObject { ["last"] = Number(s.LastValue), ["last_step"] = s.LastStep, ["min"] = Number(s.Min), ["max"] = Number(s.Max), ["count"] = s.Count }
+                        : null)]);
+                }
+
+                Output.WriteJson(context.Output, new JsonObject
+                {
+                    ["runs"] = new JsonArray([.. runs.Select(r => (JsonNode?)JsonValue.Create(r.RunId))]),
+                    ["params"] = paramsJson,
+                    ["metrics"] = metricsJson,
+                });
+                return 0;
+            }
+
+            var header = new[] { "" }.Concat(runs.Select(r => $"{r.Name} ({r.RunId[^8..]})")).ToArray();
+            await context.Output.WriteLineAsync(paramRows.Count == 0 ? "params: all equal" : "params that differ:");
+            if (paramRows.Count > 0)
+            {
+                Output.WriteTable(context.Output, header, paramRows.Select(p => new[] { p.Key }.Concat(p.Values.Select(v => v ?? "-")).ToArray()));
+            }
+
+            await context.Output.WriteLineAsync();
+            await context.Output.WriteLineAsync(metricNames.Count == 0 ? "metrics: none logged" : "metrics (last  [min .. max]):");
+            if (metricNames.Count > 0)
+            {
+                Output.WriteTable(context.Output, header, metricNames.Select(name => new[] { name }.Concat(runs.Select(r => Find(r.RunId, name) is { } s
+                    ? string.Create(CultureInfo.InvariantCulture, $"{s.LastValue:G6}  [{s.Min:G4} .. {s.Max:G4}]")
+                    : "-")).ToArray()));
+            }
+
+            return 0;
+        });
+        return command;
+    }
+
+    /// <summary>A JSON number, or null for NaN and infinities (JSON has no such numbers).</summary>
+    private static JsonNode? Number(double value) => double.IsFinite(value) ? JsonValue.Create(value) : null;
 
     private static Command ShowCommand(CliContext context)
     {
