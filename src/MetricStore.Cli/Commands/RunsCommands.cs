@@ -1,5 +1,5 @@
-using System.Globalization;
 using System.CommandLine;
+using System.Globalization;
 using System.Text.Json.Nodes;
 using MetricStore.Protocol.V1;
 
