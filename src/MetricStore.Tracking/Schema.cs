@@ -77,6 +77,34 @@ internal static class Schema
         CREATE INDEX params_by_key_value ON params (key, value);
         CREATE INDEX run_tags_by_key_value ON run_tags (key, value);
         """,
+        // 3: full-text search over run notes and experiment names and descriptions (FTS5 indexes
+        // kept by triggers over the tables' own text; 'rebuild' indexes what is already there).
+        """
+        CREATE VIRTUAL TABLE run_notes_fts USING fts5(hypothesis, outcome, content='runs', content_rowid='rowid');
+        CREATE TRIGGER run_notes_fts_insert AFTER INSERT ON runs BEGIN
+            INSERT INTO run_notes_fts (rowid, hypothesis, outcome) VALUES (new.rowid, new.hypothesis, new.outcome);
+        END;
+        CREATE TRIGGER run_notes_fts_delete AFTER DELETE ON runs BEGIN
+            INSERT INTO run_notes_fts (run_notes_fts, rowid, hypothesis, outcome) VALUES ('delete', old.rowid, old.hypothesis, old.outcome);
+        END;
+        CREATE TRIGGER run_notes_fts_update AFTER UPDATE OF hypothesis, outcome ON runs BEGIN
+            INSERT INTO run_notes_fts (run_notes_fts, rowid, hypothesis, outcome) VALUES ('delete', old.rowid, old.hypothesis, old.outcome);
+            INSERT INTO run_notes_fts (rowid, hypothesis, outcome) VALUES (new.rowid, new.hypothesis, new.outcome);
+        END;
+        INSERT INTO run_notes_fts (run_notes_fts) VALUES ('rebuild');
+        CREATE VIRTUAL TABLE experiments_fts USING fts5(name, description, content='experiments', content_rowid='id');
+        CREATE TRIGGER experiments_fts_insert AFTER INSERT ON experiments BEGIN
+            INSERT INTO experiments_fts (rowid, name, description) VALUES (new.id, new.name, new.description);
+        END;
+        CREATE TRIGGER experiments_fts_delete AFTER DELETE ON experiments BEGIN
+            INSERT INTO experiments_fts (experiments_fts, rowid, name, description) VALUES ('delete', old.id, old.name, old.description);
+        END;
+        CREATE TRIGGER experiments_fts_update AFTER UPDATE OF name, description ON experiments BEGIN
+            INSERT INTO experiments_fts (experiments_fts, rowid, name, description) VALUES ('delete', old.id, old.name, old.description);
+            INSERT INTO experiments_fts (rowid, name, description) VALUES (new.id, new.name, new.description);
+        END;
+        INSERT INTO experiments_fts (experiments_fts) VALUES ('rebuild');
+        """,
     ];
 
     /// <summary>The schema version this build writes.</summary>

@@ -54,15 +54,28 @@ public sealed partial class TrackingStore
     }
 
     /// <summary>Experiments in creation order, a page at a time.</summary>
-    public Page<Experiment> ListExperiments(int pageSize = 0, string? pageToken = null)
+    /// <summary>Experiments in id order, a page at a time; with <paramref name="text"/>, only those whose name or description has every word (full text).</summary>
+    public Page<Experiment> ListExperiments(int pageSize = 0, string? pageToken = null, string? text = null)
     {
         var size = Validate.PageSize("page_size", pageSize);
         var after = PageToken.Decode("page_token", pageToken, "experiments")?.A ?? 0;
+        if (text is { Length: > MaxTextLength })
+        {
+            MetricStoreException.InvalidArgument($"text is {text.Length} characters long; the limit is {MaxTextLength}");
+        }
+
+        var fullText = Search.SearchText.FullTextQuery(text);
         return Read(connection =>
         {
             var ids = new List<long>(size + 1);
-            using (var select = Command(connection, null, "SELECT id FROM experiments WHERE id > $after ORDER BY id LIMIT $limit"))
+            var matching = fullText is null ? "" : " AND id IN (SELECT rowid FROM experiments_fts WHERE experiments_fts MATCH $text)";
+            using (var select = Command(connection, null, $"SELECT id FROM experiments WHERE id > $after{matching} ORDER BY id LIMIT $limit"))
             {
+                if (fullText is not null)
+                {
+                    select.Parameters.AddWithValue("$text", fullText);
+                }
+
                 select.Parameters.AddWithValue("$after", after);
                 select.Parameters.AddWithValue("$limit", size + 1);
                 using var reader = select.ExecuteReader();

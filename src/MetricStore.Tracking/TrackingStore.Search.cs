@@ -15,20 +15,29 @@ public sealed record RunMetricSummary(string RunId, string Metric, long Count, d
 
 public sealed partial class TrackingStore
 {
+    /// <summary>Longest full-text query, in characters.</summary>
+    public const int MaxTextLength = 1000;
+
     /// <summary>
     /// Runs matching <paramref name="filter"/> (the run search language, docs/search.md) in the
     /// given experiments (none = all), ordered by the order keys then newest first, a page at a
     /// time. Page tokens are offsets bound to the query: a token from another query is refused.
     /// </summary>
-    public Page<Run> SearchRuns(string? filter, IReadOnlyList<string> experimentNames, IReadOnlyList<string> orderBy, int pageSize = 0, string? pageToken = null)
+    public Page<Run> SearchRuns(string? filter, IReadOnlyList<string> experimentNames, IReadOnlyList<string> orderBy, int pageSize = 0, string? pageToken = null, string? text = null)
     {
+        if (text is { Length: > MaxTextLength })
+        {
+            MetricStoreException.InvalidArgument($"text is {text.Length} characters long; the limit is {MaxTextLength}");
+        }
+
+        var fullText = SearchText.FullTextQuery(text);
         ArgumentNullException.ThrowIfNull(experimentNames);
         ArgumentNullException.ThrowIfNull(orderBy);
         var size = Validate.PageSize("page_size", pageSize);
         var tree = SearchParser.ParseFilter("filter", filter);
         var order = SearchParser.ParseOrderBy("order_by", orderBy);
         var (where, orderSql, parameters) = SearchCompiler.Compile(tree, order);
-        var fingerprint = Fingerprint(tree, order, experimentNames);
+        var fingerprint = Fingerprint(tree, order, [.. experimentNames, "\u001e" + fullText]);
         var offset = 0L;
         if (PageToken.Decode("page_token", pageToken, "search") is { } token)
         {
@@ -51,6 +60,10 @@ public sealed partial class TrackingStore
             }
 
             var scope = experiments.Count == 0 ? "1" : $"r.experiment_id IN ({string.Join(", ", experiments.Select((_, i) => "$e" + i.ToString(CultureInfo.InvariantCulture)))})";
+            if (fullText is not null)
+            {
+                scope += " AND r.rowid IN (SELECT rowid FROM run_notes_fts WHERE run_notes_fts MATCH $text)";
+            }
             using var command = Command(connection, null, $"""
                 SELECT r.id FROM runs r JOIN experiments e ON e.id = r.experiment_id
                 WHERE {scope} AND ({where})
@@ -65,6 +78,11 @@ public sealed partial class TrackingStore
             for (var i = 0; i < experiments.Count; i++)
             {
                 command.Parameters.AddWithValue("$e" + i.ToString(CultureInfo.InvariantCulture), experiments[i]);
+            }
+
+            if (fullText is not null)
+            {
+                command.Parameters.AddWithValue("$text", fullText);
             }
 
             command.Parameters.AddWithValue("$limit", size + 1);

@@ -296,3 +296,36 @@ public sealed class SearchTests
         },
     };
 }
+
+/// <summary>Full-text search over run notes and experiment names and descriptions (SQLite FTS5).</summary>
+public sealed class FullTextSearchTests
+{
+    [Fact]
+    public void Notes_are_found_by_words_prefixes_and_updates_and_user_text_is_never_fts_syntax()
+    {
+        using var h = new StoreHarness();
+        h.Store.CreateExperiment("nlp", "Transformer ablations on WMT");
+        h.Store.CreateExperiment("vision", "ResNet baselines");
+        var warmup = h.Store.CreateRun(new NewRun { ExperimentName = "nlp", Note = new Note("Warmup stabilises the first 1k steps", "") });
+        var lr = h.Store.CreateRun(new NewRun { ExperimentName = "nlp", Note = new Note("A lower lr is stabler", "") });
+        h.Store.CreateRun(new NewRun { ExperimentName = "vision" });
+
+        string[] Find(string text) => [.. h.Store.SearchRuns("", [], [], text: text).Items.Select(r => r.Id)];
+        Assert.Equal([warmup.Id], Find("warmup"));
+        Assert.Equal([warmup.Id], Find("WARMUP first")); // any case, every word
+        Assert.Empty(Find("warmup lower"));
+        Assert.Equal([lr.Id, warmup.Id], Find("stab*")); // prefix; newest first
+        Assert.Empty(Find("\"warmup OR lower\" NEAR( -"));  // FTS5 operators are plain text here: no error
+
+        h.Store.SetNote(lr.Id, null, "Confirmed: divergence gone");
+        Assert.Equal([lr.Id], Find("divergence"));
+        Assert.Equal([lr.Id], h.Store.SearchRuns("params.lr is null", ["nlp"], [], text: "confirmed").Items.Select(r => r.Id));
+
+        string[] Experiments(string text) => [.. h.Store.ListExperiments(text: text).Items.Select(e => e.Name)];
+        Assert.Equal(["nlp"], Experiments("transformer"));
+        Assert.Equal(["vision"], Experiments("resnet baseline*"));
+        Assert.Equal(["nlp", "vision"], Experiments(""));
+        var tooLong = Assert.Throws<MetricStoreException>(() => h.Store.SearchRuns("", [], [], text: new string('a', 1001)));
+        Assert.Contains("text is 1001 characters long", tooLong.Message, StringComparison.Ordinal);
+    }
+}

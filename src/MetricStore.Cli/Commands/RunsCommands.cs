@@ -130,7 +130,8 @@ internal static class RunsCommands
         var experiments = new Option<string[]>("--experiment") { Description = "Only runs of this experiment (repeatable)", AllowMultipleArgumentsPerToken = false };
         var orderBy = new Option<string[]>("--order-by") { Description = "Order key such as \"metrics.val_acc desc\" (repeatable; then newest first)" };
         var max = new Option<int>("--max") { Description = "Runs to return at most", DefaultValueFactory = _ => 100 };
-        var command = new Command("search", "Find runs by a filter over attributes, params, tags and metric summaries.") { filter, experiments, orderBy, max };
+        var text = new Option<string?>("--text") { Description = "Only runs whose notes contain every word (full text; word* for a prefix)" };
+        var command = new Command("search", "Find runs by a filter over attributes, params, tags and metric summaries.") { filter, experiments, orderBy, max, text };
         command.SetAction(async (parse, cancellationToken) =>
         {
             var limit = parse.GetValue(max);
@@ -140,7 +141,7 @@ internal static class RunsCommands
             }
 
             using var client = context.Connect(parse);
-            var request = new SearchRunsRequest { Filter = parse.GetValue(filter) ?? "" };
+            var request = new SearchRunsRequest { Filter = parse.GetValue(filter) ?? "", Text = parse.GetValue(text) ?? "" };
             request.ExperimentNames.AddRange(parse.GetValue(experiments) ?? []);
             request.OrderBy.AddRange(parse.GetValue(orderBy) ?? []);
             var runs = new List<Run>();

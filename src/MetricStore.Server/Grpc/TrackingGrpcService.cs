@@ -31,7 +31,7 @@ internal sealed class TrackingGrpcService(TrackingStore store) : V1.TrackingServ
 
     public override Task<V1.ListExperimentsResponse> ListExperiments(V1.ListExperimentsRequest request, ServerCallContext context)
     {
-        var page = store.ListExperiments(request.PageSize, request.PageToken);
+        var page = store.ListExperiments(request.PageSize, request.PageToken, request.Text);
         var response = new V1.ListExperimentsResponse { NextPageToken = page.NextPageToken ?? "" };
         foreach (var e in page.Items)
         {
@@ -66,7 +66,7 @@ internal sealed class TrackingGrpcService(TrackingStore store) : V1.TrackingServ
 
     public override Task<V1.SearchRunsResponse> SearchRuns(V1.SearchRunsRequest request, ServerCallContext context)
     {
-        var page = store.SearchRuns(request.Filter, request.ExperimentNames, request.OrderBy, request.PageSize, request.PageToken);
+        var page = store.SearchRuns(request.Filter, request.ExperimentNames, request.OrderBy, request.PageSize, request.PageToken, request.Text);
         var response = new V1.SearchRunsResponse { NextPageToken = page.NextPageToken ?? "" };
         foreach (var r in page.Items)
         {

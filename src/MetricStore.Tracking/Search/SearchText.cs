@@ -62,4 +62,27 @@ public static class SearchText
     /// <summary>A param or tag value as a number, or null when it is not one (then numeric comparisons are unknown).</summary>
     public static double? Number(string? value) =>
         value is not null && double.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out var number) ? number : null;
+
+    /// <summary>
+    /// A full-text query for SQLite FTS5 made safe from user text: every word is a quoted term (so
+    /// FTS5 operators and punctuation in the text are plain characters), all words must appear, and
+    /// a word ending in * matches as a prefix. Null when the text has no word.
+    /// </summary>
+    public static string? FullTextQuery(string? text)
+    {
+        if (string.IsNullOrWhiteSpace(text))
+        {
+            return null;
+        }
+
+        var terms = new List<string>();
+        foreach (var word in text.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries))
+        {
+            var prefix = word.Length > 1 && word.EndsWith('*');
+            var bare = prefix ? word[..^1] : word;
+            terms.Add("\"" + bare.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"" + (prefix ? "*" : ""));
+        }
+
+        return string.Join(' ', terms);
+    }
 }
