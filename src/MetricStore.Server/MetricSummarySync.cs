@@ -28,7 +28,16 @@ internal sealed class MetricSummarySync(StorageEngine engine, TrackingStore trac
                 return new RunMetricSummary(s.Key.RunId, s.Key.Metric, a.Count, a.Last, a.LastStep, finite ? a.Min : double.NaN, finite ? a.Max : double.NaN, a.Mean);
             })
             .ToList();
-        tracking.UpsertRunMetrics(rows);
+        try
+        {
+            tracking.UpsertRunMetrics(rows);
+        }
+        catch
+        {
+            engine.MarkSummariesChanged(summaries.Select(s => s.Key)); // copied again on the next pass
+            throw;
+        }
+
         return rows.Count;
     }
 

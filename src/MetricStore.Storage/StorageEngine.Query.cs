@@ -102,6 +102,19 @@ public sealed partial class StorageEngine
         return result;
     }
 
+    /// <summary>Offers these series again at the next <see cref="TakeChangedSummariesAsync"/> (after a failed copy).</summary>
+    public void MarkSummariesChanged(IEnumerable<SeriesKey> keys)
+    {
+        ArgumentNullException.ThrowIfNull(keys);
+        foreach (var key in keys)
+        {
+            if (_series.TryGetValue(key.Canonical, out var head))
+            {
+                _changedSeries.TryAdd(head.Id, 0);
+            }
+        }
+    }
+
     private async Task<SeriesSummary?> SummaryAsync(SeriesHead head)
     {
         if (!head.TryGetSummary(out var aggregate))

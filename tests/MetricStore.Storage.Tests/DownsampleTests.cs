@@ -167,6 +167,27 @@ public sealed class DownsampleTests
         Assert.True(engine.Compactions > 0 && reads > 10, $"{engine.Compactions} compactions, {reads} reads");
     }
 
+    [Fact]
+    public async Task Changed_summaries_are_offered_once_and_again_when_marked_after_a_failed_copy()
+    {
+        await using var h = EngineHarness.Open();
+        await h.Engine.WriteAsync(Batch("w", 1, (Key("a"), [1, 2], [1.0, 2.0]), (Key("b"), [1], [5.0])));
+        var first = await h.Engine.TakeChangedSummariesAsync();
+        Assert.Equal(["a", "b"], first.Select(s => s.Key.Metric).Order());
+        Assert.Equal(2.0, first.Single(s => s.Key.Metric == "a").Aggregate.Last);
+        Assert.Empty(await h.Engine.TakeChangedSummariesAsync());
+
+        h.Engine.MarkSummariesChanged([Key("b")]);
+        Assert.Equal(["b"], (await h.Engine.TakeChangedSummariesAsync()).Select(s => s.Key.Metric));
+
+        await h.Engine.WriteAsync(Batch("w", 2, (Key("a"), [3], [0.5])));
+        var next = Assert.Single(await h.Engine.TakeChangedSummariesAsync());
+        Assert.Equal((3L, 0.5), (next.Aggregate.Count, next.Aggregate.Last));
+
+        await h.ReopenAsync(); // every series is offered once after open
+        Assert.Equal(2, (await h.Engine.TakeChangedSummariesAsync()).Count);
+    }
+
     private static void Check((int Start, int Stride, double[] Values, int Action)[] requests, (int Buckets, int From, int Length, int Line)[] queries, int compactAt)
     {
         using var directory = new TempDirectory();
