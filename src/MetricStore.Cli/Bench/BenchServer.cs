@@ -10,10 +10,12 @@ namespace MetricStore.Cli.Bench;
 internal sealed class BenchServer : IDisposable
 {
     private readonly Process _process;
+    private readonly Queue<string> _recent;
 
-    private BenchServer(Process process, string grpcUrl, string httpUrl, string dataDirectory)
+    private BenchServer(Process process, Queue<string> recent, string grpcUrl, string httpUrl, string dataDirectory)
     {
         _process = process;
+        _recent = recent;
         GrpcUrl = grpcUrl;
         HttpUrl = httpUrl;
         DataDirectory = dataDirectory;
@@ -54,7 +56,8 @@ internal sealed class BenchServer : IDisposable
         }
 
         var process = Process.Start(start) ?? throw new IOException("could not start 'metricstore serve'");
-        _ = process.StandardError.ReadToEndAsync(cancellationToken);
+        var recent = new Queue<string>();
+        _ = KeepAsync(process.StandardError, recent);
         string? grpc = null;
         string? http = null;
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -82,8 +85,36 @@ internal sealed class BenchServer : IDisposable
             throw new IOException("'metricstore serve' exited before printing its address");
         }
 
-        _ = process.StandardOutput.ReadToEndAsync(cancellationToken);
-        return new BenchServer(process, grpc, http, dataDirectory);
+        _ = KeepAsync(process.StandardOutput, recent);
+        return new BenchServer(process, recent, grpc, http, dataDirectory);
+    }
+
+    /// <summary>
+    /// What the server said last (stdout and stderr, up to 40 lines) and how it ended, for a report
+    /// when a call fails: a server that died says why here.
+    /// </summary>
+    public string Describe()
+    {
+        lock (_recent)
+        {
+            var state = _process.HasExited ? $"exited with code {_process.ExitCode}" : "still running";
+            return $"server (pid {_process.Id}) {state}; its last output:\n  " + string.Join("\n  ", _recent);
+        }
+    }
+
+    private static async Task KeepAsync(StreamReader reader, Queue<string> into)
+    {
+        while (await reader.ReadLineAsync() is { } line)
+        {
+            lock (into)
+            {
+                into.Enqueue(line);
+                if (into.Count > 40)
+                {
+                    into.Dequeue();
+                }
+            }
+        }
     }
 
     /// <summary>Peak resident set size (VmHWM) in MiB, read from /proc; null where there is no /proc.</summary>

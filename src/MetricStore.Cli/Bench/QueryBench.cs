@@ -62,6 +62,21 @@ internal static class QueryBench
                 }
                 dataset.Save(data);
                 buildSeconds = stopwatch.Elapsed.TotalSeconds;
+
+                // The build leaves hundreds of MB of dirty pages that the kernel would write back
+                // while the next server is being measured: flush them first.
+                foreach (var file in Directory.EnumerateFiles(data, "*", SearchOption.AllDirectories))
+                {
+                    try
+                    {
+                        using var stream = new FileStream(file, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite);
+                        stream.Flush(flushToDisk: true);
+                    }
+                    catch (IOException)
+                    {
+                        // A file the builder's last compaction removed meanwhile.
+                    }
+                }
                 await progress.WriteLineAsync($"[bench] built in {buildSeconds:F1} s");
             }
             else
@@ -71,98 +86,107 @@ internal static class QueryBench
 
             // A fresh server process on the same files: no seal or compaction runs while measuring.
             using var server = await BenchServer.StartAsync(data, "sync", discard: false, cancellationToken);
-            await progress.WriteLineAsync($"[bench] server restarted (pid {server.ProcessId}); measuring with {o.Iterations} iterations");
-            using var channel = GrpcChannel.ForAddress(server.GrpcUrl, new GrpcChannelOptions { MaxReceiveMessageSize = 64 * 1024 * 1024 });
-            var query = new QueryService.QueryServiceClient(channel);
-            using var http = new HttpClient { BaseAddress = new Uri(server.HttpUrl), Timeout = TimeSpan.FromMinutes(5) };
-            var big = new SeriesKey { RunId = dataset.BigRun, Metric = Metric };
-
-            var fullRequest = Downsample(dataset.BigRun, 0, o.BigSteps - 1);
-            var cold = Stopwatch.StartNew();
-            var fullResult = await query.ReadDownsampledAsync(fullRequest, deadline: Deadline(), cancellationToken: cancellationToken);
-            var coldMs = cold.Elapsed.TotalMilliseconds;
-            var full = await TimeAsync(o.Iterations, () => query.ReadDownsampledAsync(fullRequest, deadline: Deadline(), cancellationToken: cancellationToken).ResponseAsync);
-            await progress.WriteLineAsync($"[bench] full range, {Buckets} buckets: p50 {P(full, 0.5):F2} ms, p99 {P(full, 0.99):F2} ms (cold {coldMs:F0} ms)");
-
-            var random = new Random(7);
-            var zooms = Enumerable.Range(0, o.Iterations).Select(_ =>
+            try
             {
-                var width = (long)Math.Exp(random.NextDouble() * Math.Log(o.BigSteps / 1000.0)) * 1000;
-                var start = (long)(random.NextDouble() * (o.BigSteps - width));
-                return Downsample(dataset.BigRun, start, start + width - 1);
-            }).ToArray();
-            var zoomIndex = 0;
-            var zoom = await TimeAsync(o.Iterations, () => query.ReadDownsampledAsync(zooms[zoomIndex++ % zooms.Length], deadline: Deadline(), cancellationToken: cancellationToken).ResponseAsync);
-            await progress.WriteLineAsync($"[bench] random zooms, {Buckets} buckets: p50 {P(zoom, 0.5):F2} ms, p99 {P(zoom, 0.99):F2} ms");
+                await progress.WriteLineAsync($"[bench] server restarted (pid {server.ProcessId}); measuring with {o.Iterations} iterations");
+                using var channel = GrpcChannel.ForAddress(server.GrpcUrl, new GrpcChannelOptions { MaxReceiveMessageSize = 64 * 1024 * 1024 });
+                var query = new QueryService.QueryServiceClient(channel);
+                using var http = new HttpClient { BaseAddress = new Uri(server.HttpUrl), Timeout = TimeSpan.FromMinutes(5) };
+                var big = new SeriesKey { RunId = dataset.BigRun, Metric = Metric };
 
-            var latestRequest = new LatestValuesRequest { Metrics = { Metric } };
-            latestRequest.RunIds.AddRange(dataset.SmallRuns);
-            var latestResult = await query.LatestValuesAsync(latestRequest, deadline: Deadline(), cancellationToken: cancellationToken);
-            var latest = await TimeAsync(o.Iterations, () => query.LatestValuesAsync(latestRequest, deadline: Deadline(), cancellationToken: cancellationToken).ResponseAsync);
-            await progress.WriteLineAsync($"[bench] LatestValues for {dataset.SmallRuns.Length} series: p50 {P(latest, 0.5):F2} ms, p99 {P(latest, 0.99):F2} ms");
+                var fullRequest = Downsample(dataset.BigRun, 0, o.BigSteps - 1);
+                var cold = Stopwatch.StartNew();
+                var fullResult = await query.ReadDownsampledAsync(fullRequest, deadline: Deadline(), cancellationToken: cancellationToken);
+                var coldMs = cold.Elapsed.TotalMilliseconds;
+                var full = await TimeAsync(o.Iterations, () => query.ReadDownsampledAsync(fullRequest, deadline: Deadline(), cancellationToken: cancellationToken).ResponseAsync);
+                await progress.WriteLineAsync($"[bench] full range, {Buckets} buckets: p50 {P(full, 0.5):F2} ms, p99 {P(full, 0.99):F2} ms (cold {coldMs:F0} ms)");
 
-            // Full-resolution reads as Arrow IPC over HTTP, into Arrow arrays in this process.
-            (long[] Steps, double[] Values)? raw = null;
-            var rawTimes = new List<double>();
-            raw = await ReadArrowAsync(http, dataset.BigRun, keep: true, cancellationToken); // also the warm-up
-            for (var i = 0; i < 5; i++)
-            {
-                var stopwatch = Stopwatch.StartNew();
-                await ReadArrowAsync(http, dataset.BigRun, keep: false, cancellationToken);
-                rawTimes.Add(stopwatch.Elapsed.TotalMilliseconds);
+                var random = new Random(7);
+                var zooms = Enumerable.Range(0, o.Iterations).Select(_ =>
+                {
+                    var width = (long)Math.Exp(random.NextDouble() * Math.Log(o.BigSteps / 1000.0)) * 1000;
+                    var start = (long)(random.NextDouble() * (o.BigSteps - width));
+                    return Downsample(dataset.BigRun, start, start + width - 1);
+                }).ToArray();
+                var zoomIndex = 0;
+                var zoom = await TimeAsync(o.Iterations, () => query.ReadDownsampledAsync(zooms[zoomIndex++ % zooms.Length], deadline: Deadline(), cancellationToken: cancellationToken).ResponseAsync);
+                await progress.WriteLineAsync($"[bench] random zooms, {Buckets} buckets: p50 {P(zoom, 0.5):F2} ms, p99 {P(zoom, 0.99):F2} ms");
+
+                var latestRequest = new LatestValuesRequest { Metrics = { Metric } };
+                latestRequest.RunIds.AddRange(dataset.SmallRuns);
+                var latestResult = await query.LatestValuesAsync(latestRequest, deadline: Deadline(), cancellationToken: cancellationToken);
+                var latest = await TimeAsync(o.Iterations, () => query.LatestValuesAsync(latestRequest, deadline: Deadline(), cancellationToken: cancellationToken).ResponseAsync);
+                await progress.WriteLineAsync($"[bench] LatestValues for {dataset.SmallRuns.Length} series: p50 {P(latest, 0.5):F2} ms, p99 {P(latest, 0.99):F2} ms");
+
+                // Full-resolution reads as Arrow IPC over HTTP, into Arrow arrays in this process.
+                (long[] Steps, double[] Values)? raw = null;
+                var rawTimes = new List<double>();
+                raw = await ReadArrowAsync(http, dataset.BigRun, keep: true, cancellationToken); // also the warm-up
+                for (var i = 0; i < 5; i++)
+                {
+                    var stopwatch = Stopwatch.StartNew();
+                    await ReadArrowAsync(http, dataset.BigRun, keep: false, cancellationToken);
+                    rawTimes.Add(stopwatch.Elapsed.TotalMilliseconds);
+                }
+
+                rawTimes.Sort();
+                var rawMs = rawTimes[2];
+                var rawPointsPerSec = o.BigSteps / (rawMs / 1000);
+                await progress.WriteLineAsync($"[bench] full-resolution read: {o.BigSteps:N0} points as Arrow in {rawMs:F0} ms (median of 5) = {rawPointsPerSec:N0} points/s");
+                var rss = server.PeakRssMiB();
+
+                var (duckMs, duckBuckets) = DuckDbDownsample(data, dataset.BigRun, fullResult.StartStep, fullResult.BucketWidth);
+                await progress.WriteLineAsync($"[bench] DuckDB, same {Buckets} buckets over the same Parquet files: {duckMs:F1} ms (median of 5)");
+
+                var checks = new List<string>();
+                Verify(checks, dataset, o, fullResult, raw!.Value, duckBuckets, latestResult);
+                foreach (var problem in checks)
+                {
+                    await progress.WriteLineAsync($"[bench] MISMATCH: {problem}");
+                }
+
+                var verified = checks.Count == 0;
+                var report = new JsonObject
+                {
+                    ["downsample_p50_ms"] = Math.Round(P(full, 0.5), 3),
+                    ["downsample_p99_ms"] = Math.Round(P(full, 0.99), 3),
+                    ["downsample_cold_ms"] = Math.Round(coldMs, 1),
+                    ["zoom_p50_ms"] = Math.Round(P(zoom, 0.5), 3),
+                    ["zoom_p99_ms"] = Math.Round(P(zoom, 0.99), 3),
+                    ["duckdb_downsample_ms"] = Math.Round(duckMs, 2),
+                    ["speedup_vs_duckdb"] = Math.Round(duckMs / P(full, 0.5), 1),
+                    ["raw_read_points_per_sec"] = Math.Round(rawPointsPerSec),
+                    ["raw_read_ms"] = Math.Round(rawMs, 1),
+                    ["latest_1000_ms"] = Math.Round(P(latest, 0.5), 3),
+                    ["latest_p99_ms"] = Math.Round(P(latest, 0.99), 3),
+                    ["latest_series"] = dataset.SmallRuns.Length,
+                    ["server_peak_rss_mb"] = rss is null ? null : Math.Round(rss.Value, 1),
+                    ["big_series_points"] = o.BigSteps,
+                    ["points"] = o.BigSteps + ((long)o.Runs * o.RunSteps),
+                    ["build_s"] = buildSeconds is null ? null : Math.Round(buildSeconds.Value, 1),
+                    ["iterations"] = o.Iterations,
+                    ["verified"] = verified,
+                };
+                if (!o.Json)
+                {
+                    await output.WriteLineAsync($"downsample  full range  p50 {P(full, 0.5),8:F2} ms  p99 {P(full, 0.99),8:F2} ms   ({Buckets} buckets over {o.BigSteps:N0} steps; cold {coldMs:F0} ms)");
+                    await output.WriteLineAsync($"downsample  zooms       p50 {P(zoom, 0.5),8:F2} ms  p99 {P(zoom, 0.99),8:F2} ms");
+                    await output.WriteLineAsync($"duckdb      same query      {duckMs,8:F2} ms               speedup {duckMs / P(full, 0.5):F1}x");
+                    await output.WriteLineAsync($"raw read    {rawPointsPerSec,16:N0} points/s into Arrow (HTTP, {rawMs:F0} ms for {o.BigSteps:N0} points)");
+                    await output.WriteLineAsync($"latest      p50 {P(latest, 0.5),8:F2} ms  p99 {P(latest, 0.99),8:F2} ms   ({dataset.SmallRuns.Length} series)");
+                    await output.WriteLineAsync($"server      peak RSS {(rss is null ? "n/a" : $"{rss:F0} MiB")}");
+                    await output.WriteLineAsync($"verified    {(verified ? "yes: buckets equal a full scan and DuckDB; latest values equal what was written" : "NO")}");
+                }
+
+                await output.WriteLineAsync(report.ToJsonString());
+                return verified ? 0 : 1;
             }
-
-            rawTimes.Sort();
-            var rawMs = rawTimes[2];
-            var rawPointsPerSec = o.BigSteps / (rawMs / 1000);
-            await progress.WriteLineAsync($"[bench] full-resolution read: {o.BigSteps:N0} points as Arrow in {rawMs:F0} ms (median of 5) = {rawPointsPerSec:N0} points/s");
-            var rss = server.PeakRssMiB();
-
-            var (duckMs, duckBuckets) = DuckDbDownsample(data, dataset.BigRun, fullResult.StartStep, fullResult.BucketWidth);
-            await progress.WriteLineAsync($"[bench] DuckDB, same {Buckets} buckets over the same Parquet files: {duckMs:F1} ms (median of 5)");
-
-            var checks = new List<string>();
-            Verify(checks, dataset, o, fullResult, raw!.Value, duckBuckets, latestResult);
-            foreach (var problem in checks)
+            catch (Exception e) when (e is Grpc.Core.RpcException or HttpRequestException or IOException)
             {
-                await progress.WriteLineAsync($"[bench] MISMATCH: {problem}");
+                // A failed call: say what the server said last, and whether it is still alive.
+                await progress.WriteLineAsync($"[bench] a call failed ({e.Message}); {server.Describe()}");
+                throw;
             }
-
-            var verified = checks.Count == 0;
-            var report = new JsonObject
-            {
-                ["downsample_p50_ms"] = Math.Round(P(full, 0.5), 3),
-                ["downsample_p99_ms"] = Math.Round(P(full, 0.99), 3),
-                ["downsample_cold_ms"] = Math.Round(coldMs, 1),
-                ["zoom_p50_ms"] = Math.Round(P(zoom, 0.5), 3),
-                ["zoom_p99_ms"] = Math.Round(P(zoom, 0.99), 3),
-                ["duckdb_downsample_ms"] = Math.Round(duckMs, 2),
-                ["speedup_vs_duckdb"] = Math.Round(duckMs / P(full, 0.5), 1),
-                ["raw_read_points_per_sec"] = Math.Round(rawPointsPerSec),
-                ["raw_read_ms"] = Math.Round(rawMs, 1),
-                ["latest_1000_ms"] = Math.Round(P(latest, 0.5), 3),
-                ["latest_p99_ms"] = Math.Round(P(latest, 0.99), 3),
-                ["latest_series"] = dataset.SmallRuns.Length,
-                ["server_peak_rss_mb"] = rss is null ? null : Math.Round(rss.Value, 1),
-                ["big_series_points"] = o.BigSteps,
-                ["points"] = o.BigSteps + ((long)o.Runs * o.RunSteps),
-                ["build_s"] = buildSeconds is null ? null : Math.Round(buildSeconds.Value, 1),
-                ["iterations"] = o.Iterations,
-                ["verified"] = verified,
-            };
-            if (!o.Json)
-            {
-                await output.WriteLineAsync($"downsample  full range  p50 {P(full, 0.5),8:F2} ms  p99 {P(full, 0.99),8:F2} ms   ({Buckets} buckets over {o.BigSteps:N0} steps; cold {coldMs:F0} ms)");
-                await output.WriteLineAsync($"downsample  zooms       p50 {P(zoom, 0.5),8:F2} ms  p99 {P(zoom, 0.99),8:F2} ms");
-                await output.WriteLineAsync($"duckdb      same query      {duckMs,8:F2} ms               speedup {duckMs / P(full, 0.5):F1}x");
-                await output.WriteLineAsync($"raw read    {rawPointsPerSec,16:N0} points/s into Arrow (HTTP, {rawMs:F0} ms for {o.BigSteps:N0} points)");
-                await output.WriteLineAsync($"latest      p50 {P(latest, 0.5),8:F2} ms  p99 {P(latest, 0.99),8:F2} ms   ({dataset.SmallRuns.Length} series)");
-                await output.WriteLineAsync($"server      peak RSS {(rss is null ? "n/a" : $"{rss:F0} MiB")}");
-                await output.WriteLineAsync($"verified    {(verified ? "yes: buckets equal a full scan and DuckDB; latest values equal what was written" : "NO")}");
-            }
-
-            await output.WriteLineAsync(report.ToJsonString());
-            return verified ? 0 : 1;
         }
         finally
         {
