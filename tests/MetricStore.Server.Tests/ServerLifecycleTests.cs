@@ -13,6 +13,16 @@ namespace MetricStore.Server.Tests;
 public sealed class ServerLifecycleTests
 {
     [Fact]
+    public async Task A_clean_start_logs_no_warning()
+    {
+        // gRPC JSON transcoding used to warn at every start that IngestService had no descriptor.
+        await using var server = await TestServer.StartAsync();
+        using var channel = GrpcChannel.ForAddress(server.Server.GrpcAddress);
+        await new Health.HealthClient(channel).CheckAsync(new HealthCheckRequest());
+        Assert.Empty(server.Warnings);
+    }
+
+    [Fact]
     public async Task Grpc_health_check_reports_serving()
     {
         await using var server = await TestServer.StartAsync();

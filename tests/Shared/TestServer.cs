@@ -35,6 +35,9 @@ internal sealed class TestServer : IAsyncDisposable
     /// <summary>Errors logged so far, as "category: message".</summary>
     public IReadOnlyCollection<string> Errors => _logs.Errors;
 
+    /// <summary>Warnings the server logged (a clean start logs none).</summary>
+    public IReadOnlyCollection<string> Warnings => _logs.Warnings;
+
     public static async Task<TestServer> StartAsync(string? dataDirectory = null, int grpcPort = 0)
     {
         var owned = dataDirectory is null ? new TempDirectory() : null;
@@ -85,6 +88,8 @@ internal sealed class TestServer : IAsyncDisposable
     {
         public ConcurrentQueue<string> Errors { get; } = new();
 
+        public ConcurrentQueue<string> Warnings { get; } = new();
+
         public ILogger CreateLogger(string categoryName) => new Logger(this, categoryName);
 
         public void Dispose()
@@ -103,6 +108,10 @@ internal sealed class TestServer : IAsyncDisposable
                 if (logLevel >= LogLevel.Error)
                 {
                     sink.Errors.Enqueue($"{category}: {formatter(state, exception)} {exception}");
+                }
+                else
+                {
+                    sink.Warnings.Enqueue($"{category}: {formatter(state, exception)}");
                 }
             }
         }

@@ -25,6 +25,13 @@ internal static class IngestBinding
         },
         static context => V1.WriteAck.Parser.ParseFrom(context.PayloadAsReadOnlySequence()));
 
+    /// <summary>
+    /// The service's descriptor, looked up by name by gRPC JSON transcoding. Without it, every start
+    /// logged a warning that the descriptor could not be found (Write is a stream, so nothing is
+    /// transcoded either way).
+    /// </summary>
+    public static Google.Protobuf.Reflection.ServiceDescriptor Descriptor => V1.IngestService.Descriptor;
+
     public static readonly Method<PooledWriteRequest, V1.WriteAck> Write = new(
         MethodType.DuplexStreaming, "metricstore.v1.IngestService", "Write", Requests, Acks);
 
