@@ -34,22 +34,9 @@ public class QueryBenchmarks
         ulong seq = 0;
         foreach (var key in new[] { _sealed, _head })
         {
-            for (var first = 0; first < Points; first += PerRequest)
+            foreach (var batch in LossCurve.Batches(key, Points, PerRequest, random, () => ++seq))
             {
-                var steps = new long[PerRequest];
-                var values = new double[PerRequest];
-                for (var i = 0; i < PerRequest; i++)
-                {
-                    steps[i] = first + i;
-                    values[i] = (float)((2.5 * Math.Exp(-steps[i] / 2e6)) + (0.02 * random.NextDouble()));
-                }
-
-                _engine.WriteAsync(new WriteBatch
-                {
-                    WriterId = "bench",
-                    Seq = ++seq,
-                    Series = [new SeriesPoints { Key = key, Count = PerRequest, Steps = steps, Values = values, Timestamps = [1_700_000_000_000], SharedTimestamp = true, Float32Origin = true }],
-                }).AsTask().GetAwaiter().GetResult();
+                _engine.WriteAsync(batch).AsTask().GetAwaiter().GetResult();
             }
 
             if (key == _sealed)

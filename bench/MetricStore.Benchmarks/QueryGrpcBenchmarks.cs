@@ -1,6 +1,5 @@
 using BenchmarkDotNet.Attributes;
 using MetricStore.Client;
-using MetricStore.Core;
 using MetricStore.Protocol.V1;
 using MetricStore.Server;
 using MetricStore.Storage;
@@ -37,22 +36,9 @@ public class QueryGrpcBenchmarks
         var key = Core.SeriesKey.Create("key", run, "train/loss");
         var random = new Random(1);
         ulong seq = 0;
-        for (var first = 0; first < Points; first += PerRequest)
+        foreach (var batch in LossCurve.Batches(key, Points, PerRequest, random, () => ++seq))
         {
-            var steps = new long[PerRequest];
-            var values = new double[PerRequest];
-            for (var i = 0; i < PerRequest; i++)
-            {
-                steps[i] = first + i;
-                values[i] = (float)((2.5 * Math.Exp(-steps[i] / 2e6)) + (0.02 * random.NextDouble()));
-            }
-
-            await _server.Storage.WriteAsync(new WriteBatch
-            {
-                WriterId = "bench",
-                Seq = ++seq,
-                Series = [new SeriesPoints { Key = key, Count = PerRequest, Steps = steps, Values = values, Timestamps = [1_700_000_000_000], SharedTimestamp = true, Float32Origin = true }],
-            });
+            await _server.Storage.WriteAsync(batch);
         }
 
         await _server.Storage.SealNowAsync();

@@ -249,18 +249,19 @@ public sealed partial class StorageEngine
             return null;
         }
 
-        var parts = new List<SeriesColumns>();
+        // Slices come sorted and disjoint: one copy into one set of columns.
+        var result = new SeriesColumns(0);
         await foreach (var slice in ReadPointsAsync(key, fromStep, toStep, int.MaxValue, cancellationToken))
         {
-            var copy = new SeriesColumns(slice.Count);
-            Array.Copy(slice.Source.Steps, slice.Offset, copy.Steps, 0, slice.Count);
-            Array.Copy(slice.Source.Values, slice.Offset, copy.Values, 0, slice.Count);
-            Array.Copy(slice.Source.Timestamps, slice.Offset, copy.Timestamps, 0, slice.Count);
-            copy.Count = slice.Count;
-            parts.Add(copy);
+            var at = result.Count;
+            result.EnsureCapacity(at + slice.Count);
+            slice.Steps.CopyTo(result.Steps.AsSpan(at));
+            slice.Values.CopyTo(result.Values.AsSpan(at));
+            slice.Timestamps.CopyTo(result.Timestamps.AsSpan(at));
+            result.Count = at + slice.Count;
         }
 
-        return SeriesHead.Merge(parts, 0, long.MinValue, long.MaxValue);
+        return result;
     }
 
     /// <summary>A compaction may delete a file between a snapshot and reading it: take the snapshot again.</summary>

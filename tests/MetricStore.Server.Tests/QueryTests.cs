@@ -157,10 +157,13 @@ public sealed class QueryTests(ServerFixture fixture) : IClassFixture<ServerFixt
         Assert.Equal(values[3..].Append(1.5), readValues);
         Assert.True(batches >= 5, $"{batches} record batches");
 
-        var json = JsonDocument.Parse(await fixture.Server.Http.GetStringAsync($"/v1/query/points?run_id={run}&metric=train%2Floss&label.rank=1&start_step=4&end_step=6")).RootElement;
-        Assert.Equal("[4,5,6]", json.GetProperty("steps").GetRawText());
-        Assert.Equal($"[{values[4]:R},\"NaN\",{values[6]:R}]", json.GetProperty("values").GetRawText());
-        Assert.Equal(3, json.GetProperty("timestamps_ms").GetArrayLength());
+        var json = JsonDocument.Parse(await fixture.Server.Http.GetStringAsync($"/v1/query/points?run_id={run}&metric=train%2Floss&label.rank=1&start_step=4&end_step=6&max_chunk_points=2")).RootElement;
+        var chunks = json.GetProperty("chunks");
+        Assert.Equal(2, chunks.GetArrayLength()); // streamed a chunk at a time
+        Assert.Equal("[4,5]", chunks[0].GetProperty("steps").GetRawText());
+        Assert.Equal($"[{values[4]:R},\"NaN\"]", chunks[0].GetProperty("values").GetRawText());
+        Assert.Equal("[6]", chunks[1].GetProperty("steps").GetRawText());
+        Assert.Equal(1, chunks[1].GetProperty("timestamps_ms").GetArrayLength());
     }
 
     [Fact]

@@ -98,8 +98,8 @@ internal static class QueryBench
                 var cold = Stopwatch.StartNew();
                 var fullResult = await query.ReadDownsampledAsync(fullRequest, deadline: Deadline(), cancellationToken: cancellationToken);
                 var coldMs = cold.Elapsed.TotalMilliseconds;
-                var full = await TimeAsync(o.Iterations, () => query.ReadDownsampledAsync(fullRequest, deadline: Deadline(), cancellationToken: cancellationToken).ResponseAsync);
-                await progress.WriteLineAsync($"[bench] full range, {Buckets} buckets: p50 {P(full, 0.5):F2} ms, p99 {P(full, 0.99):F2} ms (cold {coldMs:F0} ms)");
+                var full = await BenchTiming.TimeAsync(o.Iterations, s_warmUp, () => query.ReadDownsampledAsync(fullRequest, deadline: Deadline(), cancellationToken: cancellationToken).ResponseAsync);
+                await progress.WriteLineAsync($"[bench] full range, {Buckets} buckets: p50 {BenchTiming.Percentile(full, 0.5):F2} ms, p99 {BenchTiming.Percentile(full, 0.99):F2} ms (cold {coldMs:F0} ms)");
 
                 var random = new Random(7);
                 var zooms = Enumerable.Range(0, o.Iterations).Select(_ =>
@@ -109,14 +109,14 @@ internal static class QueryBench
                     return Downsample(dataset.BigRun, start, start + width - 1);
                 }).ToArray();
                 var zoomIndex = 0;
-                var zoom = await TimeAsync(o.Iterations, () => query.ReadDownsampledAsync(zooms[zoomIndex++ % zooms.Length], deadline: Deadline(), cancellationToken: cancellationToken).ResponseAsync);
-                await progress.WriteLineAsync($"[bench] random zooms, {Buckets} buckets: p50 {P(zoom, 0.5):F2} ms, p99 {P(zoom, 0.99):F2} ms");
+                var zoom = await BenchTiming.TimeAsync(o.Iterations, s_warmUp, () => query.ReadDownsampledAsync(zooms[zoomIndex++ % zooms.Length], deadline: Deadline(), cancellationToken: cancellationToken).ResponseAsync);
+                await progress.WriteLineAsync($"[bench] random zooms, {Buckets} buckets: p50 {BenchTiming.Percentile(zoom, 0.5):F2} ms, p99 {BenchTiming.Percentile(zoom, 0.99):F2} ms");
 
                 var latestRequest = new LatestValuesRequest { Metrics = { Metric } };
                 latestRequest.RunIds.AddRange(dataset.SmallRuns);
                 var latestResult = await query.LatestValuesAsync(latestRequest, deadline: Deadline(), cancellationToken: cancellationToken);
-                var latest = await TimeAsync(o.Iterations, () => query.LatestValuesAsync(latestRequest, deadline: Deadline(), cancellationToken: cancellationToken).ResponseAsync);
-                await progress.WriteLineAsync($"[bench] LatestValues for {dataset.SmallRuns.Length} series: p50 {P(latest, 0.5):F2} ms, p99 {P(latest, 0.99):F2} ms");
+                var latest = await BenchTiming.TimeAsync(o.Iterations, s_warmUp, () => query.LatestValuesAsync(latestRequest, deadline: Deadline(), cancellationToken: cancellationToken).ResponseAsync);
+                await progress.WriteLineAsync($"[bench] LatestValues for {dataset.SmallRuns.Length} series: p50 {BenchTiming.Percentile(latest, 0.5):F2} ms, p99 {BenchTiming.Percentile(latest, 0.99):F2} ms");
 
                 // Full-resolution reads as Arrow IPC over HTTP, into Arrow arrays in this process.
                 (long[] Steps, double[] Values)? raw = null;
@@ -148,17 +148,17 @@ internal static class QueryBench
                 var verified = checks.Count == 0;
                 var report = new JsonObject
                 {
-                    ["downsample_p50_ms"] = Math.Round(P(full, 0.5), 3),
-                    ["downsample_p99_ms"] = Math.Round(P(full, 0.99), 3),
+                    ["downsample_p50_ms"] = Math.Round(BenchTiming.Percentile(full, 0.5), 3),
+                    ["downsample_p99_ms"] = Math.Round(BenchTiming.Percentile(full, 0.99), 3),
                     ["downsample_cold_ms"] = Math.Round(coldMs, 1),
-                    ["zoom_p50_ms"] = Math.Round(P(zoom, 0.5), 3),
-                    ["zoom_p99_ms"] = Math.Round(P(zoom, 0.99), 3),
+                    ["zoom_p50_ms"] = Math.Round(BenchTiming.Percentile(zoom, 0.5), 3),
+                    ["zoom_p99_ms"] = Math.Round(BenchTiming.Percentile(zoom, 0.99), 3),
                     ["duckdb_downsample_ms"] = Math.Round(duckMs, 2),
-                    ["speedup_vs_duckdb"] = Math.Round(duckMs / P(full, 0.5), 1),
+                    ["speedup_vs_duckdb"] = Math.Round(duckMs / BenchTiming.Percentile(full, 0.5), 1),
                     ["raw_read_points_per_sec"] = Math.Round(rawPointsPerSec),
                     ["raw_read_ms"] = Math.Round(rawMs, 1),
-                    ["latest_1000_ms"] = Math.Round(P(latest, 0.5), 3),
-                    ["latest_p99_ms"] = Math.Round(P(latest, 0.99), 3),
+                    ["latest_1000_ms"] = Math.Round(BenchTiming.Percentile(latest, 0.5), 3),
+                    ["latest_p99_ms"] = Math.Round(BenchTiming.Percentile(latest, 0.99), 3),
                     ["latest_series"] = dataset.SmallRuns.Length,
                     ["server_peak_rss_mb"] = rss is null ? null : Math.Round(rss.Value, 1),
                     ["big_series_points"] = o.BigSteps,
@@ -169,11 +169,11 @@ internal static class QueryBench
                 };
                 if (!o.Json)
                 {
-                    await output.WriteLineAsync($"downsample  full range  p50 {P(full, 0.5),8:F2} ms  p99 {P(full, 0.99),8:F2} ms   ({Buckets} buckets over {o.BigSteps:N0} steps; cold {coldMs:F0} ms)");
-                    await output.WriteLineAsync($"downsample  zooms       p50 {P(zoom, 0.5),8:F2} ms  p99 {P(zoom, 0.99),8:F2} ms");
-                    await output.WriteLineAsync($"duckdb      same query      {duckMs,8:F2} ms               speedup {duckMs / P(full, 0.5):F1}x");
+                    await output.WriteLineAsync($"downsample  full range  p50 {BenchTiming.Percentile(full, 0.5),8:F2} ms  p99 {BenchTiming.Percentile(full, 0.99),8:F2} ms   ({Buckets} buckets over {o.BigSteps:N0} steps; cold {coldMs:F0} ms)");
+                    await output.WriteLineAsync($"downsample  zooms       p50 {BenchTiming.Percentile(zoom, 0.5),8:F2} ms  p99 {BenchTiming.Percentile(zoom, 0.99),8:F2} ms");
+                    await output.WriteLineAsync($"duckdb      same query      {duckMs,8:F2} ms               speedup {duckMs / BenchTiming.Percentile(full, 0.5):F1}x");
                     await output.WriteLineAsync($"raw read    {rawPointsPerSec,16:N0} points/s into Arrow (HTTP, {rawMs:F0} ms for {o.BigSteps:N0} points)");
-                    await output.WriteLineAsync($"latest      p50 {P(latest, 0.5),8:F2} ms  p99 {P(latest, 0.99),8:F2} ms   ({dataset.SmallRuns.Length} series)");
+                    await output.WriteLineAsync($"latest      p50 {BenchTiming.Percentile(latest, 0.5),8:F2} ms  p99 {BenchTiming.Percentile(latest, 0.99),8:F2} ms   ({dataset.SmallRuns.Length} series)");
                     await output.WriteLineAsync($"server      peak RSS {(rss is null ? "n/a" : $"{rss:F0} MiB")}");
                     await output.WriteLineAsync($"verified    {(verified ? "yes: buckets equal a full scan and DuckDB; latest values equal what was written" : "NO")}");
                 }
@@ -212,33 +212,6 @@ internal static class QueryBench
 
     private static ReadDownsampledRequest Downsample(string runId, long start, long end) =>
         new() { RunIds = { runId }, Metric = Metric, Buckets = Buckets, StartStep = start, EndStep = end };
-
-    /// <summary>
-    /// Times <paramref name="iterations"/> calls after warming up for at least <see cref="s_warmUp"/>:
-    /// .NET runs new code unoptimized first and recompiles hot methods in the background, so calls
-    /// in a server's first seconds measure the JIT's tier 0, not the server a dashboard talks to.
-    /// </summary>
-    private static async Task<double[]> TimeAsync<T>(int iterations, Func<Task<T>> call)
-    {
-        var warm = Stopwatch.StartNew();
-        while (warm.Elapsed < s_warmUp)
-        {
-            await call();
-        }
-
-        var times = new double[iterations];
-        for (var i = 0; i < iterations; i++)
-        {
-            var start = Stopwatch.GetTimestamp();
-            await call();
-            times[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
-        }
-
-        System.Array.Sort(times);
-        return times;
-    }
-
-    private static double P(double[] sorted, double p) => sorted[Math.Min(sorted.Length - 1, (int)(p * sorted.Length))];
 
     /// <summary>A loss curve as float32: exponential decay plus Gaussian noise, like a real training log.</summary>
     private static float[] Curve(int length, int seed) => IngestBench.NoisyLossCurve(length, seed);

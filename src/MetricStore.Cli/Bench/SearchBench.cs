@@ -70,10 +70,10 @@ internal static class SearchBench
                     await progress.WriteLineAsync($"[bench] MISMATCH in '{name}': {first.Runs.Count} runs, expected {expected.Count}");
                 }
 
-                var times = await TimeAsync(o.Iterations, () => tracking.SearchRunsAsync(request, deadline: DateTime.UtcNow.AddSeconds(30), cancellationToken: cancellationToken).ResponseAsync);
-                report[$"{name}_p50_ms"] = Math.Round(P(times, 0.5), 2);
-                report[$"{name}_p99_ms"] = Math.Round(P(times, 0.99), 2);
-                await progress.WriteLineAsync($"[bench] {name,-7} {request.Filter} {string.Join(",", request.OrderBy)}: p50 {P(times, 0.5):F2} ms, p99 {P(times, 0.99):F2} ms ({runs.Count(match):N0} matches, first page of 100{(good ? ", verified" : "")})");
+                var times = await BenchTiming.TimeAsync(o.Iterations, s_warmUp, () => tracking.SearchRunsAsync(request, deadline: DateTime.UtcNow.AddSeconds(30), cancellationToken: cancellationToken).ResponseAsync);
+                report[$"{name}_p50_ms"] = Math.Round(BenchTiming.Percentile(times, 0.5), 2);
+                report[$"{name}_p99_ms"] = Math.Round(BenchTiming.Percentile(times, 0.99), 2);
+                await progress.WriteLineAsync($"[bench] {name,-7} {request.Filter} {string.Join(",", request.OrderBy)}: p50 {BenchTiming.Percentile(times, 0.5):F2} ms, p99 {BenchTiming.Percentile(times, 0.99):F2} ms ({runs.Count(match):N0} matches, first page of 100{(good ? ", verified" : "")})");
             }
 
             report["verified"] = verified;
@@ -143,25 +143,4 @@ internal static class SearchBench
         return runs;
     }
 
-    private static async Task<double[]> TimeAsync<T>(int iterations, Func<Task<T>> call)
-    {
-        var warm = Stopwatch.StartNew();
-        while (warm.Elapsed < s_warmUp)
-        {
-            await call();
-        }
-
-        var times = new double[iterations];
-        for (var i = 0; i < iterations; i++)
-        {
-            var start = Stopwatch.GetTimestamp();
-            await call();
-            times[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
-        }
-
-        Array.Sort(times);
-        return times;
-    }
-
-    private static double P(double[] sorted, double p) => sorted[Math.Min(sorted.Length - 1, (int)(p * sorted.Length))];
 }

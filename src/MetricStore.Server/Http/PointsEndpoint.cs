@@ -16,8 +16,8 @@ namespace MetricStore.Server.Http;
 /// <c>GET /v1/query/points?run_id=…&amp;metric=…&amp;label.KEY=VALUE&amp;start_step=…&amp;end_step=…&amp;max_chunk_points=…</c>:
 /// the full-resolution points of one series in [start_step, end_step] (an absent end is open), streamed. With <c>Accept: application/vnd.apache.arrow.stream</c>
 /// (or <c>format=arrow</c>) an Arrow IPC stream of record batches (step int64, value float64,
-/// timestamp_ms int64) that pyarrow and Arrow JS read directly; otherwise JSON columns
-/// <c>{"steps":[…],"values":[…],"timestamps_ms":[…]}</c> with NaN and ±Inf as the strings "NaN",
+/// timestamp_ms int64) that pyarrow and Arrow JS read directly; otherwise JSON column chunks
+/// <c>{"chunks":[{"steps":[…],"values":[…],"timestamps_ms":[…]},…]}</c> with NaN and ±Inf as the strings "NaN",
 /// "Infinity" and "-Infinity" (as protobuf JSON writes them).
 /// </summary>
 internal static class PointsEndpoint
@@ -108,57 +108,48 @@ internal static class PointsEndpoint
     private static ArrowBuffer Wrap<T>(T[] array, int offset, int count)
         where T : unmanaged => new(new ArrayBytes<T>(array, offset, count).Memory);
 
+    /// <summary>One JSON object per slice, written and flushed as it comes: the response never holds the series.</summary>
     private static async Task WriteJsonAsync(Stream output, IAsyncEnumerable<PointSlice> points, CancellationToken cancellationToken)
     {
-        // Three columns need three passes; the points are read once and kept per chunk only.
-        var steps = new ArrayBufferWriter<byte>();
-        var values = new ArrayBufferWriter<byte>();
-        var timestamps = new ArrayBufferWriter<byte>();
         await using var json = new Utf8JsonWriter(output);
         json.WriteStartObject();
-        await using (var stepWriter = new Utf8JsonWriter(steps))
-        await using (var valueWriter = new Utf8JsonWriter(values))
-        await using (var timestampWriter = new Utf8JsonWriter(timestamps))
+        json.WriteStartArray("chunks");
+        await foreach (var slice in points)
         {
-            stepWriter.WriteStartArray();
-            valueWriter.WriteStartArray();
-            timestampWriter.WriteStartArray();
-            await foreach (var slice in points)
+            json.WriteStartObject();
+            json.WriteStartArray("steps");
+            foreach (var step in slice.Steps)
             {
-                foreach (var s in slice.Steps)
-                {
-                    stepWriter.WriteNumberValue(s);
-                }
+                json.WriteNumberValue(step);
+            }
 
-                foreach (var v in slice.Values)
+            json.WriteEndArray();
+            json.WriteStartArray("values");
+            foreach (var value in slice.Values)
+            {
+                if (double.IsFinite(value))
                 {
-                    if (double.IsFinite(v))
-                    {
-                        valueWriter.WriteNumberValue(v);
-                    }
-                    else
-                    {
-                        valueWriter.WriteStringValue(double.IsNaN(v) ? "NaN" : v > 0 ? "Infinity" : "-Infinity");
-                    }
+                    json.WriteNumberValue(value);
                 }
-
-                foreach (var t in slice.Timestamps)
+                else
                 {
-                    timestampWriter.WriteNumberValue(t);
+                    json.WriteStringValue(double.IsNaN(value) ? "NaN" : value > 0 ? "Infinity" : "-Infinity");
                 }
             }
 
-            stepWriter.WriteEndArray();
-            valueWriter.WriteEndArray();
-            timestampWriter.WriteEndArray();
+            json.WriteEndArray();
+            json.WriteStartArray("timestamps_ms");
+            foreach (var timestamp in slice.Timestamps)
+            {
+                json.WriteNumberValue(timestamp);
+            }
+
+            json.WriteEndArray();
+            json.WriteEndObject();
+            await json.FlushAsync(cancellationToken);
         }
 
-        json.WritePropertyName("steps");
-        json.WriteRawValue(steps.WrittenSpan, skipInputValidation: true);
-        json.WritePropertyName("values");
-        json.WriteRawValue(values.WrittenSpan, skipInputValidation: true);
-        json.WritePropertyName("timestamps_ms");
-        json.WriteRawValue(timestamps.WrittenSpan, skipInputValidation: true);
+        json.WriteEndArray();
         json.WriteEndObject();
         await json.FlushAsync(cancellationToken);
     }

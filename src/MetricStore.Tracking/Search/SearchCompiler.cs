@@ -15,8 +15,6 @@ internal sealed class SearchCompiler
     private readonly StringBuilder _sql = new();
     private readonly List<object> _parameters = [];
 
-    public IReadOnlyList<object> Parameters => _parameters;
-
     public static (string Where, string OrderBy, IReadOnlyList<object> Parameters) Compile(FilterNode? filter, IReadOnlyList<OrderKey> order)
     {
         var compiler = new SearchCompiler();
