@@ -9,7 +9,7 @@ namespace MetricStore.Client;
 /// Errors surface as <see cref="RpcException"/> whose status names what was wrong
 /// (e.g. AlreadyExists for a conflicting param, NotFound for an unknown run).
 /// </summary>
-public sealed class MetricStoreClient : IDisposable
+public sealed partial class MetricStoreClient : IDisposable
 {
     private readonly GrpcChannel _channel;
 
@@ -31,6 +31,7 @@ public sealed class MetricStoreClient : IDisposable
         Tracking = new TrackingService.TrackingServiceClient(_channel);
         Ingest = new IngestService.IngestServiceClient(_channel);
         Query = new QueryService.QueryServiceClient(_channel);
+        Artifacts = new ArtifactService.ArtifactServiceClient(_channel);
     }
 
     public MetricStoreClientOptions Options { get; }
@@ -43,6 +44,9 @@ public sealed class MetricStoreClient : IDisposable
 
     /// <summary>The generated query client.</summary>
     public QueryService.QueryServiceClient Query { get; }
+
+    /// <summary>The generated artifact client (uploads and downloads go through the methods of this class).</summary>
+    public ArtifactService.ArtifactServiceClient Artifacts { get; }
 
     /// <summary>
     /// Reads every point of a series, in step order (last write of each step), following the

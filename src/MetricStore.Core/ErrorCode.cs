@@ -15,6 +15,12 @@ public enum ErrorCode
     /// <summary>The object exists or conflicts with what is stored. gRPC 6, HTTP 409.</summary>
     AlreadyExists = 6,
 
+    /// <summary>A size limit was passed (e.g. an artifact larger than allowed). gRPC 8, HTTP 413.</summary>
+    ResourceExhausted = 8,
+
     /// <summary>The object is in a state that forbids the operation. gRPC 9, HTTP 400.</summary>
     FailedPrecondition = 9,
+
+    /// <summary>Bytes do not match their declared size or sha256. gRPC 15, HTTP 400.</summary>
+    DataLoss = 15,
 }

@@ -12,6 +12,8 @@ public static class WireStatus
         ErrorCode.NotFound => StatusCode.NotFound,
         ErrorCode.AlreadyExists => StatusCode.AlreadyExists,
         ErrorCode.FailedPrecondition => StatusCode.FailedPrecondition,
+        ErrorCode.ResourceExhausted => StatusCode.ResourceExhausted,
+        ErrorCode.DataLoss => StatusCode.DataLoss,
         _ => StatusCode.Unknown,
     };
 

@@ -3,6 +3,7 @@ using MetricStore.Server.Grpc;
 using MetricStore.Server.Http;
 using MetricStore.Storage;
 using MetricStore.Tracking;
+using MetricStore.Tracking.Artifacts;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
@@ -94,6 +95,21 @@ public sealed class MetricStoreServer : IAsyncDisposable
             });
 
             builder.Services.AddSingleton(tracking);
+            builder.Services.AddSingleton(services =>
+            {
+                var store = ArtifactStore.Open(tracking, options.MaxArtifactBytes ?? ArtifactStore.DefaultMaxArtifactBytes);
+                if (store.LastSweep is { PartialUploads: > 0 } or { OrphanBlobs: > 0 })
+                {
+                    services.GetRequiredService<ILoggerFactory>().CreateLogger("MetricStore.Artifacts").LogWarning(
+                        "Removed {Partial} interrupted uploads ({PartialBytes} bytes) and {Orphans} unrecorded blobs ({OrphanBytes} bytes) left by an earlier stop",
+                        store.LastSweep.PartialUploads,
+                        store.LastSweep.PartialBytes,
+                        store.LastSweep.OrphanBlobs,
+                        store.LastSweep.OrphanBytes);
+                }
+
+                return store;
+            });
             builder.Services.AddSingleton(TimeProvider.System);
             builder.Services.AddSingleton<RunDirectory>();
             builder.Services.AddSingleton<MetricSummarySync>();
@@ -131,6 +147,7 @@ public sealed class MetricStoreServer : IAsyncDisposable
 
             // Open the engine (WAL replay) now, so a damaged WAL fails the start, not the first write.
             _ = app.Services.GetRequiredService<StorageEngine>();
+            _ = app.Services.GetRequiredService<ArtifactStore>();
             app.MapGrpcService<TrackingGrpcService>();
             if (options.DiscardIngest)
             {
@@ -143,6 +160,9 @@ public sealed class MetricStoreServer : IAsyncDisposable
 
             app.MapGrpcService<QueryGrpcService>();
             app.MapGet("/v1/query/points", PointsEndpoint.HandleAsync);
+            app.MapGrpcService<ArtifactGrpcService>();
+            app.MapPut("/v1/runs/{runId}/artifacts/{**path}", ArtifactsEndpoint.PutAsync);
+            app.MapGet("/v1/runs/{runId}/artifacts/{**path}", ArtifactsEndpoint.GetAsync);
             app.MapGrpcHealthChecksService();
             app.MapHealthChecks("/healthz");
 

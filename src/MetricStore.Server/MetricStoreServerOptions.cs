@@ -38,6 +38,9 @@ public sealed record MetricStoreServerOptions
     /// <summary>Benchmark only: ingest streams are acknowledged and their points discarded (the gRPC ceiling).</summary>
     public bool DiscardIngest { get; init; }
 
+    /// <summary>The largest artifact accepted, in bytes; null means 64 GiB.</summary>
+    public long? MaxArtifactBytes { get; init; }
+
     /// <summary>Throws InvalidArgument naming the setting and value when an option is unusable.</summary>
     public void Validate()
     {
@@ -54,6 +57,11 @@ public sealed record MetricStoreServerOptions
         if (QueryCacheMiB is < 0)
         {
             MetricStoreException.InvalidArgument($"query cache {QueryCacheMiB} MiB is negative; use 0 (no cache) or more");
+        }
+
+        if (MaxArtifactBytes is <= 0)
+        {
+            MetricStoreException.InvalidArgument($"max artifact size {MaxArtifactBytes} bytes is not positive");
         }
 
         if (SealThresholdPoints is < 1000)

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using MetricStore.Core;
 using MetricStore.Storage.Head;
 using MetricStore.Storage.Segments;
 using MetricStore.Storage.Wal;

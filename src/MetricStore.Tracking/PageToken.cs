@@ -24,7 +24,7 @@ internal static class PageToken
         try
         {
             var text = Encoding.UTF8.GetString(Base64Url.DecodeFromChars(token));
-            var parts = text.Split('|');
+            var parts = text.Split('|', 3);
             if (parts.Length == 3 && parts[0] == kind && long.TryParse(parts[1], NumberStyles.Integer, CultureInfo.InvariantCulture, out var a))
             {
                 return (a, parts[2]);

@@ -105,6 +105,19 @@ internal static class Schema
         END;
         INSERT INTO experiments_fts (experiments_fts) VALUES ('rebuild');
         """,
+        // 4: artifacts: a run's files by path, each pointing at bytes stored once by sha256 under
+        // artifacts/blobs. A path, once written, keeps its bytes (versions and lineage refer to it).
+        """
+        CREATE TABLE artifacts (
+            run_id     TEXT    NOT NULL REFERENCES runs(id),
+            path       TEXT    NOT NULL,
+            sha256     TEXT    NOT NULL,
+            size       INTEGER NOT NULL,
+            created_ms INTEGER NOT NULL,
+            PRIMARY KEY (run_id, path)
+        ) WITHOUT ROWID;
+        CREATE INDEX artifacts_by_sha256 ON artifacts (sha256);
+        """,
     ];
 
     /// <summary>The schema version this build writes.</summary>

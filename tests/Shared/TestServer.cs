@@ -38,7 +38,7 @@ internal sealed class TestServer : IAsyncDisposable
     /// <summary>Warnings the server logged (a clean start logs none).</summary>
     public IReadOnlyCollection<string> Warnings => _logs.Warnings;
 
-    public static async Task<TestServer> StartAsync(string? dataDirectory = null, int grpcPort = 0)
+    public static async Task<TestServer> StartAsync(string? dataDirectory = null, int grpcPort = 0, Func<MetricStoreServerOptions, MetricStoreServerOptions>? configure = null)
     {
         var owned = dataDirectory is null ? new TempDirectory() : null;
         var logs = new LogSink();
@@ -48,6 +48,7 @@ internal sealed class TestServer : IAsyncDisposable
             GrpcPort = grpcPort,
             HttpPort = 0,
         };
+        options = configure?.Invoke(options) ?? options;
         var server = await MetricStoreServer.StartAsync(options, logging =>
         {
             logging.ClearProviders();

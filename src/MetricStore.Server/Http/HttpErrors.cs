@@ -9,7 +9,8 @@ internal static class HttpErrors
 {
     public static int StatusFor(ErrorCode code) => code switch
     {
-        ErrorCode.InvalidArgument or ErrorCode.FailedPrecondition => StatusCodes.Status400BadRequest,
+        ErrorCode.InvalidArgument or ErrorCode.FailedPrecondition or ErrorCode.DataLoss => StatusCodes.Status400BadRequest,
+        ErrorCode.ResourceExhausted => StatusCodes.Status413PayloadTooLarge,
         ErrorCode.NotFound => StatusCodes.Status404NotFound,
         ErrorCode.AlreadyExists => StatusCodes.Status409Conflict,
         _ => StatusCodes.Status500InternalServerError,

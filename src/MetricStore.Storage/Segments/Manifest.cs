@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Serialization;
-using MetricStore.Storage.Wal;
+using MetricStore.Core;
 
 namespace MetricStore.Storage.Segments;
 

@@ -1,7 +1,6 @@
 using System.IO.Compression;
 using MetricStore.Core;
 using MetricStore.Storage.Query;
-using MetricStore.Storage.Wal;
 using Parquet;
 using Parquet.Schema;
 

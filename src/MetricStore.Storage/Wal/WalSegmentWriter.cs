@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using K4os.Compression.LZ4;
+using MetricStore.Core;
 using Microsoft.Win32.SafeHandles;
 
 namespace MetricStore.Storage.Wal;

@@ -1,13 +1,13 @@
 using System.Runtime.InteropServices;
 
-namespace MetricStore.Storage.Wal;
+namespace MetricStore.Core;
 
 /// <summary>
 /// fsync of a directory, so a created, renamed or deleted file name survives power loss. .NET
 /// cannot open a directory as a file, so this calls open(2)/fsync(2)/close(2) on Linux; elsewhere
 /// it does nothing.
 /// </summary>
-internal static partial class DirectorySync
+public static partial class DirectorySync
 {
     public static void Sync(string directory)
     {
