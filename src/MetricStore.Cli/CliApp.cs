@@ -25,6 +25,7 @@ public static class CliApp
         root.Subcommands.Add(ServeCommand.Create(context));
         root.Subcommands.Add(ExperimentsCommands.Create(context));
         root.Subcommands.Add(RunsCommands.Create(context));
+        root.Subcommands.Add(ArtifactsCommands.Create(context));
         root.Subcommands.Add(BenchCommand.Create(context));
 
         var parse = root.Parse(args);
@@ -63,8 +64,9 @@ public static class CliApp
             await error.WriteLineAsync($"error: {e.Message}");
             return e.Code == ErrorCode.InvalidArgument ? ExitUsage : ExitRefused;
         }
-        catch (IOException e)
+        catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException)
         {
+            // Local files (artifacts) and verification failures: the message says which file and why.
             await error.WriteLineAsync($"error: {e.Message}");
             return ExitRefused;
         }

@@ -71,12 +71,11 @@ internal static class Output
         WriteJson(writer, array);
     }
 
-    /// <summary>Writes rows as columns padded to the widest cell (cells cut at 60 characters).</summary>
-    public static void WriteTable(TextWriter writer, string[] header, IEnumerable<string[]> rows)
+    /// <summary>Writes rows as columns padded to the widest cell (cells cut at <paramref name="maxCell"/> characters).</summary>
+    public static void WriteTable(TextWriter writer, string[] header, IEnumerable<string[]> rows, int maxCell = 60)
     {
-        const int MaxCell = 60;
         var all = new List<string[]> { header };
-        all.AddRange(rows.Select(r => r.Select(c => c.Length > MaxCell ? string.Concat(c.AsSpan(0, MaxCell - 1), "…") : c).ToArray()));
+        all.AddRange(rows.Select(r => r.Select(c => c.Length > maxCell ? string.Concat(c.AsSpan(0, maxCell - 1), "…") : c).ToArray()));
         var widths = new int[header.Length];
         foreach (var row in all)
         {

@@ -142,6 +142,27 @@ public sealed class ArtifactTests(ServerFixture fixture) : IClassFixture<ServerF
         Assert.Equal(new byte[] { 1, 2, 3 }, stored.ToArray());
     }
 
+    [Fact]
+    public async Task A_download_of_tampered_bytes_fails_and_leaves_no_file()
+    {
+        await using var server = await TestServer.StartAsync();
+        using var local = new TempDirectory();
+        var run = await NewRunAsync(server);
+        var bytes = RandomBytes(300_000, 8);
+        var info = await server.Client.UploadArtifactAsync(run, "model.bin", new MemoryStream(bytes));
+
+        // Flip one byte of the stored blob, keeping its size: only the hash can tell.
+        var blob = Path.Combine(server.DataDirectory, "artifacts", "blobs", info.Sha256[..2], info.Sha256);
+        var stored = await File.ReadAllBytesAsync(blob);
+        stored[150_000] ^= 0xFF;
+        await File.WriteAllBytesAsync(blob, stored);
+
+        var target = Path.Combine(local.Path, "model.bin");
+        var error = await Assert.ThrowsAsync<InvalidDataException>(() => server.Client.DownloadFileAsync(run, "model.bin", target));
+        Assert.Contains(info.Sha256, error.Message, StringComparison.Ordinal);
+        Assert.Empty(Directory.GetFileSystemEntries(local.Path));
+    }
+
     [Theory]
     [InlineData("../escape.bin", "'..'")]
     [InlineData("a/../../escape.bin", "'..'")]
