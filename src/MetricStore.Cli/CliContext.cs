@@ -45,6 +45,6 @@ internal sealed class CliContext(TextWriter output, TextWriter error)
             throw new UsageException(e.Message);
         }
 
-        return new MetricStoreClient(new MetricStoreClientOptions { Address = address, CaptureSource = false });
+        return new MetricStoreClient(new MetricStoreClientOptions { Address = address, Capture = CaptureOptions.None });
     }
 }

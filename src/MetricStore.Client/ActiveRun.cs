@@ -27,6 +27,9 @@ namespace MetricStore.Client;
 /// </remarks>
 public sealed class ActiveRun : IAsyncDisposable
 {
+    /// <summary>The tag a run gets when part of the automatic capture failed: one line per failure.</summary>
+    public const string CaptureWarningsTag = "metricstore.capture_warnings";
+
     /// <summary>The tag that a run failed on dispose carries: "ExceptionType: message".</summary>
     public const string FailureTag = "metricstore.failure";
 
@@ -47,8 +50,9 @@ public sealed class ActiveRun : IAsyncDisposable
         AppDomain.CurrentDomain.FirstChanceException += OnFirstChanceException;
     }
 
-    internal ActiveRun(MetricStoreClient client, Run run, RunScope scope, bool ownsLifecycle, IReadOnlyDictionary<string, string>? labels)
+    internal ActiveRun(MetricStoreClient client, Run run, RunScope scope, bool ownsLifecycle, IReadOnlyDictionary<string, string>? labels, IReadOnlyList<string>? captureWarnings = null)
     {
+        CaptureWarnings = captureWarnings ?? [];
         _client = client;
         _scope = scope;
         _ownsLifecycle = ownsLifecycle;
@@ -56,6 +60,9 @@ public sealed class ActiveRun : IAsyncDisposable
         _labelsText = MetricSender.LabelsText(_labels);
         Info = run;
     }
+
+    /// <summary>Parts of the automatic capture that failed at start (no git, a command timed out, ...); the run went on without them.</summary>
+    public IReadOnlyList<string> CaptureWarnings { get; }
 
     /// <summary>Batches of metric points the server refused, with its reasons (the last 100).</summary>
     public IReadOnlyList<string> MetricRejections => _sender?.Rejections ?? [];
@@ -224,6 +231,20 @@ public sealed class ActiveRun : IAsyncDisposable
         }
 
         return await _client.Tracking.SetNoteAsync(request, _client.Call(cancellationToken));
+    }
+
+    /// <summary>Uploads a local file as an artifact of this run (path defaults to the file's name); see <see cref="MetricStoreClient.UploadFileAsync"/>.</summary>
+    public async Task<ArtifactInfo> LogArtifactAsync(string localFile, string? path = null, CancellationToken cancellationToken = default)
+    {
+        EnterCall();
+        return await _client.UploadFileAsync(Id, localFile, path, cancellationToken);
+    }
+
+    /// <summary>Uploads every file under a local directory, under <paramref name="pathPrefix"/>.</summary>
+    public async Task<IReadOnlyList<ArtifactInfo>> LogArtifactsAsync(string localDirectory, string? pathPrefix = null, CancellationToken cancellationToken = default)
+    {
+        EnterCall();
+        return await _client.UploadDirectoryAsync(Id, localDirectory, pathPrefix, cancellationToken);
     }
 
     /// <summary>Ends the run with FINISHED (default), FAILED or KILLED. Calling it again with the same status is a no-op.</summary>

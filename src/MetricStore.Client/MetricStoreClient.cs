@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Grpc.Core;
 using Grpc.Net.Client;
 using MetricStore.Protocol.V1;
@@ -179,14 +180,18 @@ public sealed partial class MetricStoreClient : IDisposable
         string experiment, string? name, IReadOnlyDictionary<string, string>? parameters, RunStartOptions? options, RunScope scope, CancellationToken cancellationToken)
     {
         ArgumentException.ThrowIfNullOrEmpty(experiment);
+        var capture = Options.Capture.Any
+            ? await SourceCapture.CaptureAsync(Options.Capture, cancellationToken)
+            : new CaptureResult(new SourceInfo(), [], []);
         var request = new CreateRunRequest
         {
             ExperimentName = experiment,
             Name = name ?? "",
             ParentRunId = options?.ParentRunId ?? "",
-            Source = options?.Source ?? (Options.CaptureSource ? SourceCapture.Capture() : null),
+            Source = options?.Source ?? capture.Source,
         };
         AddAll(request.Params, parameters);
+        AddAll(request.Params, options?.Inputs?.ToParams());
         AddAll(request.Tags, options?.Tags);
         if (options?.Hypothesis is { } hypothesis)
         {
@@ -204,7 +209,47 @@ public sealed partial class MetricStoreClient : IDisposable
             run = await Tracking.CreateRunAsync(request, Call(cancellationToken));
         }
 
-        return new ActiveRun(this, run, scope, ownsLifecycle: true, options?.Labels);
+        var warnings = new List<string>(capture.Warnings);
+        await AttachCapturedAsync(run.RunId, capture, warnings, cancellationToken);
+        return new ActiveRun(this, run, scope, ownsLifecycle: true, options?.Labels, warnings);
+    }
+
+    /// <summary>Uploads the captured files; a failure becomes a warning (and a tag on the run), never an error of the run.</summary>
+    private async Task AttachCapturedAsync(string runId, CaptureResult capture, List<string> warnings, CancellationToken cancellationToken)
+    {
+        foreach (var (path, bytes) in capture.Artifacts)
+        {
+            try
+            {
+                await UploadArtifactAsync(runId, path, new MemoryStream(bytes, writable: false), cancellationToken);
+            }
+            catch (Exception e) when (e is RpcException or IOException or InvalidDataException)
+            {
+                warnings.Add($"upload of {path}: {(e is RpcException rpc ? rpc.Status.Detail : e.Message)}");
+            }
+        }
+
+        if (warnings.Count == 0)
+        {
+            return;
+        }
+
+        foreach (var warning in warnings)
+        {
+            Trace.TraceWarning("MetricStore capture: {0}", warning);
+        }
+
+        try
+        {
+            var text = string.Join('\n', warnings);
+            var request = new SetTagsRequest { RunId = runId };
+            request.Tags[ActiveRun.CaptureWarningsTag] = text.Length <= 8000 ? text : text[..7999] + "…";
+            await Tracking.SetTagsAsync(request, Call(cancellationToken));
+        }
+        catch (RpcException e)
+        {
+            Trace.TraceWarning("MetricStore capture: could not tag the run with the capture warnings: {0}", e.Status.Detail);
+        }
     }
 
     public void Dispose() => _channel.Dispose();
@@ -237,6 +282,9 @@ public sealed record RunStartOptions
     /// <summary>Labels added to every metric this process logs, e.g. {"rank": "0"}.</summary>
     public IReadOnlyDictionary<string, string>? Labels { get; init; }
 
-    /// <summary>Replaces the captured source (tests, or jobs that know better).</summary>
+    /// <summary>Replaces the captured source fields (tests, or jobs that know better); captured files still follow <see cref="MetricStoreClientOptions.Capture"/>.</summary>
     public SourceInfo? Source { get; init; }
+
+    /// <summary>The seed and dataset identifiers, recorded as <c>inputs/…</c> params (see <see cref="RunInputs"/>).</summary>
+    public RunInputs? Inputs { get; init; }
 }

@@ -15,8 +15,8 @@ public sealed record MetricStoreClientOptions
     /// <summary>Deadline of each unary call (create, log params, ...). Streams have none.</summary>
     public TimeSpan CallTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
-    /// <summary>Capture command line, host, OS, runtime and user at run start.</summary>
-    public bool CaptureSource { get; init; } = true;
+    /// <summary>What to capture about the process at run start (git state, diff, packages, ...); <see cref="CaptureOptions.None"/> for nothing.</summary>
+    public CaptureOptions Capture { get; init; } = new();
 
     /// <summary>How metric points are batched and streamed.</summary>
     public MetricLoggingOptions Metrics { get; init; } = new();

@@ -20,7 +20,7 @@ internal sealed class TestServer : IAsyncDisposable
         Server = server;
         _ownedDirectory = ownedDirectory;
         _logs = logs;
-        Client = new MetricStoreClient(new MetricStoreClientOptions { Address = server.GrpcAddress, CaptureSource = true });
+        Client = new MetricStoreClient(new MetricStoreClientOptions { Address = server.GrpcAddress });
         Http = new HttpClient { BaseAddress = server.HttpAddress };
     }
 
