@@ -15,8 +15,13 @@ namespace MetricStore.Client;
 /// </summary>
 public sealed partial class MetricStoreClient
 {
-    /// <summary>Chunk size of uploads (the server accepts up to 4 MiB).</summary>
-    public const int UploadChunkBytes = 1024 * 1024;
+    /// <summary>
+    /// Chunk size of uploads (the server accepts up to 4 MiB). 64 KiB keeps each message the
+    /// server receives out of its large object heap; see ArtifactGrpcService.DownloadChunkBytes.
+    /// </summary>
+    public const int UploadChunkBytes = 64 * 1024;
+
+    private const int FileReadBytes = 1024 * 1024;
 
     /// <summary>
     /// Uploads the rest of <paramref name="content"/> to <paramref name="path"/> of the run. The
@@ -28,18 +33,21 @@ public sealed partial class MetricStoreClient
         var size = content.CanSeek ? content.Length - content.Position : -1;
         using var call = Artifacts.Upload(cancellationToken: cancellationToken);
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        var buffer = ArrayPool<byte>.Shared.Rent(UploadChunkBytes);
+        var buffer = ArrayPool<byte>.Shared.Rent(FileReadBytes);
         string sha256;
         try
         {
             await call.RequestStream.WriteAsync(new UploadRequest { Header = new UploadHeader { RunId = runId, Path = path, Size = size } }, cancellationToken);
             int read;
-            while ((read = await ReadFullAsync(content, buffer.AsMemory(0, UploadChunkBytes), cancellationToken)) > 0)
+            while ((read = await ReadFullAsync(content, buffer.AsMemory(0, FileReadBytes), cancellationToken)) > 0)
             {
                 hash.AppendData(buffer, 0, read);
-
-                // The message is serialised inside WriteAsync, so the buffer is free again after it.
-                await call.RequestStream.WriteAsync(new UploadRequest { Chunk = UnsafeByteOperations.UnsafeWrap(buffer.AsMemory(0, read)) }, cancellationToken);
+                for (var offset = 0; offset < read; offset += UploadChunkBytes)
+                {
+                    // The message is serialised inside WriteAsync, so the buffer is free again after it.
+                    var chunk = buffer.AsMemory(offset, Math.Min(UploadChunkBytes, read - offset));
+                    await call.RequestStream.WriteAsync(new UploadRequest { Chunk = UnsafeByteOperations.UnsafeWrap(chunk) }, cancellationToken);
+                }
             }
 
             sha256 = Convert.ToHexStringLower(hash.GetHashAndReset());
@@ -113,7 +121,7 @@ public sealed partial class MetricStoreClient
 
         var info = call.ResponseStream.Current.Info;
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        long received = 0;
+        long received = 0, writebackFrom = 0;
         while (await call.ResponseStream.MoveNext(cancellationToken))
         {
             var chunk = call.ResponseStream.Current.Chunk.Memory;
@@ -125,6 +133,13 @@ public sealed partial class MetricStoreClient
 
             hash.AppendData(chunk.Span);
             await destination.WriteAsync(chunk, cancellationToken);
+            if (destination is FileStream file && received - writebackFrom >= Writeback.Interval)
+            {
+                // Overlap the disk writes with the transfer instead of doing them all in the final fsync.
+                await file.FlushAsync(cancellationToken);
+                Writeback.Start(file.SafeFileHandle, writebackFrom, received - writebackFrom);
+                writebackFrom = received;
+            }
         }
 
         var sha256 = Convert.ToHexStringLower(hash.GetHashAndReset());

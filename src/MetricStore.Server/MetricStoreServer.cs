@@ -92,6 +92,12 @@ public sealed class MetricStoreServer : IAsyncDisposable
                 // gRPC messages are bounded by the services (16 MiB for ingest); Kestrel's own request body
                 // limit does not apply to HTTP/2 streams that gRPC reads incrementally.
                 kestrel.Limits.MaxRequestBodySize = 64L * 1024 * 1024;
+
+                // HTTP/2 flow control: a stream may have 4 MiB in flight (Kestrel's default is 768 KiB),
+                // enough for the bandwidth-delay product of a loopback or LAN transfer; artifact uploads
+                // gained 10-15% (bench artifacts). What a stream buffers stays bounded by the window.
+                kestrel.Limits.Http2.InitialConnectionWindowSize = 8 << 20;
+                kestrel.Limits.Http2.InitialStreamWindowSize = 4 << 20;
             });
 
             builder.Services.AddSingleton(tracking);

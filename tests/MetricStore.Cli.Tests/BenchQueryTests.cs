@@ -4,7 +4,7 @@ using static MetricStore.Tests.ChildProcess;
 
 namespace MetricStore.Cli.Tests;
 
-/// <summary>'metricstore bench query' and 'bench search' end to end on small datasets: they build, measure and verify.</summary>
+/// <summary>'metricstore bench query', 'bench search' and 'bench artifacts' end to end on small datasets: they build, measure and verify.</summary>
 public sealed class BenchQueryTests
 {
     private static async Task<CliResult> BenchAsync(string data)
@@ -31,6 +31,25 @@ public sealed class BenchQueryTests
         Assert.Equal(400, report.GetProperty("runs").GetInt32());
         Assert.True(report.GetProperty("verified").GetBoolean(), result.ToString());
         foreach (var key in new[] { "filter_p50_ms", "filter_p99_ms", "order_p50_ms", "tag_in_p50_ms", "rare_p50_ms" })
+        {
+            Assert.True(report.GetProperty(key).GetDouble() > 0, $"{key} in {report}");
+        }
+    }
+
+    [Fact]
+    public async Task Bench_artifacts_transfers_over_grpc_and_http_and_verifies_every_hash()
+    {
+        using var process = ServeProcess.Launch(["bench", "artifacts", "--size-mb", "6", "--repeats", "2", "--json"], null);
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(3));
+        await process.WaitForExitAsync(cts.Token);
+        var result = new CliResult(process.ExitCode, await stdout, await stderr);
+        Assert.True(result.ExitCode == 0, result.ToString());
+        var report = JsonDocument.Parse(result.Output.TrimEnd().Split('\n')[^1]).RootElement;
+        Assert.True(report.GetProperty("verified").GetBoolean(), result.ToString());
+        Assert.Equal(6, report.GetProperty("size_mib").GetInt32());
+        foreach (var key in new[] { "baseline_copy_mib_s", "upload_grpc_mib_s", "download_grpc_mib_s", "upload_http_mib_s", "download_http_mib_s" })
         {
             Assert.True(report.GetProperty(key).GetDouble() > 0, $"{key} in {report}");
         }

@@ -86,6 +86,14 @@ public sealed class CaptureTests(ClientFixture fixture) : IClassFixture<ClientFi
         var stored = await client.GetRunAsync(run.Id);
         Assert.Equal("1234", stored.Params[RunInputs.SeedParam]);
         Assert.Equal("s3://corpus/v3@sha256:abc", stored.Params["inputs/dataset/train"]);
+
+        // The documented search over the inputs convention.
+        var found = await client.Tracking.SearchRunsAsync(new SearchRunsRequest
+        {
+            Filter = "params.inputs/seed = '1234' and params.inputs/dataset/train LIKE 's3://corpus/v3%'",
+            ExperimentNames = { stored.ExperimentName },
+        });
+        Assert.Equal([run.Id], found.Runs.Select(r => r.RunId));
     }
 
     [Fact]

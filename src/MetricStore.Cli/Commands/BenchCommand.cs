@@ -12,6 +12,7 @@ internal static class BenchCommand
         command.Subcommands.Add(IngestCommand(context));
         command.Subcommands.Add(QueryCommand(context));
         command.Subcommands.Add(SearchCommand(context));
+        command.Subcommands.Add(ArtifactsCommand(context));
         return command;
     }
 
@@ -79,6 +80,24 @@ internal static class BenchCommand
         };
         command.SetAction(async (parse, cancellationToken) =>
             await SearchBench.RunAsync(new SearchBenchOptions(Positive("--runs", parse.GetValue(runs)), Positive("--iterations", parse.GetValue(iterations)), context.Json(parse)), context.Output, context.Error, cancellationToken));
+        return command;
+    }
+
+    private static Command ArtifactsCommand(CliContext context)
+    {
+        var size = new Option<int>("--size-mb") { Description = "MiB of the file transferred", DefaultValueFactory = _ => 1024 };
+        var repeats = new Option<int>("--repeats") { Description = "Rounds of every transfer (the median is reported)", DefaultValueFactory = _ => 3 };
+        var httpUrl = new Option<string?>("--http") { Description = "HTTP/JSON address of the --server, to measure the HTTP routes too" };
+        var command = new Command("artifacts", "Upload and download one incompressible file over gRPC and HTTP, each transfer verified by sha256, against the machine's own read + hash + write + fsync ceiling. Without --server it starts a server as a child process on a temp directory.")
+        {
+            size, repeats, httpUrl,
+        };
+        command.SetAction(async (parse, cancellationToken) =>
+            await ArtifactBench.RunAsync(
+                new ArtifactBenchOptions(parse.GetValue(context.ServerOption), parse.GetValue(httpUrl), Positive("--size-mb", parse.GetValue(size)), Positive("--repeats", parse.GetValue(repeats)), context.Json(parse)),
+                context.Output,
+                context.Error,
+                cancellationToken));
         return command;
     }
 

@@ -23,11 +23,12 @@ internal static class ServeCommand
         durability.AcceptOnlyFromAmong("sync", "async");
         var sealThreshold = new Option<long?>("--seal-threshold") { Description = "Points accepted since the last seal that start the next seal into Parquet (default 4000000)" };
         var queryCache = new Option<int?>("--query-cache-mb") { Description = "MiB of decoded row groups kept for queries (env METRICSTORE_QUERY_CACHE_MB; default 512)" };
+        var maxArtifact = new Option<long?>("--max-artifact-mb") { Description = "Largest artifact accepted, in MiB (env METRICSTORE_MAX_ARTIFACT_MB; default 65536 = 64 GiB)" };
         var sink = new Option<string?>("--ingest-sink") { Description = "Benchmark only: 'discard' acknowledges ingest without storing (the gRPC ceiling)", Hidden = true };
         sink.AcceptOnlyFromAmong("store", "discard");
         var command = new Command("serve", "Start the server (gRPC and HTTP/JSON) on a data directory; stop with Ctrl+C or SIGTERM.")
         {
-            data, grpcPort, httpPort, host, durability, sealThreshold, queryCache, sink,
+            data, grpcPort, httpPort, host, durability, sealThreshold, queryCache, maxArtifact, sink,
         };
 
         command.SetAction(async (parse, cancellationToken) =>
@@ -47,6 +48,7 @@ internal static class ServeCommand
                 DiscardIngest = parse.GetValue(sink) == "discard",
                 SealThresholdPoints = parse.GetValue(sealThreshold),
                 QueryCacheMiB = parse.GetValue(queryCache) ?? EnvInt("METRICSTORE_QUERY_CACHE_MB"),
+                MaxArtifactBytes = (parse.GetValue(maxArtifact) ?? EnvInt("METRICSTORE_MAX_ARTIFACT_MB")) * 1024L * 1024,
             };
 
             await using var server = await MetricStoreServer.StartAsync(
@@ -91,6 +93,6 @@ internal static class ServeCommand
 
         return int.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out var port)
             ? port
-            : throw new UsageException($"environment variable {name}='{value}' is not a port number");
+            : throw new UsageException($"environment variable {name}='{value}' is not an integer");
     }
 }

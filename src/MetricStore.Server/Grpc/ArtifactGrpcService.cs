@@ -14,8 +14,14 @@ internal sealed class ArtifactGrpcService(ArtifactStore artifacts) : V1.Artifact
     /// <summary>The largest chunk an upload may send (the proto's contract).</summary>
     public const int MaxChunkBytes = 4 * 1024 * 1024;
 
-    /// <summary>The chunk size of downloads.</summary>
-    public const int DownloadChunkBytes = 1024 * 1024;
+    /// <summary>
+    /// The chunk size of downloads: 64 KiB keeps each received message out of the client's large
+    /// object heap (85 000 bytes), which 1 MiB chunks filled with gen-2 collections (bench
+    /// artifacts: 64 KiB downloads 230-300 MiB/s, 1 MiB 130-190).
+    /// </summary>
+    public const int DownloadChunkBytes = 64 * 1024;
+
+    private const int FileReadBytes = 1024 * 1024;
 
     public override async Task<V1.ArtifactInfo> Upload(IAsyncStreamReader<V1.UploadRequest> requestStream, ServerCallContext context)
     {
@@ -85,14 +91,18 @@ internal sealed class ArtifactGrpcService(ArtifactStore artifacts) : V1.Artifact
         var info = artifacts.Get(request.RunId, request.Path);
         await using var file = artifacts.OpenRead(info);
         await responseStream.WriteAsync(new V1.DownloadResponse { Info = ToWire(info) }, cancel);
-        var buffer = ArrayPool<byte>.Shared.Rent(DownloadChunkBytes);
+        var buffer = ArrayPool<byte>.Shared.Rent(FileReadBytes);
         try
         {
             int read;
-            while ((read = await file.ReadAsync(buffer.AsMemory(0, DownloadChunkBytes), cancel)) > 0)
+            while ((read = await file.ReadAsync(buffer.AsMemory(0, FileReadBytes), cancel)) > 0)
             {
-                // The message is serialised inside WriteAsync, so the buffer is free again after it.
-                await responseStream.WriteAsync(new V1.DownloadResponse { Chunk = UnsafeByteOperations.UnsafeWrap(buffer.AsMemory(0, read)) }, cancel);
+                for (var offset = 0; offset < read; offset += DownloadChunkBytes)
+                {
+                    // The message is serialised inside WriteAsync, so the buffer is free again after it.
+                    var chunk = buffer.AsMemory(offset, Math.Min(DownloadChunkBytes, read - offset));
+                    await responseStream.WriteAsync(new V1.DownloadResponse { Chunk = UnsafeByteOperations.UnsafeWrap(chunk) }, cancel);
+                }
             }
         }
         finally

@@ -16,6 +16,7 @@ public sealed class ArtifactUpload : IAsyncDisposable
     private readonly string _tmp;
     private readonly IncrementalHash _hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
     private FileStream? _file;
+    private long _writebackFrom;
     private bool _done;
 
     internal ArtifactUpload(ArtifactStore store, string runId, string path, long expectedSize, string? expectedSha256, string tmp)
@@ -68,6 +69,11 @@ public sealed class ArtifactUpload : IAsyncDisposable
         _hash.AppendData(bytes.Span);
         await _file.WriteAsync(bytes, cancellationToken);
         Length = length;
+        if (Length - _writebackFrom >= Writeback.Interval)
+        {
+            Writeback.Start(_file.SafeFileHandle, _writebackFrom, Length - _writebackFrom);
+            _writebackFrom = Length;
+        }
     }
 
     /// <summary>
