@@ -22,10 +22,13 @@ public static class CliApp
         var root = new RootCommand("MetricStore: experiment tracking, metrics and model registry.");
         root.Options.Add(context.ServerOption);
         root.Options.Add(context.JsonOption);
+        root.Options.Add(context.TokenOption);
         root.Subcommands.Add(ServeCommand.Create(context));
         root.Subcommands.Add(ExperimentsCommands.Create(context));
         root.Subcommands.Add(RunsCommands.Create(context));
         root.Subcommands.Add(ArtifactsCommands.Create(context));
+        root.Subcommands.Add(RegistryCommands.Create(context));
+        root.Subcommands.Add(UsersCommands.Create(context));
         root.Subcommands.Add(BenchCommand.Create(context));
 
         var parse = root.Parse(args);

@@ -16,6 +16,12 @@ internal sealed class CliContext(TextWriter output, TextWriter error)
         Recursive = true,
     };
 
+    public Option<string?> TokenOption { get; } = new("--token")
+    {
+        Description = $"API token for a server started with --auth (default: ${MetricStoreClientOptions.TokenEnvironmentVariable})",
+        Recursive = true,
+    };
+
     public Option<bool> JsonOption { get; } = new("--json")
     {
         Description = "Print JSON for machines instead of tables",
@@ -45,6 +51,7 @@ internal sealed class CliContext(TextWriter output, TextWriter error)
             throw new UsageException(e.Message);
         }
 
-        return new MetricStoreClient(new MetricStoreClientOptions { Address = address, Capture = CaptureOptions.None });
+        var options = new MetricStoreClientOptions { Address = address, Capture = CaptureOptions.None };
+        return new MetricStoreClient(parse.GetValue(TokenOption) is { Length: > 0 } token ? options with { Token = token } : options);
     }
 }

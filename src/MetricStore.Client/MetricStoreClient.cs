@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Grpc.Core;
+using Grpc.Core.Interceptors;
 using Grpc.Net.Client;
 using MetricStore.Protocol.V1;
 
@@ -29,10 +30,19 @@ public sealed partial class MetricStoreClient : IDisposable
             MaxReceiveMessageSize = 16 * 1024 * 1024,
             MaxSendMessageSize = 16 * 1024 * 1024,
         });
-        Tracking = new TrackingService.TrackingServiceClient(_channel);
-        Ingest = new IngestService.IngestServiceClient(_channel);
-        Query = new QueryService.QueryServiceClient(_channel);
-        Artifacts = new ArtifactService.ArtifactServiceClient(_channel);
+        // With a token, every call carries it (servers started with --auth require one).
+        var invoker = string.IsNullOrEmpty(options.Token)
+            ? _channel.CreateCallInvoker()
+            : _channel.Intercept(metadata =>
+            {
+                metadata.Add("authorization", "Bearer " + options.Token);
+                return metadata;
+            });
+        Tracking = new TrackingService.TrackingServiceClient(invoker);
+        Ingest = new IngestService.IngestServiceClient(invoker);
+        Query = new QueryService.QueryServiceClient(invoker);
+        Artifacts = new ArtifactService.ArtifactServiceClient(invoker);
+        Registry = new RegistryService.RegistryServiceClient(invoker);
     }
 
     public MetricStoreClientOptions Options { get; }
@@ -45,6 +55,9 @@ public sealed partial class MetricStoreClient : IDisposable
 
     /// <summary>The generated query client.</summary>
     public QueryService.QueryServiceClient Query { get; }
+
+    /// <summary>The generated registry client (pulling a model goes through <see cref="PullModelAsync"/>).</summary>
+    public RegistryService.RegistryServiceClient Registry { get; }
 
     /// <summary>The generated artifact client (uploads and downloads go through the methods of this class).</summary>
     public ArtifactService.ArtifactServiceClient Artifacts { get; }

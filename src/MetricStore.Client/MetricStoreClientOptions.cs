@@ -6,11 +6,17 @@ public sealed record MetricStoreClientOptions
     /// <summary>The environment variable that names the server when no URL is given.</summary>
     public const string UrlEnvironmentVariable = "METRICSTORE_URL";
 
+    /// <summary>The environment variable that holds the API token when none is given.</summary>
+    public const string TokenEnvironmentVariable = "METRICSTORE_TOKEN";
+
     /// <summary>The gRPC address of a local server started with default flags.</summary>
     public const string DefaultUrl = "http://127.0.0.1:50051";
 
     /// <summary>The server's gRPC address, e.g. http://127.0.0.1:50051.</summary>
     public Uri Address { get; init; } = ResolveDefaultAddress();
+
+    /// <summary>The API token sent as 'authorization: Bearer' (servers with --auth need one); default: METRICSTORE_TOKEN.</summary>
+    public string? Token { get; init; } = Environment.GetEnvironmentVariable(TokenEnvironmentVariable) is { Length: > 0 } token ? token : null;
 
     /// <summary>Deadline of each unary call (create, log params, ...). Streams have none.</summary>
     public TimeSpan CallTimeout { get; init; } = TimeSpan.FromSeconds(30);

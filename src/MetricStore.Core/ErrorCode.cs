@@ -15,6 +15,9 @@ public enum ErrorCode
     /// <summary>The object exists or conflicts with what is stored. gRPC 6, HTTP 409.</summary>
     AlreadyExists = 6,
 
+    /// <summary>The caller's role does not allow the operation. gRPC 7, HTTP 403.</summary>
+    PermissionDenied = 7,
+
     /// <summary>A size limit was passed (e.g. an artifact larger than allowed). gRPC 8, HTTP 413.</summary>
     ResourceExhausted = 8,
 
@@ -23,4 +26,7 @@ public enum ErrorCode
 
     /// <summary>Bytes do not match their declared size or sha256. gRPC 15, HTTP 400.</summary>
     DataLoss = 15,
+
+    /// <summary>No valid credentials: a missing or unknown token. gRPC 16, HTTP 401.</summary>
+    Unauthenticated = 16,
 }

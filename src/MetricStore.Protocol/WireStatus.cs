@@ -14,6 +14,8 @@ public static class WireStatus
         ErrorCode.FailedPrecondition => StatusCode.FailedPrecondition,
         ErrorCode.ResourceExhausted => StatusCode.ResourceExhausted,
         ErrorCode.DataLoss => StatusCode.DataLoss,
+        ErrorCode.PermissionDenied => StatusCode.PermissionDenied,
+        ErrorCode.Unauthenticated => StatusCode.Unauthenticated,
         _ => StatusCode.Unknown,
     };
 

@@ -1,9 +1,11 @@
 using System.Net;
+using MetricStore.Server.Auth;
 using MetricStore.Server.Grpc;
 using MetricStore.Server.Http;
 using MetricStore.Storage;
 using MetricStore.Tracking;
 using MetricStore.Tracking.Artifacts;
+using MetricStore.Tracking.Registry;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
@@ -117,6 +119,8 @@ public sealed class MetricStoreServer : IAsyncDisposable
                 return store;
             });
             builder.Services.AddSingleton(TimeProvider.System);
+            builder.Services.AddSingleton(new Authentication(tracking, options.Auth));
+            builder.Services.AddHostedService<WebhookDispatcher>();
             builder.Services.AddSingleton<RunDirectory>();
             builder.Services.AddSingleton<MetricSummarySync>();
             builder.Services.AddHostedService(services => services.GetRequiredService<MetricSummarySync>());
@@ -154,7 +158,21 @@ public sealed class MetricStoreServer : IAsyncDisposable
             // Open the engine (WAL replay) now, so a damaged WAL fails the start, not the first write.
             _ = app.Services.GetRequiredService<StorageEngine>();
             _ = app.Services.GetRequiredService<ArtifactStore>();
+            var authentication = app.Services.GetRequiredService<Authentication>();
+            var startLog = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("MetricStore.Server");
+            if (authentication.Enabled)
+            {
+                startLog.LogInformation("Authentication is on: every call needs 'authorization: Bearer TOKEN' of a user ({Users} users)", tracking.ListUsers().Count);
+            }
+            else
+            {
+                startLog.LogInformation("Authentication is off: every call acts as the local admin 'local'; start with --auth to require user tokens");
+            }
+
+            app.UseRouting();
+            app.Use(authentication.InvokeAsync);
             app.MapGrpcService<TrackingGrpcService>();
+            app.MapGrpcService<RegistryGrpcService>();
             if (options.DiscardIngest)
             {
                 app.MapGrpcService<DiscardIngestService>();
@@ -165,12 +183,12 @@ public sealed class MetricStoreServer : IAsyncDisposable
             }
 
             app.MapGrpcService<QueryGrpcService>();
-            app.MapGet("/v1/query/points", PointsEndpoint.HandleAsync);
+            app.MapGet("/v1/query/points", PointsEndpoint.HandleAsync).WithMetadata(new RequiredRole(Role.Reader));
             app.MapGrpcService<ArtifactGrpcService>();
-            app.MapPut("/v1/runs/{runId}/artifacts/{**path}", ArtifactsEndpoint.PutAsync);
-            app.MapGet("/v1/runs/{runId}/artifacts/{**path}", ArtifactsEndpoint.GetAsync);
+            app.MapPut("/v1/runs/{runId}/artifacts/{**path}", ArtifactsEndpoint.PutAsync).WithMetadata(new RequiredRole(Role.Writer));
+            app.MapGet("/v1/runs/{runId}/artifacts/{**path}", ArtifactsEndpoint.GetAsync).WithMetadata(new RequiredRole(Role.Reader));
             app.MapGrpcHealthChecksService();
-            app.MapHealthChecks("/healthz");
+            app.MapHealthChecks("/healthz").WithMetadata(new Anonymous());
 
             await app.StartAsync(cancellationToken);
 

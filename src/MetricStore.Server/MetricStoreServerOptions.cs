@@ -38,6 +38,9 @@ public sealed record MetricStoreServerOptions
     /// <summary>Benchmark only: ingest streams are acknowledged and their points discarded (the gRPC ceiling).</summary>
     public bool DiscardIngest { get; init; }
 
+    /// <summary>Require a user token on every call (users come from 'metricstore users add'); off = every call is the local admin.</summary>
+    public bool Auth { get; init; }
+
     /// <summary>The largest artifact accepted, in bytes; null means 64 GiB.</summary>
     public long? MaxArtifactBytes { get; init; }
 

@@ -118,6 +118,116 @@ internal static class Schema
         ) WITHOUT ROWID;
         CREATE INDEX artifacts_by_sha256 ON artifacts (sha256);
         """,
+        // 5: users and the model registry. Versions copy what they need from their run (artifact
+        // hash, params, metric summaries), so lineage does not depend on the run's other data.
+        // audit and deliveries are append-only logs; deliveries is also the webhook outbox.
+        """
+        CREATE TABLE users (
+            name       TEXT    NOT NULL PRIMARY KEY,
+            role       INTEGER NOT NULL CHECK (role BETWEEN 1 AND 4),
+            token_hash TEXT    NOT NULL UNIQUE,
+            created_ms INTEGER NOT NULL
+        );
+        CREATE TABLE models (
+            name        TEXT    NOT NULL PRIMARY KEY,
+            description TEXT    NOT NULL,
+            created_ms  INTEGER NOT NULL,
+            created_by  TEXT    NOT NULL
+        );
+        CREATE TABLE model_tags (
+            model TEXT NOT NULL REFERENCES models(name),
+            key   TEXT NOT NULL,
+            value TEXT NOT NULL,
+            PRIMARY KEY (model, key)
+        ) WITHOUT ROWID;
+        CREATE TABLE model_versions (
+            model           TEXT    NOT NULL REFERENCES models(name),
+            version         INTEGER NOT NULL,
+            run_id          TEXT    NOT NULL,
+            artifact_path   TEXT    NOT NULL,
+            artifact_sha256 TEXT    NOT NULL,
+            artifact_size   INTEGER NOT NULL,
+            input_schema    TEXT    NOT NULL,
+            output_schema   TEXT    NOT NULL,
+            description     TEXT    NOT NULL,
+            created_by      TEXT    NOT NULL,
+            created_ms      INTEGER NOT NULL,
+            stage           INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (model, version)
+        ) WITHOUT ROWID;
+        CREATE TABLE version_params (
+            model   TEXT    NOT NULL,
+            version INTEGER NOT NULL,
+            key     TEXT    NOT NULL,
+            value   TEXT    NOT NULL,
+            PRIMARY KEY (model, version, key)
+        ) WITHOUT ROWID;
+        CREATE TABLE version_metrics (
+            model   TEXT    NOT NULL,
+            version INTEGER NOT NULL,
+            metric  TEXT    NOT NULL,
+            last    REAL,
+            PRIMARY KEY (model, version, metric)
+        ) WITHOUT ROWID;
+        CREATE TABLE model_aliases (
+            model   TEXT    NOT NULL REFERENCES models(name),
+            alias   TEXT    NOT NULL,
+            version INTEGER NOT NULL,
+            PRIMARY KEY (model, alias)
+        ) WITHOUT ROWID;
+        CREATE TABLE transition_requests (
+            id               INTEGER PRIMARY KEY AUTOINCREMENT,
+            model            TEXT    NOT NULL,
+            version          INTEGER NOT NULL,
+            from_stage       INTEGER NOT NULL,
+            to_stage         INTEGER NOT NULL,
+            state            INTEGER NOT NULL,
+            requested_by     TEXT    NOT NULL,
+            decided_by       TEXT    NOT NULL DEFAULT '',
+            request_comment  TEXT    NOT NULL,
+            decision_comment TEXT    NOT NULL DEFAULT '',
+            created_ms       INTEGER NOT NULL,
+            decided_ms       INTEGER NOT NULL DEFAULT 0,
+            archive_existing INTEGER NOT NULL
+        );
+        CREATE INDEX transition_requests_pending ON transition_requests (model, state);
+        CREATE TABLE audit (
+            id      INTEGER PRIMARY KEY AUTOINCREMENT,
+            time_ms INTEGER NOT NULL,
+            actor   TEXT    NOT NULL,
+            action  TEXT    NOT NULL,
+            model   TEXT    NOT NULL,
+            version INTEGER NOT NULL,
+            from_value TEXT NOT NULL,
+            to_value   TEXT NOT NULL,
+            comment TEXT    NOT NULL,
+            allowed INTEGER NOT NULL
+        );
+        CREATE INDEX audit_by_model ON audit (model, id);
+        CREATE TRIGGER audit_append_only_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+        CREATE TRIGGER audit_append_only_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+        CREATE TABLE webhooks (
+            id         INTEGER PRIMARY KEY AUTOINCREMENT,
+            model      TEXT    NOT NULL REFERENCES models(name),
+            url        TEXT    NOT NULL,
+            events     TEXT    NOT NULL,
+            secret     TEXT    NOT NULL,
+            created_ms INTEGER NOT NULL
+        );
+        CREATE TABLE deliveries (
+            id           INTEGER PRIMARY KEY AUTOINCREMENT,
+            webhook_id   INTEGER NOT NULL REFERENCES webhooks(id),
+            event        TEXT    NOT NULL,
+            payload      TEXT    NOT NULL,
+            attempts     INTEGER NOT NULL DEFAULT 0,
+            last_status  INTEGER NOT NULL DEFAULT 0,
+            last_error   TEXT    NOT NULL DEFAULT '',
+            delivered    INTEGER NOT NULL DEFAULT 0,
+            next_ms      INTEGER NOT NULL,
+            created_ms   INTEGER NOT NULL
+        );
+        CREATE INDEX deliveries_due ON deliveries (delivered, next_ms);
+        """,
     ];
 
     /// <summary>The schema version this build writes.</summary>

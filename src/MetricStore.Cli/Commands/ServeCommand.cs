@@ -24,11 +24,12 @@ internal static class ServeCommand
         var sealThreshold = new Option<long?>("--seal-threshold") { Description = "Points accepted since the last seal that start the next seal into Parquet (default 4000000)" };
         var queryCache = new Option<int?>("--query-cache-mb") { Description = "MiB of decoded row groups kept for queries (env METRICSTORE_QUERY_CACHE_MB; default 512)" };
         var maxArtifact = new Option<long?>("--max-artifact-mb") { Description = "Largest artifact accepted, in MiB (env METRICSTORE_MAX_ARTIFACT_MB; default 65536 = 64 GiB)" };
+        var auth = new Option<bool>("--auth") { Description = "Require a user token on every call (users come from 'metricstore users add'; env METRICSTORE_AUTH=1)" };
         var sink = new Option<string?>("--ingest-sink") { Description = "Benchmark only: 'discard' acknowledges ingest without storing (the gRPC ceiling)", Hidden = true };
         sink.AcceptOnlyFromAmong("store", "discard");
         var command = new Command("serve", "Start the server (gRPC and HTTP/JSON) on a data directory; stop with Ctrl+C or SIGTERM.")
         {
-            data, grpcPort, httpPort, host, durability, sealThreshold, queryCache, maxArtifact, sink,
+            data, grpcPort, httpPort, host, durability, sealThreshold, queryCache, maxArtifact, auth, sink,
         };
 
         command.SetAction(async (parse, cancellationToken) =>
@@ -48,6 +49,7 @@ internal static class ServeCommand
                 DiscardIngest = parse.GetValue(sink) == "discard",
                 SealThresholdPoints = parse.GetValue(sealThreshold),
                 QueryCacheMiB = parse.GetValue(queryCache) ?? EnvInt("METRICSTORE_QUERY_CACHE_MB"),
+                Auth = parse.GetValue(auth) || Env("METRICSTORE_AUTH") is "1" or "true",
                 MaxArtifactBytes = (parse.GetValue(maxArtifact) ?? EnvInt("METRICSTORE_MAX_ARTIFACT_MB")) * 1024L * 1024,
             };
 
@@ -68,6 +70,9 @@ internal static class ServeCommand
             await output.WriteLineAsync($"  durability      {options.Durability.ToString().ToLowerInvariant()}{(options.DiscardIngest ? "  (ingest sink: DISCARD, benchmark only)" : "")}");
             var recovery = server.Storage.Recovery;
             await output.WriteLineAsync($"  WAL recovery    {recovery.Points} points from {recovery.Records} records in {recovery.Elapsed.TotalMilliseconds:F0} ms");
+            await output.WriteLineAsync(options.Auth
+                ? "  auth            on: every call needs a user token (metricstore users add)"
+                : "  auth            OFF: every call acts as the local admin; start with --auth to require tokens");
             await output.WriteLineAsync("Press Ctrl+C to stop.");
             await output.FlushAsync(cancellationToken);
 

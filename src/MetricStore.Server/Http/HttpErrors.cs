@@ -11,6 +11,8 @@ internal static class HttpErrors
     {
         ErrorCode.InvalidArgument or ErrorCode.FailedPrecondition or ErrorCode.DataLoss => StatusCodes.Status400BadRequest,
         ErrorCode.ResourceExhausted => StatusCodes.Status413PayloadTooLarge,
+        ErrorCode.PermissionDenied => StatusCodes.Status403Forbidden,
+        ErrorCode.Unauthenticated => StatusCodes.Status401Unauthorized,
         ErrorCode.NotFound => StatusCodes.Status404NotFound,
         ErrorCode.AlreadyExists => StatusCodes.Status409Conflict,
         _ => StatusCodes.Status500InternalServerError,
