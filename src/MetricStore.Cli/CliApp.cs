@@ -23,6 +23,7 @@ public static class CliApp
         root.Options.Add(context.ServerOption);
         root.Options.Add(context.JsonOption);
         root.Options.Add(context.TokenOption);
+        root.Options.Add(context.UserOption);
         root.Subcommands.Add(ServeCommand.Create(context));
         root.Subcommands.Add(ExperimentsCommands.Create(context));
         root.Subcommands.Add(RunsCommands.Create(context));

@@ -22,6 +22,12 @@ internal sealed class CliContext(TextWriter output, TextWriter error)
         Recursive = true,
     };
 
+    public Option<string?> UserOption { get; } = new("--user")
+    {
+        Description = "Who you are to a server without --auth (unverified, for the audit trail and approvals; default: $METRICSTORE_USER)",
+        Recursive = true,
+    };
+
     public Option<bool> JsonOption { get; } = new("--json")
     {
         Description = "Print JSON for machines instead of tables",
@@ -52,6 +58,16 @@ internal sealed class CliContext(TextWriter output, TextWriter error)
         }
 
         var options = new MetricStoreClientOptions { Address = address, Capture = CaptureOptions.None };
-        return new MetricStoreClient(parse.GetValue(TokenOption) is { Length: > 0 } token ? options with { Token = token } : options);
+        if (parse.GetValue(TokenOption) is { Length: > 0 } token)
+        {
+            options = options with { Token = token };
+        }
+
+        if (parse.GetValue(UserOption) is { Length: > 0 } user)
+        {
+            options = options with { User = user };
+        }
+
+        return new MetricStoreClient(options);
     }
 }

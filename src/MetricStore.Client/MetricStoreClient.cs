@@ -31,11 +31,20 @@ public sealed partial class MetricStoreClient : IDisposable
             MaxSendMessageSize = 16 * 1024 * 1024,
         });
         // With a token, every call carries it (servers started with --auth require one).
-        var invoker = string.IsNullOrEmpty(options.Token)
+        var invoker = string.IsNullOrEmpty(options.Token) && string.IsNullOrEmpty(options.User)
             ? _channel.CreateCallInvoker()
             : _channel.Intercept(metadata =>
             {
-                metadata.Add("authorization", "Bearer " + options.Token);
+                if (!string.IsNullOrEmpty(options.Token))
+                {
+                    metadata.Add("authorization", "Bearer " + options.Token);
+                }
+
+                if (!string.IsNullOrEmpty(options.User))
+                {
+                    metadata.Add("x-metricstore-user", options.User);
+                }
+
                 return metadata;
             });
         Tracking = new TrackingService.TrackingServiceClient(invoker);

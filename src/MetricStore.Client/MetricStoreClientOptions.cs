@@ -18,6 +18,13 @@ public sealed record MetricStoreClientOptions
     /// <summary>The API token sent as 'authorization: Bearer' (servers with --auth need one); default: METRICSTORE_TOKEN.</summary>
     public string? Token { get; init; } = Environment.GetEnvironmentVariable(TokenEnvironmentVariable) is { Length: > 0 } token ? token : null;
 
+    /// <summary>
+    /// The user name sent to a server without --auth (x-metricstore-user), where it is trusted as
+    /// said and only attributes actions (audit, requester vs approver); default: METRICSTORE_USER.
+    /// Servers with --auth ignore it: the token decides.
+    /// </summary>
+    public string? User { get; init; } = Environment.GetEnvironmentVariable("METRICSTORE_USER") is { Length: > 0 } user ? user : null;
+
     /// <summary>Deadline of each unary call (create, log params, ...). Streams have none.</summary>
     public TimeSpan CallTimeout { get; init; } = TimeSpan.FromSeconds(30);
 

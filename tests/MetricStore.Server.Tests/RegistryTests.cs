@@ -391,6 +391,40 @@ public sealed class RegistryTests(RegistryFixture fixture) : IClassFixture<Regis
     }
 
     [Fact]
+    public async Task The_registry_answers_over_http_json_with_a_bearer_token()
+    {
+        var (model, _, _) = await ModelAsync("a");
+        var http = fixture.Server.Http;
+        async Task<HttpResponseMessage> Send(HttpMethod method, string path, string user, object? body = null)
+        {
+            using var request = new HttpRequestMessage(method, path);
+            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", fixture.Tokens[user]);
+            if (body is not null)
+            {
+                request.Content = new StringContent(JsonSerializer.Serialize(body), Encoding.UTF8, "application/json");
+            }
+
+            return await http.SendAsync(request);
+        }
+
+        var staged = await Send(HttpMethod.Post, $"/v1/models/{model}/versions/1/requests", "wendy", new { stage = "STAGE_STAGING" });
+        Assert.Equal(HttpStatusCode.OK, staged.StatusCode);
+        var resolved = await Send(HttpMethod.Get, $"/v1/resolve/{model}@Staging", "rita");
+        var text = await resolved.Content.ReadAsStringAsync();
+        Assert.Equal(HttpStatusCode.OK, resolved.StatusCode);
+        Assert.Equal(1, JsonDocument.Parse(text).RootElement.GetProperty("version").GetProperty("version").GetInt64());
+        var missing = await Send(HttpMethod.Get, $"/v1/resolve/{model}@Production", "rita");
+        Assert.Equal(HttpStatusCode.NotFound, missing.StatusCode);
+        var denied = await Send(HttpMethod.Post, "/v1/models", "rita", new { name = model + "-x" });
+        Assert.Equal(HttpStatusCode.Forbidden, denied.StatusCode);
+        // Rita's refused attempt is in the audit of the name she tried (proto3 JSON leaves out allowed = false).
+        var audit = await Send(HttpMethod.Get, $"/v1/models/{model}-x/audit", "rita");
+        var record = JsonDocument.Parse(await audit.Content.ReadAsStringAsync()).RootElement.GetProperty("records").EnumerateArray().Single();
+        Assert.Equal(("rita", "create_model"), (record.GetProperty("actor").GetString(), record.GetProperty("action").GetString()));
+        Assert.False(record.TryGetProperty("allowed", out var allowed) && allowed.GetBoolean());
+    }
+
+    [Fact]
     public async Task Pull_refuses_a_tampered_artifact_and_leaves_nothing()
     {
         var (model, _, versions) = await ModelAsync("the real weights");

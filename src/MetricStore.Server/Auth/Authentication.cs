@@ -23,6 +23,9 @@ internal sealed record Anonymous;
 /// </summary>
 internal sealed class Authentication(TrackingStore tracking, bool enabled)
 {
+    /// <summary>The header a caller names itself with when the server runs without --auth.</summary>
+    public const string UserHeader = "x-metricstore-user";
+
     private const string ActorKey = "metricstore.actor";
     private static readonly TimeSpan s_cacheFor = TimeSpan.FromSeconds(30);
     private readonly ConcurrentDictionary<string, (Actor? Actor, DateTime Until)> _tokens = new(StringComparer.Ordinal);
@@ -36,7 +39,10 @@ internal sealed class Authentication(TrackingStore tracking, bool enabled)
     {
         if (!Enabled)
         {
-            http.Items[ActorKey] = Actor.LocalAdmin;
+            // Unverified: without --auth the caller may say who it is (x-metricstore-user), for
+            // attribution in the audit trail and the requester/approver rule; everyone is admin.
+            var declared = http.Request.Headers[UserHeader].ToString();
+            http.Items[ActorKey] = IsUserName(declared) ? new Actor(declared, Role.Admin) : Actor.LocalAdmin;
             await next(http);
             return;
         }
@@ -90,6 +96,8 @@ internal sealed class Authentication(TrackingStore tracking, bool enabled)
 
         return actor;
     }
+
+    private static bool IsUserName(string name) => name.Length is > 0 and <= 256 && !name.Any(char.IsControl) && !string.IsNullOrWhiteSpace(name);
 
     private static bool IsHealth(HttpContext http, Endpoint? endpoint) =>
         http.Request.Path.StartsWithSegments("/healthz", StringComparison.Ordinal)
