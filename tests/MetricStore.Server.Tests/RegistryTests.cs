@@ -415,6 +415,17 @@ public sealed class RegistryTests(RegistryFixture fixture) : IClassFixture<Regis
         Assert.Equal(1, JsonDocument.Parse(text).RootElement.GetProperty("version").GetProperty("version").GetInt64());
         var missing = await Send(HttpMethod.Get, $"/v1/resolve/{model}@Production", "rita");
         Assert.Equal(HttpStatusCode.NotFound, missing.StatusCode);
+
+        // Request, approve, resolve and fetch the verified bytes, all over HTTP/JSON.
+        var requested = await Send(HttpMethod.Post, $"/v1/models/{model}/versions/1/requests", "wendy", new { stage = "STAGE_PRODUCTION", comment = "ship" });
+        var requestId = JsonDocument.Parse(await requested.Content.ReadAsStringAsync()).RootElement.GetProperty("requestId").GetInt64();
+        Assert.Equal(HttpStatusCode.Forbidden, (await Send(HttpMethod.Post, $"/v1/requests/{requestId}/approve", "wendy", new { })).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await Send(HttpMethod.Post, $"/v1/requests/{requestId}/approve", "ann", new { comment = "ok" })).StatusCode);
+        var production = JsonDocument.Parse(await (await Send(HttpMethod.Get, $"/v1/resolve/{model}@Production", "rita")).Content.ReadAsStringAsync()).RootElement;
+        var version = production.GetProperty("version");
+        var bytes = await Send(HttpMethod.Get, $"/v1/runs/{version.GetProperty("sourceRunId").GetString()}/artifacts/{version.GetProperty("artifactPath").GetString()}", "rita");
+        Assert.Equal(HttpStatusCode.OK, bytes.StatusCode);
+        Assert.Equal(production.GetProperty("artifactSha256").GetString(), Convert.ToHexStringLower(SHA256.HashData(await bytes.Content.ReadAsByteArrayAsync())));
         var denied = await Send(HttpMethod.Post, "/v1/models", "rita", new { name = model + "-x" });
         Assert.Equal(HttpStatusCode.Forbidden, denied.StatusCode);
         // Rita's refused attempt is in the audit of the name she tried (proto3 JSON leaves out allowed = false).
