@@ -135,6 +135,51 @@ public sealed partial class TrackingStore
     public VersionInfo GetVersion(string name, long version) =>
         Read(connection => ReadVersion(connection, null, name, version) ?? throw VersionNotFound(name, version));
 
+    /// <summary>Every version of a model, newest first.</summary>
+    public IReadOnlyList<VersionInfo> ListVersions(string name)
+    {
+        CheckModelName(name);
+        return Read(connection =>
+        {
+            _ = ReadModel(connection, null, name) ?? throw ModelNotFound(name);
+            using var select = Command(connection, null, "SELECT version FROM model_versions WHERE model = $m ORDER BY version DESC");
+            select.Parameters.AddWithValue("$m", name);
+            var numbers = new List<long>();
+            using (var reader = select.ExecuteReader())
+            {
+                while (reader.Read())
+                {
+                    numbers.Add(reader.GetInt64(0));
+                }
+            }
+
+            return numbers.Select(v => ReadVersion(connection, null, name, v)!).ToList();
+        });
+    }
+
+    /// <summary>The transition requests of a model, newest first; only those in <paramref name="state"/> when given.</summary>
+    public IReadOnlyList<TransitionInfo> ListRequests(string name, RequestState? state = null)
+    {
+        CheckModelName(name);
+        return Read(connection =>
+        {
+            _ = ReadModel(connection, null, name) ?? throw ModelNotFound(name);
+            using var select = Command(connection, null, "SELECT id FROM transition_requests WHERE model = $m" + (state is null ? "" : " AND state = $s") + " ORDER BY id DESC");
+            select.Parameters.AddWithValue("$m", name);
+            select.Parameters.AddWithValue("$s", (int)(state ?? 0));
+            var ids = new List<long>();
+            using (var reader = select.ExecuteReader())
+            {
+                while (reader.Read())
+                {
+                    ids.Add(reader.GetInt64(0));
+                }
+            }
+
+            return ids.Select(id => ReadRequest(connection, null, id)!).ToList();
+        });
+    }
+
     // ---- stages ----
 
     /// <summary>

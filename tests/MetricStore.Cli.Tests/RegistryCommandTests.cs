@@ -56,6 +56,10 @@ public sealed class RegistryCommandTests
         var request = Json(await As("wendy", "registry", "request", "fraud-scorer/1", "--stage", "Production", "--comment", "ship it", "--json"));
         var requestId = request.GetProperty("id").GetInt64().ToString(System.Globalization.CultureInfo.InvariantCulture);
 
+        var waiting = (await As("ann", "registry", "requests", "fraud-scorer", "--pending")).Ok().Output;
+        Assert.Contains("ship it", waiting, StringComparison.Ordinal);
+        Assert.Equal(2, waiting.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length); // the header and the one pending request
+
         var self = await As("wendy", "registry", "approve", requestId);
         Assert.Equal(CliApp.ExitRefused, self.ExitCode);
         Assert.Contains("PermissionDenied", self.Error, StringComparison.Ordinal);
@@ -79,6 +83,10 @@ public sealed class RegistryCommandTests
                 Directory.Delete(outDir, recursive: true);
             }
         }
+
+        var show = (await As("rita", "registry", "show", "fraud-scorer")).Ok().Output;
+        Assert.Contains("Production", show, StringComparison.Ordinal);
+        Assert.Contains(sha!, show, StringComparison.Ordinal);
 
         var lineage = (await As("rita", "registry", "lineage", "fraud-scorer/1")).Ok().Output;
         Assert.Contains(run, lineage, StringComparison.Ordinal);

@@ -104,11 +104,18 @@ public sealed class RegistryTests(RegistryFixture fixture) : IClassFixture<Regis
         var notYet = await Assert.ThrowsAsync<RpcException>(async () => await rita.Registry.ResolveAsync(new ResolveRequest { Reference = $"{model}@Production" }));
         Assert.Equal(StatusCode.NotFound, notYet.StatusCode);
 
+        // What an approver sees waiting for a decision.
+        var pending = await ann.Registry.ListRequestsAsync(new ListRequestsRequest { Name = model, State = RequestState.Pending });
+        Assert.Equal([request.RequestId], pending.Requests.Select(r => r.RequestId));
+        Assert.Equal(2, (await ann.Registry.ListRequestsAsync(new ListRequestsRequest { Name = model })).Requests.Count);
+
         var approved = await ann.Registry.ApproveRequestAsync(new DecideRequest { RequestId = request.RequestId, Comment = "ok" });
         Assert.Equal((RequestState.Approved, "ann"), (approved.State, approved.DecidedBy));
 
         var resolved = await rita.Registry.ResolveAsync(new ResolveRequest { Reference = $"{model}@Production" });
         Assert.Equal(1, resolved.Version.Version);
+        var listed = await rita.Registry.ListVersionsAsync(new ListVersionsRequest { Name = model });
+        Assert.Equal([(1L, Stage.Production)], listed.Versions.Select(v => (v.Version, v.Stage)));
         Assert.Equal(v1.ArtifactSha256, resolved.ArtifactSha256);
         Assert.Equal($"metricstore://runs/{runId}/artifacts/model/v0.onnx", resolved.ArtifactUri);
 

@@ -14,6 +14,8 @@ internal static class RegistryCommands
         var command = new Command("registry", "The model registry: versions from runs, approvals, aliases, and the deployment gate.");
         command.Subcommands.Add(CreateModel(context));
         command.Subcommands.Add(CreateVersion(context));
+        command.Subcommands.Add(Show(context));
+        command.Subcommands.Add(Requests(context));
         command.Subcommands.Add(Request(context));
         command.Subcommands.Add(Decide(context, approve: true));
         command.Subcommands.Add(Decide(context, approve: false));
@@ -68,6 +70,69 @@ internal static class RegistryCommands
                 },
                 cancellationToken: cancellationToken);
             await WriteAsync(context, parse, version, JsonValue.Create($"{version.Name}/{version.Version}"), $"created {version.Name}/{version.Version} (sha256 {version.ArtifactSha256})");
+            return 0;
+        });
+        return command;
+    }
+
+    private static Command Show(CliContext context)
+    {
+        var name = new Argument<string>("NAME");
+        var command = new Command("show", "A model and its versions, newest first: stage, aliases, source run, sha256.") { name };
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            using var client = context.Connect(parse);
+            var model = await client.Registry.GetModelAsync(new GetModelRequest { Name = parse.GetValue(name)! }, cancellationToken: cancellationToken);
+            var versions = await client.Registry.ListVersionsAsync(new ListVersionsRequest { Name = model.Name }, cancellationToken: cancellationToken);
+            if (context.Json(parse))
+            {
+                var node = Output.ToJson(model, JsonValue.Create(model.Name));
+                var array = new JsonArray();
+                foreach (var v in versions.Versions)
+                {
+                    array.Add(Output.ToJson(v, JsonValue.Create($"{v.Name}/{v.Version}")));
+                }
+
+                node["versions"] = array;
+                Output.WriteJson(context.Output, node);
+                return 0;
+            }
+
+            await context.Output.WriteLineAsync($"{model.Name}: {model.Description} (created by {model.CreatedBy} at {Output.Time(model.CreatedTimeMs)})");
+            Output.WriteTable(
+                context.Output,
+                ["VERSION", "STAGE", "ALIASES", "RUN", "SHA256", "CREATED BY", "CREATED"],
+                versions.Versions.Select(v => new[] { v.Version.ToString(CultureInfo.InvariantCulture), StageName(v.Stage), string.Join(",", v.Aliases), v.SourceRunId, v.ArtifactSha256, v.CreatedBy, Output.Time(v.CreatedTimeMs) }),
+                maxCell: 200);
+            return 0;
+        });
+        return command;
+    }
+
+    private static Command Requests(CliContext context)
+    {
+        var name = new Argument<string>("NAME");
+        var pending = new Option<bool>("--pending") { Description = "Only the requests waiting for a decision" };
+        var command = new Command("requests", "A model's transition requests, newest first.") { name, pending };
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            using var client = context.Connect(parse);
+            var list = await client.Registry.ListRequestsAsync(
+                new ListRequestsRequest { Name = parse.GetValue(name)!, State = parse.GetValue(pending) ? RequestState.Pending : RequestState.Unspecified },
+                cancellationToken: cancellationToken);
+            if (context.Json(parse))
+            {
+                Output.WriteJsonArray(context.Output, list.Requests, r => JsonValue.Create(r.RequestId));
+            }
+            else
+            {
+                Output.WriteTable(
+                    context.Output,
+                    ["ID", "VERSION", "FROM", "TO", "STATE", "REQUESTED BY", "DECIDED BY", "COMMENT"],
+                    list.Requests.Select(r => new[] { r.RequestId.ToString(CultureInfo.InvariantCulture), r.Version.ToString(CultureInfo.InvariantCulture), StageName(r.FromStage), StageName(r.ToStage), r.State.ToString().ToLowerInvariant(), r.RequestedBy, r.DecidedBy, r.RequestComment }),
+                    maxCell: 200);
+            }
+
             return 0;
         });
         return command;

@@ -30,6 +30,25 @@ internal sealed class RegistryGrpcService(TrackingStore store, MetricSummarySync
     public override Task<V1.ModelVersion> GetVersion(V1.GetVersionRequest request, ServerCallContext context) =>
         Task.FromResult(ToWire(store.GetVersion(request.Name, request.Version)));
 
+    public override Task<V1.ListVersionsResponse> ListVersions(V1.ListVersionsRequest request, ServerCallContext context)
+    {
+        var response = new V1.ListVersionsResponse();
+        response.Versions.AddRange(store.ListVersions(request.Name).Select(ToWire));
+        return Task.FromResult(response);
+    }
+
+    public override Task<V1.ListRequestsResponse> ListRequests(V1.ListRequestsRequest request, ServerCallContext context)
+    {
+        if (request.State != V1.RequestState.Unspecified && !Enum.IsDefined((RequestState)(int)request.State))
+        {
+            Core.MetricStoreException.InvalidArgument($"state {(int)request.State} is not a request state");
+        }
+
+        var response = new V1.ListRequestsResponse();
+        response.Requests.AddRange(store.ListRequests(request.Name, request.State == V1.RequestState.Unspecified ? null : (RequestState)(int)request.State).Select(ToWire));
+        return Task.FromResult(response);
+    }
+
     public override Task<V1.TransitionRequest> RequestTransition(V1.RequestTransitionRequest request, ServerCallContext context) =>
         Task.FromResult(ToWire(store.RequestTransition(
             Caller(context), request.Name, request.Version, (Stage)(int)request.Stage, request.Comment, !request.HasArchiveExisting || request.ArchiveExisting)));
