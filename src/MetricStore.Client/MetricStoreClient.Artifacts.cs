@@ -182,19 +182,20 @@ public sealed partial class MetricStoreClient
 
     /// <summary>
     /// Downloads every artifact under <paramref name="prefix"/> into <paramref name="localDirectory"/>,
-    /// keeping paths relative to the prefix. Paths are checked again here, so a path can never
-    /// name a file outside the directory.
+    /// keeping paths relative to the prefix (an artifact at the prefix itself keeps its file name),
+    /// and returns each with the file it was written to. Paths are checked again here, so a path
+    /// can never name a file outside the directory.
     /// </summary>
-    public async Task<IReadOnlyList<ArtifactInfo>> DownloadDirectoryAsync(string runId, string prefix, string localDirectory, CancellationToken cancellationToken = default)
+    public async Task<IReadOnlyList<(ArtifactInfo Info, string LocalFile)>> DownloadDirectoryAsync(string runId, string prefix, string localDirectory, CancellationToken cancellationToken = default)
     {
         var root = Path.GetFullPath(localDirectory);
         var normalizedPrefix = ArtifactPath.NormalizePrefix("prefix", prefix);
-        var done = new List<ArtifactInfo>();
+        var done = new List<(ArtifactInfo, string)>();
         foreach (var info in await ListArtifactsAsync(runId, normalizedPrefix, cancellationToken))
         {
             var path = ArtifactPath.Normalize("path", info.Path);
-            var relative = normalizedPrefix.Length == 0 || path == normalizedPrefix
-                ? (normalizedPrefix.Length == 0 ? path : path[(path.LastIndexOf('/') + 1)..])
+            var relative = normalizedPrefix.Length == 0 ? path
+                : path == normalizedPrefix ? path[(path.LastIndexOf('/') + 1)..]
                 : path[(normalizedPrefix.Length + 1)..];
             var target = Path.GetFullPath(Path.Combine(root, relative.Replace('/', Path.DirectorySeparatorChar)));
             if (!target.StartsWith(root + Path.DirectorySeparatorChar, StringComparison.Ordinal))
@@ -202,7 +203,7 @@ public sealed partial class MetricStoreClient
                 throw new InvalidDataException($"artifact path '{info.Path}' would be written outside '{root}'");
             }
 
-            done.Add(await DownloadFileAsync(runId, path, target, cancellationToken));
+            done.Add((await DownloadFileAsync(runId, path, target, cancellationToken), target));
         }
 
         return done;

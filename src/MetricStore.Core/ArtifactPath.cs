@@ -115,7 +115,7 @@ public static class ArtifactPath
 
         foreach (var c in sha256)
         {
-            if (!char.IsAsciiHexDigitLower(c) && !char.IsAsciiDigit(c))
+            if (!char.IsAsciiHexDigitLower(c))
             {
                 return false;
             }

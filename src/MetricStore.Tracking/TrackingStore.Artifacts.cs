@@ -54,11 +54,8 @@ public sealed partial class TrackingStore
                 return info;
             }
 
-            using var exists = Command(connection, null, "SELECT 1 FROM runs WHERE id = $id");
-            exists.Parameters.AddWithValue("$id", runId);
-            return exists.ExecuteScalar() is null
-                ? throw new MetricStoreException(ErrorCode.NotFound, $"run '{runId}' does not exist")
-                : throw new MetricStoreException(ErrorCode.NotFound, $"run '{runId}' has no artifact at path '{normalized}'");
+            RequireRun(connection, null, runId, "run_id");
+            throw new MetricStoreException(ErrorCode.NotFound, $"run '{runId}' has no artifact at path '{normalized}'");
         });
     }
 
@@ -79,15 +76,7 @@ public sealed partial class TrackingStore
         var after = PageToken.Decode("page_token", pageToken, "artifacts")?.B;
         return Read(connection =>
         {
-            using (var exists = Command(connection, null, "SELECT 1 FROM runs WHERE id = $id"))
-            {
-                exists.Parameters.AddWithValue("$id", runId);
-                if (exists.ExecuteScalar() is null)
-                {
-                    MetricStoreException.NotFound($"run '{runId}' does not exist");
-                }
-            }
-
+            RequireRun(connection, null, runId, "run_id");
             // Under "a": the path "a" itself and the range ["a/", "a0"), '0' being the character after '/'.
             using var select = Command(
                 connection,

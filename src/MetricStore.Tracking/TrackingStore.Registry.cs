@@ -275,11 +275,12 @@ public sealed partial class TrackingStore
                 MetricStoreException.Throw(ErrorCode.PermissionDenied, $"{actor.Name} requested {requestId} and cannot approve it: an approver other than the requester must");
             }
 
+            // Every move cancels the pending requests made from the stage the version left (MoveStage),
+            // so a pending request's version is still where it was when the request was made.
             var version = ReadVersion(connection, tx, request.Model, request.Version)!;
-            if (approve && version.Stage != request.From)
+            if (version.Stage != request.From)
             {
-                // Cancel it for good, in its own transaction, so the refusal below does not roll it back.
-                MetricStoreException.Throw(ErrorCode.FailedPrecondition, $"{request.Model}/{request.Version} is {version.Stage} now, not {request.From} as when request {requestId} was made; make a new request");
+                throw new InvalidOperationException($"request {requestId} is pending but {request.Model}/{request.Version} moved from {request.From} to {version.Stage}");
             }
 
             var now = NowMs();
@@ -295,27 +296,13 @@ public sealed partial class TrackingStore
                         MoveStage(connection, tx, actor, request.Model, other, Stage.Production, Stage.Archived, $"archived by the approval of request {requestId}");
                     }
 
-                    CancelPending(connection, tx, request.Model, version: null, Stage.Production, $"superseded: {request.Model}/{request.Version} reached Production by request {requestId}", now);
+                    CancelPending(connection, tx, request.Model, Stage.Production, $"superseded: {request.Model}/{request.Version} reached Production by request {requestId}", now);
                 }
 
                 MoveStage(connection, tx, actor, request.Model, request.Version, version.Stage, request.To, comment ?? "");
             }
 
             return ReadRequest(connection, tx, requestId)!;
-        }, onRefused: e =>
-        {
-            // A request whose version moved can never be approved: mark it so, whatever refused it.
-            if (e.Code == ErrorCode.FailedPrecondition && e.Message.Contains("make a new request", StringComparison.Ordinal))
-            {
-                Write((connection, tx) =>
-                {
-                    using var cancel = Command(connection, tx, "UPDATE transition_requests SET state = 4, decision_comment = $c, decided_ms = $t WHERE id = $id AND state = 1");
-                    cancel.Parameters.AddWithValue("$c", "cancelled: the version moved since the request");
-                    cancel.Parameters.AddWithValue("$t", NowMs());
-                    cancel.Parameters.AddWithValue("$id", requestId);
-                    return cancel.ExecuteNonQuery();
-                });
-            }
         });
     }
 
@@ -423,7 +410,7 @@ public sealed partial class TrackingStore
     /// Runs a registry change; when it is refused (MetricStoreException), appends an audit record
     /// with allowed = false and the reason in a transaction of its own, then rethrows.
     /// </summary>
-    private T Audited<T>(Actor actor, string action, string model, long version, string comment, Func<SqliteConnection, SqliteTransaction, T> change, Action<MetricStoreException>? onRefused = null)
+    private T Audited<T>(Actor actor, string action, string model, long version, string comment, Func<SqliteConnection, SqliteTransaction, T> change)
     {
         T result;
         try
@@ -432,7 +419,6 @@ public sealed partial class TrackingStore
         }
         catch (MetricStoreException e)
         {
-            onRefused?.Invoke(e);
             Write((connection, tx) =>
             {
                 AppendAudit(connection, tx, actor, action, model, version, "", "", string.IsNullOrEmpty(comment) ? e.Message : $"{comment} | refused: {e.Message}", allowed: false);
@@ -501,14 +487,13 @@ public sealed partial class TrackingStore
         Enqueue(connection, tx, model, "stage.changed", actor, version, from.ToString(), to.ToString(), null);
     }
 
-    private static void CancelPending(SqliteConnection connection, SqliteTransaction tx, string model, long? version, Stage to, string reason, long now)
+    private static void CancelPending(SqliteConnection connection, SqliteTransaction tx, string model, Stage to, string reason, long now)
     {
-        using var cancel = Command(connection, tx, "UPDATE transition_requests SET state = 4, decision_comment = $c, decided_ms = $t WHERE model = $m AND to_stage = $to AND state = 1" + (version is null ? "" : " AND version = $v"));
+        using var cancel = Command(connection, tx, "UPDATE transition_requests SET state = 4, decision_comment = $c, decided_ms = $t WHERE model = $m AND to_stage = $to AND state = 1");
         cancel.Parameters.AddWithValue("$c", reason);
         cancel.Parameters.AddWithValue("$t", now);
         cancel.Parameters.AddWithValue("$m", model);
         cancel.Parameters.AddWithValue("$to", (int)to);
-        cancel.Parameters.AddWithValue("$v", version ?? 0);
         cancel.ExecuteNonQuery();
     }
 

@@ -337,7 +337,7 @@ public sealed partial class TrackingStore
         Validate.Text("source.user", source.User, Limits.MaxSourceFieldLength);
     }
 
-    private static void RequireRun(SqliteConnection connection, SqliteTransaction tx, string runId, string field)
+    private static void RequireRun(SqliteConnection connection, SqliteTransaction? tx, string runId, string field)
     {
         using var exists = Command(connection, tx, "SELECT 1 FROM runs WHERE id = $id");
         exists.Parameters.AddWithValue("$id", runId);

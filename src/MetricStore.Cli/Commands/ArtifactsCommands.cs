@@ -76,14 +76,13 @@ internal static class ArtifactsCommands
                 // Not one artifact: a directory of them, if anything is under it.
             }
 
-            var root = Path.GetFullPath(destination ?? name);
-            var infos = await client.DownloadDirectoryAsync(run, artifactPath, root, cancellationToken);
-            if (infos.Count == 0)
+            var files = await client.DownloadDirectoryAsync(run, artifactPath, destination ?? name, cancellationToken);
+            if (files.Count == 0)
             {
                 throw new RpcException(new Status(StatusCode.NotFound, $"run '{run}' has no artifact at or under '{artifactPath}'"));
             }
 
-            Write(context, parse, infos, infos.Select(i => Path.Combine(root, i.Path[(ArtifactPrefixLength(artifactPath, i.Path))..])).ToList());
+            Write(context, parse, files.Select(f => f.Info).ToList(), files.Select(f => f.LocalFile).ToList());
             return 0;
         });
         return command;
@@ -102,17 +101,6 @@ internal static class ArtifactsCommands
             return 0;
         });
         return command;
-    }
-
-    private static int ArtifactPrefixLength(string prefix, string path)
-    {
-        var trimmed = prefix.TrimEnd('/');
-        while (trimmed.StartsWith("./", StringComparison.Ordinal))
-        {
-            trimmed = trimmed[2..];
-        }
-
-        return path.StartsWith(trimmed + "/", StringComparison.Ordinal) ? trimmed.Length + 1 : 0;
     }
 
     private static void Write(CliContext context, ParseResult parse, IReadOnlyList<ArtifactInfo> infos, IReadOnlyList<string>? localPaths)

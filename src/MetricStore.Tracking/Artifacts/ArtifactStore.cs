@@ -1,4 +1,3 @@
-using System.Globalization;
 using MetricStore.Core;
 
 namespace MetricStore.Tracking.Artifacts;
@@ -199,8 +198,4 @@ public sealed class ArtifactStore
             // Swept at the next start.
         }
     }
-
-    internal static string Hex(ReadOnlySpan<byte> hash) => Convert.ToHexStringLower(hash);
-
-    internal static string Describe(long bytes) => bytes.ToString("N0", CultureInfo.InvariantCulture);
 }

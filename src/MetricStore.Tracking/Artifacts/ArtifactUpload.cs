@@ -89,7 +89,7 @@ public sealed class ArtifactUpload : IAsyncDisposable
             MetricStoreException.Throw(ErrorCode.DataLoss, $"artifact '{Path}' ended after {Length} bytes; its size declared {_expectedSize}; nothing was stored");
         }
 
-        var sha256 = ArtifactStore.Hex(_hash.GetHashAndReset());
+        var sha256 = Convert.ToHexStringLower(_hash.GetHashAndReset());
         if (_expectedSha256 is not null && _expectedSha256 != sha256)
         {
             MetricStoreException.Throw(ErrorCode.DataLoss, $"artifact '{Path}' has sha256 {sha256}; the upload declared {_expectedSha256}; nothing was stored");
