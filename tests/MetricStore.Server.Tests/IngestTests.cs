@@ -106,6 +106,22 @@ public sealed class IngestTests(ServerFixture fixture) : IClassFixture<ServerFix
     }
 
     [Fact]
+    public async Task A_seq_gap_ends_the_stream_at_once_for_a_client_that_waits_for_each_ack_before_sending_more()
+    {
+        var run = await NewRunIdAsync();
+        using var call = fixture.Server.Client.Ingest.Write();
+        await call.RequestStream.WriteAsync(Request("w3b", 1, Batch(run, "m", [1], [1])));
+        Assert.True(await call.ResponseStream.MoveNext(CancellationToken.None));
+        Assert.Equal(1ul, call.ResponseStream.Current.DurableSeq);
+
+        // The request stream stays open: the error must come without another request or a half-close.
+        await call.RequestStream.WriteAsync(Request("w3b", 3, Batch(run, "m", [3], [3])));
+        var e = await Assert.ThrowsAsync<RpcException>(() => call.ResponseStream.MoveNext(CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Equal(StatusCode.FailedPrecondition, e.StatusCode);
+        Assert.Contains("next seq must be 2", e.Status.Detail, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Bad_batches_are_rejected_one_by_one_and_the_good_ones_stored()
     {
         var run = await NewRunIdAsync();

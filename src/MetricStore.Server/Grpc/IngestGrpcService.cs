@@ -27,6 +27,10 @@ internal sealed class IngestGrpcService(StorageEngine engine, RunDirectory runs,
         using var reading = CancellationTokenSource.CreateLinkedTokenSource(cancellation, lifetime.ApplicationStopping);
         var inFlight = Channel.CreateBounded<InFlight>(new BoundedChannelOptions(MaxInFlight) { SingleReader = true, SingleWriter = true });
         var acks = AckLoopAsync(inFlight.Reader, responseStream, cancellation);
+
+        // A failed ack loop (a seq gap, a stopped engine) ends the call at once: a client that waits
+        // for each ack before it sends again would otherwise wait forever.
+        _ = acks.ContinueWith(static (_, state) => CancelQuietly((CancellationTokenSource)state!), reading, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
         string? writerId = null;
         try
         {
@@ -65,6 +69,10 @@ internal sealed class IngestGrpcService(StorageEngine engine, RunDirectory runs,
                 }
             }
         }
+        catch (OperationCanceledException) when (acks.IsFaulted)
+        {
+            // Reading was stopped because the ack loop failed; awaiting it below throws its error.
+        }
         catch (OperationCanceledException) when (lifetime.ApplicationStopping.IsCancellationRequested && !cancellation.IsCancellationRequested)
         {
             inFlight.Writer.TryComplete();
@@ -77,6 +85,18 @@ internal sealed class IngestGrpcService(StorageEngine engine, RunDirectory runs,
         }
 
         await acks;
+    }
+
+    private static void CancelQuietly(CancellationTokenSource source)
+    {
+        try
+        {
+            source.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            // The call already ended.
+        }
     }
 
     private static string CheckWriterId(string writerId) =>
