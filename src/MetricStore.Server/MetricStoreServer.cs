@@ -1,4 +1,5 @@
 using System.Net;
+using MetricStore.Core;
 using MetricStore.Server.Auth;
 using MetricStore.Server.Grpc;
 using MetricStore.Server.Http;
@@ -66,6 +67,8 @@ public sealed class MetricStoreServer : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
 
+        // Before anything opens a file: a read-only or full data directory fails here, unchanged.
+        DataDirectoryCheck.EnsureWritable(options.DataDirectory);
         var tracking = TrackingStore.Open(new TrackingStoreOptions { DataDirectory = options.DataDirectory });
         WebApplication? app = null;
         try

@@ -240,7 +240,7 @@ public sealed partial class StorageEngine : IAsyncDisposable
     {
         if (_fault is { } fault)
         {
-            throw new IOException($"the storage engine stopped after a write failure: {fault.Message}", fault);
+            throw new StorageStoppedException(fault);
         }
 
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
@@ -314,12 +314,12 @@ public sealed partial class StorageEngine : IAsyncDisposable
             _options.Log?.Invoke(StorageLogLevel.Error, $"WAL writer stopped: {e}");
             foreach (var pending in _group)
             {
-                pending.Completion.TrySetException(new IOException($"write failed: {e.Message}", e));
+                pending.Completion.TrySetException(new StorageStoppedException(e));
             }
 
             while (_ring.TryDequeue(out var left))
             {
-                left.Completion.TrySetException(new IOException($"write failed: {e.Message}", e));
+                left.Completion.TrySetException(new StorageStoppedException(e));
             }
         }
     }

@@ -37,16 +37,29 @@ internal static partial class ChildProcess
             }
         }
 
-        public static Process Launch(string[] args, IReadOnlyDictionary<string, string>? environment)
+        /// <param name="args">The metricstore arguments.</param>
+        /// <param name="environment">Variables to set for the child.</param>
+        /// <param name="wrapper">A command that runs the metricstore command line given as its last arguments (e.g. unshare ... sh -c '...').</param>
+        public static Process Launch(string[] args, IReadOnlyDictionary<string, string>? environment, string[]? wrapper = null)
         {
             var dll = Path.Combine(AppContext.BaseDirectory, "metricstore.dll");
             Assert.True(File.Exists(dll), $"{dll} is missing");
-            var start = new ProcessStartInfo("dotnet")
+            var start = new ProcessStartInfo(wrapper is { Length: > 0 } ? wrapper[0] : "dotnet")
             {
                 RedirectStandardOutput = true,
                 RedirectStandardError = true,
                 UseShellExecute = false,
             };
+            if (wrapper is { Length: > 0 })
+            {
+                foreach (var w in wrapper.Skip(1))
+                {
+                    start.ArgumentList.Add(w);
+                }
+
+                start.ArgumentList.Add("dotnet");
+            }
+
             start.ArgumentList.Add(dll);
             foreach (var a in args)
             {
@@ -63,9 +76,9 @@ internal static partial class ChildProcess
             return Process.Start(start) ?? throw new InvalidOperationException("dotnet did not start");
         }
 
-        public static async Task<ServeProcess> StartAsync(string[] args, IReadOnlyDictionary<string, string>? environment = null)
+        public static async Task<ServeProcess> StartAsync(string[] args, IReadOnlyDictionary<string, string>? environment = null, string[]? wrapper = null)
         {
-            var serve = new ServeProcess(Launch(args, environment));
+            var serve = new ServeProcess(Launch(args, environment, wrapper));
             var ready = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             serve._process.OutputDataReceived += (_, e) =>
             {

@@ -2,6 +2,7 @@ using Grpc.Core;
 using Grpc.Core.Interceptors;
 using MetricStore.Core;
 using MetricStore.Protocol;
+using MetricStore.Storage;
 using Microsoft.Extensions.Logging;
 
 namespace MetricStore.Server.Grpc;
@@ -77,6 +78,10 @@ internal sealed partial class ErrorInterceptor(ILogger<ErrorInterceptor> logger)
             case InvalidDataException malformed:
                 // Bytes that are not a valid message (WriteRequestReader): bad input, not a server bug.
                 return new RpcException(new Status(StatusCode.InvalidArgument, malformed.Message));
+            case StorageStoppedException stopped:
+                // Retryable: a client that keeps its unacknowledged batches re-sends them after the restart.
+                LogUnexpected(e, context.Method);
+                return new RpcException(new Status(StatusCode.Unavailable, stopped.Message));
             case OperationCanceledException or IOException when context.CancellationToken.IsCancellationRequested:
                 // The client went away or cancelled: not a server error, nothing to log.
                 return new RpcException(new Status(StatusCode.Cancelled, "the call was cancelled"));
