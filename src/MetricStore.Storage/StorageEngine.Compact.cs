@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using MetricStore.Storage.Head;
 using MetricStore.Storage.Segments;
 
 namespace MetricStore.Storage;
@@ -115,23 +114,24 @@ public sealed partial class StorageEngine
         {
             foreach (var (seriesId, list) in parts)
             {
-                var pieces = new List<SeriesColumns>(list.Count);
-                foreach (var (file, part) in list)
+                // Streamed: at most one row group per input file and one output row group in memory,
+                // however long the series. A series stays float32 when every input stored it so.
+                var byFile = list.GroupBy(p => p.File)
+                    .Select(g => new StreamingMerge.Input(
+                        g.Select(p => p.Part).OrderBy(p => p.MinStep).ToList(),
+                        part => SegmentFile.ReadAsync(Path.Combine(_options.SegmentDirectory, g.Key.File), part.RowGroup, g.Key.ValueType == "float", CancellationToken.None)))
+                    .ToList();
+                SegmentWriter writer;
+                if (list.All(p => p.File.ValueType == "float"))
                 {
-                    pieces.Add(await SegmentFile.ReadAsync(Path.Combine(_options.SegmentDirectory, file.File), part.RowGroup, file.ValueType == "float", CancellationToken.None));
-                }
-
-                var merged = SeriesHead.Merge(pieces, 0, long.MinValue, long.MaxValue);
-                if (SegmentFile.IsFloat32Exact(merged.Values.AsSpan(0, merged.Count)))
-                {
-                    floats ??= await SegmentWriter.CreateAsync(FilePath(number, "f"), float32: true, Parquet.CompressionMethod.Zstd, CancellationToken.None);
-                    await floats.AddAsync(seriesId, merged, CancellationToken.None);
+                    writer = floats ??= await SegmentWriter.CreateAsync(FilePath(number, "f"), float32: true, Parquet.CompressionMethod.Zstd, CancellationToken.None);
                 }
                 else
                 {
-                    doubles ??= await SegmentWriter.CreateAsync(FilePath(number, "d"), float32: false, Parquet.CompressionMethod.Zstd, CancellationToken.None);
-                    await doubles.AddAsync(seriesId, merged, CancellationToken.None);
+                    writer = doubles ??= await SegmentWriter.CreateAsync(FilePath(number, "d"), float32: false, Parquet.CompressionMethod.Zstd, CancellationToken.None);
                 }
+
+                await StreamingMerge.MergeAsync(byFile, SegmentWriter.MaxRowGroupRows, merged => writer.AddAsync(seriesId, merged, CancellationToken.None));
             }
 
             if (floats is not null)

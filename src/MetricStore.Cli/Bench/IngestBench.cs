@@ -9,7 +9,7 @@ using MetricStore.Protocol.V1;
 namespace MetricStore.Cli.Bench;
 
 /// <summary>What 'metricstore bench ingest' was asked to do.</summary>
-internal sealed record IngestBenchOptions(string? Server, int Writers, int Series, int Batch, double DurationSeconds, string Durability, bool Json, bool Ceiling);
+internal sealed record IngestBenchOptions(string? Server, int Writers, int Series, int Batch, double DurationSeconds, string Durability, bool Json, bool Ceiling, long? SealThreshold = null);
 
 /// <summary>
 /// The ingest load generator: writers stream a float32-origin noisy loss curve as distributed ranks
@@ -33,7 +33,8 @@ internal static class IngestBench
             string url;
             if (o.Server is null)
             {
-                spawned = await BenchServer.StartAsync(Path.Combine(temp, "data"), o.Durability, discard: false, cancellationToken);
+                string[] serverArguments = o.SealThreshold is { } threshold ? ["--seal-threshold", threshold.ToString(CultureInfo.InvariantCulture)] : [];
+                spawned = await BenchServer.StartAsync(Path.Combine(temp, "data"), o.Durability, discard: false, cancellationToken, serverArguments);
                 url = spawned.GrpcUrl;
                 await progress.WriteLineAsync($"[bench] server started as a child process (pid {spawned.ProcessId}) at {url}, durability {o.Durability}");
             }
@@ -86,6 +87,7 @@ internal static class IngestBench
                 ["batch"] = o.Batch,
                 ["duration_s"] = Math.Round(load.Elapsed.TotalSeconds, 2),
                 ["durability"] = o.Durability,
+                ["seal_threshold"] = o.SealThreshold,
             };
 
             if (!o.Json)

@@ -25,9 +25,10 @@ internal static class BenchCommand
         var durability = new Option<string>("--durability") { Description = "Durability of the server it starts: sync or async", DefaultValueFactory = _ => "sync" };
         durability.AcceptOnlyFromAmong("sync", "async");
         var noCeiling = new Option<bool>("--no-ceiling") { Description = "Skip the raw-gRPC ceiling run" };
+        var sealThreshold = new Option<long?>("--seal-threshold") { Description = "Passed to the server it starts: points accepted since the last seal that start the next seal (default: the server's)" };
         var command = new Command("ingest", "Stream a noisy float32 loss curve from several writers, wait for every ack, verify every point, and compare with the raw gRPC ceiling. Without --server it starts a server as a child process on a temp directory.")
         {
-            writers, series, batch, duration, durability, noCeiling,
+            writers, series, batch, duration, durability, noCeiling, sealThreshold,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -39,7 +40,8 @@ internal static class BenchCommand
                 parse.GetValue(duration) > 0 ? parse.GetValue(duration) : throw new UsageException("--duration must be more than 0 seconds"),
                 parse.GetValue(durability)!,
                 context.Json(parse),
-                !parse.GetValue(noCeiling));
+                !parse.GetValue(noCeiling),
+                parse.GetValue(sealThreshold) is { } threshold ? Positive("--seal-threshold", threshold) : null);
             return await IngestBench.RunAsync(options, context.Output, context.Error, cancellationToken);
         });
         return command;
@@ -102,4 +104,6 @@ internal static class BenchCommand
     }
 
     private static int Positive(string name, int value) => value > 0 ? value : throw new UsageException($"{name} must be at least 1 (got {value})");
+
+    private static long Positive(string name, long value) => value > 0 ? value : throw new UsageException($"{name} must be at least 1 (got {value})");
 }
