@@ -37,6 +37,7 @@ public sealed partial class StorageEngine
     public long SegmentRows => _liveSegments.Sum(s => s.Rows);
 
     private TaskCompletionSource? _sealWaiter;
+    private SeriesColumns _sealStaging = new(0); // reused by every seal (one runs at a time): row groups are copied through it
 
     /// <summary>
     /// Asks the writer thread to seal everything written so far; completes when that seal is
@@ -109,13 +110,15 @@ public sealed partial class StorageEngine
     {
         var stopwatch = Stopwatch.StartNew();
 
-        // Sorting and last-write-wins happen here, off the writer thread.
-        var frozen = frozenChunks.Select(f => (f.Head, Points: SeriesHead.Merge(f.Chunks.ConvertAll(c => c.Columns), 0, long.MinValue, long.MaxValue))).ToList();
+        // Sorting and last-write-wins happen here, off the writer thread. A series whose chunks are
+        // already in step order (training logs steps in order) is written from the chunks as they
+        // are; only one with steps out of order or re-logged is merged into a sorted copy first.
+        var frozen = frozenChunks.Select(f => new FrozenSeries(f.Head, f.Chunks)).ToList();
         var number = Interlocked.Increment(ref _fileNumber);
         var written = new List<SegmentInfo>();
         try
         {
-            var exact = frozen.Where(f => SegmentFile.IsFloat32Exact(f.Points.Values.AsSpan(0, f.Points.Count))).ToList();
+            var exact = frozen.Where(f => f.Float32Exact).ToList();
             var wide = frozen.Except(exact).ToList();
             foreach (var (group, float32, suffix) in new[] { (exact, true, "f"), (wide, false, "d") })
             {
@@ -125,8 +128,20 @@ public sealed partial class StorageEngine
                 }
 
                 var path = Path.Combine(_options.SegmentDirectory, string.Create(CultureInfo.InvariantCulture, $"{number:D20}-{suffix}.parquet"));
-                var ordered = group.OrderBy(g => g.Head.Key.Canonical, StringComparer.Ordinal).Select(g => (g.Head.Id, g.Head.Key, g.Points)).ToList();
-                written.Add(await SegmentFile.WriteAsync(path, ordered, float32, Parquet.CompressionMethod.Zstd, CancellationToken.None));
+                await using var writer = await SegmentWriter.CreateAsync(path, float32, Parquet.CompressionMethod.Zstd, CancellationToken.None);
+                foreach (var series in group.OrderBy(g => g.Head.Key.Canonical, StringComparer.Ordinal))
+                {
+                    if (series.Merged is { } merged)
+                    {
+                        await writer.AddAsync(series.Head.Id, merged, CancellationToken.None);
+                    }
+                    else
+                    {
+                        _sealStaging = await writer.AddInOrderAsync(series.Head.Id, series.Parts, _sealStaging, CancellationToken.None);
+                    }
+                }
+
+                written.Add(await writer.CompleteAsync(CancellationToken.None));
             }
 
             var seriesTable = string.Create(CultureInfo.InvariantCulture, $"{number:D20}-s.parquet");
@@ -184,12 +199,12 @@ public sealed partial class StorageEngine
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             // Nothing was lost: the WAL still covers the frozen points. Put them back and try again later.
-            foreach (var (head, _) in frozen)
+            foreach (var series in frozen)
             {
-                head.Unfreeze();
+                series.Head.Unfreeze();
             }
 
-            Interlocked.Add(ref _unsealedPoints, frozen.Sum(f => (long)f.Points.Count));
+            Interlocked.Add(ref _unsealedPoints, frozen.Sum(f => f.Points));
             _options.Log?.Invoke(StorageLogLevel.Error, $"seal {number} failed and will be retried: {e.Message}");
         }
     }
@@ -241,5 +256,45 @@ public sealed partial class StorageEngine
                 File.Delete(Path.Combine(options.WalDirectory, WalFormat.SegmentFileName(n)));
             }
         }
+    }
+
+    /// <summary>
+    /// One series' frozen chunks, as the seal writes them: in order as they are, or merged (sorted,
+    /// last write wins) when a chunk is unsorted or overlaps the one before.
+    /// </summary>
+    private sealed class FrozenSeries
+    {
+        public FrozenSeries(SeriesHead head, List<HeadChunk> chunks)
+        {
+            Head = head;
+            Parts = chunks.Where(c => c.Count > 0).Select(c => c.Columns).ToList();
+            var inOrder = true;
+            var last = long.MinValue;
+            foreach (var chunk in chunks.Where(c => c.Count > 0))
+            {
+                inOrder &= chunk.Sorted && chunk.MinStep > last;
+                last = chunk.MaxStep;
+            }
+
+            if (!inOrder)
+            {
+                Merged = SeriesHead.Merge(Parts, 0, long.MinValue, long.MaxValue);
+                Parts = [Merged];
+            }
+
+            Points = Parts.Sum(p => (long)p.Count);
+            Float32Exact = Parts.All(p => SegmentFile.IsFloat32Exact(p.Values.AsSpan(0, p.Count)));
+        }
+
+        public SeriesHead Head { get; }
+
+        /// <summary>In step order with unique steps: the chunks' columns, or the one merged copy.</summary>
+        public List<SeriesColumns> Parts { get; }
+
+        public SeriesColumns? Merged { get; }
+
+        public long Points { get; }
+
+        public bool Float32Exact { get; }
     }
 }

@@ -7,8 +7,8 @@ using Parquet.Schema;
 namespace MetricStore.Storage.Segments;
 
 /// <summary>
-/// Writes one point file a series at a time (one row group each), so sealing and compaction hold
-/// only one series in memory. The file appears under its name only after <see cref="CompleteAsync"/>
+/// Writes one point file a series at a time, in row groups of at most <see cref="MaxRowGroupRows"/>
+/// points. The file appears under its name only after <see cref="CompleteAsync"/>
 /// (temp file, fsync, rename, directory fsync); disposing without completing deletes the temp file.
 /// </summary>
 internal sealed class SegmentWriter : IAsyncDisposable
@@ -20,6 +20,8 @@ internal sealed class SegmentWriter : IAsyncDisposable
     private readonly ParquetWriter _writer;
     private readonly Fields _fields;
     private readonly List<SegmentSeries> _series = [];
+    private int[] _ids = [];       // the series_id column, reused across row groups (large-object-heap churn otherwise)
+    private float[] _floats = [];  // the float32 value column, reused likewise
     private bool _completed;
 
     private SegmentWriter(string path, bool float32, FileStream stream, ParquetWriter writer, Fields fields)
@@ -93,22 +95,77 @@ internal sealed class SegmentWriter : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Adds one series given as parts already in step order (each sorted with unique steps, each
+    /// after the one before), copied into row groups through <paramref name="staging"/>, which is
+    /// reused and grown up to <see cref="MaxRowGroupRows"/>: no array the size of the series.
+    /// </summary>
+    /// <returns>The staging buffer to pass next time (grown when it was too small).</returns>
+    public async Task<SeriesColumns> AddInOrderAsync(int seriesId, IReadOnlyList<SeriesColumns> parts, SeriesColumns staging, CancellationToken cancellationToken)
+    {
+        long total = 0;
+        foreach (var part in parts)
+        {
+            total += part.Count;
+        }
+
+        if (staging.Steps.Length < Math.Min(total, MaxRowGroupRows))
+        {
+            staging = new SeriesColumns((int)Math.Min(total, MaxRowGroupRows));
+        }
+
+        staging.Count = 0;
+        foreach (var part in parts)
+        {
+            for (var offset = 0; offset < part.Count;)
+            {
+                var take = Math.Min(part.Count - offset, staging.Steps.Length - staging.Count);
+                Array.Copy(part.Steps, offset, staging.Steps, staging.Count, take);
+                Array.Copy(part.Values, offset, staging.Values, staging.Count, take);
+                Array.Copy(part.Timestamps, offset, staging.Timestamps, staging.Count, take);
+                staging.Count += take;
+                offset += take;
+                if (staging.Count == staging.Steps.Length)
+                {
+                    await AddRowGroupAsync(seriesId, staging, 0, staging.Count, cancellationToken);
+                    staging.Count = 0;
+                }
+            }
+        }
+
+        if (staging.Count > 0)
+        {
+            await AddRowGroupAsync(seriesId, staging, 0, staging.Count, cancellationToken);
+            staging.Count = 0;
+        }
+
+        return staging;
+    }
+
     private async Task AddRowGroupAsync(int seriesId, SeriesColumns points, int offset, int n, CancellationToken cancellationToken)
     {
         using var group = _writer.CreateRowGroup();
-        var ids = new int[n];
-        Array.Fill(ids, seriesId);
-        await group.WriteAsync(_fields.SeriesId, new ReadOnlyMemory<int>(ids), cancellationToken: cancellationToken);
+        if (_ids.Length < n)
+        {
+            _ids = new int[n];
+        }
+
+        Array.Fill(_ids, seriesId, 0, n);
+        await group.WriteAsync(_fields.SeriesId, new ReadOnlyMemory<int>(_ids, 0, n), cancellationToken: cancellationToken);
         await group.WriteAsync(_fields.Step, new ReadOnlyMemory<long>(points.Steps, offset, n), cancellationToken: cancellationToken);
         if (_float32)
         {
-            var floats = new float[n];
-            for (var i = 0; i < n; i++)
+            if (_floats.Length < n)
             {
-                floats[i] = (float)points.Values[offset + i];
+                _floats = new float[n];
             }
 
-            await group.WriteAsync(_fields.Float, new ReadOnlyMemory<float>(floats), cancellationToken: cancellationToken);
+            for (var i = 0; i < n; i++)
+            {
+                _floats[i] = (float)points.Values[offset + i];
+            }
+
+            await group.WriteAsync(_fields.Float, new ReadOnlyMemory<float>(_floats, 0, n), cancellationToken: cancellationToken);
         }
         else
         {
