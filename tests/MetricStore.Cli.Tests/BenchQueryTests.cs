@@ -4,7 +4,7 @@ using static MetricStore.Tests.ChildProcess;
 
 namespace MetricStore.Cli.Tests;
 
-/// <summary>'metricstore bench query', 'bench search' and 'bench artifacts' end to end on small datasets: they build, measure and verify.</summary>
+/// <summary>'metricstore bench ingest', 'bench query', 'bench search' and 'bench artifacts' end to end on small datasets: they build, measure and verify.</summary>
 public sealed class BenchQueryTests
 {
     /// <summary>Runs 'metricstore bench ARGS --json' as a child process; it must exit 0 with a last line that says verified.</summary>
@@ -28,6 +28,24 @@ public sealed class BenchQueryTests
         {
             Assert.True(report.GetProperty(key).GetDouble() > 0, $"{key} in {report}");
         }
+    }
+
+    [Fact]
+    public async Task Bench_ingest_streams_seals_verifies_every_point_and_reports_every_key()
+    {
+        var (report, result) = await BenchAsync("ingest", "--duration", "1", "--warmup", "1", "--writers", "2", "--batch", "2000", "--seal-threshold", "100000");
+        Assert.True(report.GetProperty("verified").GetBoolean(), result.ToString());
+        Assert.True(report.GetProperty("points_per_sec").GetDouble() > 0, result.ToString());
+        Assert.True(report.GetProperty("ceiling_points_per_sec").GetDouble() > 0, result.ToString());
+        Assert.InRange(report.GetProperty("ratio").GetDouble(), 0.0001, 100);
+        Assert.True(report.GetProperty("ack_p99_ms").GetDouble() >= report.GetProperty("ack_p50_ms").GetDouble(), result.ToString());
+        Assert.True(report.GetProperty("server_peak_rss_mb").GetDouble() > 0, result.ToString());
+        Assert.InRange(report.GetProperty("bytes_per_point").GetDouble(), 0.1, 24);
+        var timed = report.GetProperty("points").GetInt64();
+        var total = report.GetProperty("points_total").GetInt64();
+        Assert.True(timed > 0 && total > timed, $"timed {timed}, total {total}: the warm-up's points are verified but not timed");
+        Assert.Equal(1.0, report.GetProperty("warmup_s").GetDouble());
+        Assert.Contains("[warm-up]", result.Error, StringComparison.Ordinal);
     }
 
     [Fact]

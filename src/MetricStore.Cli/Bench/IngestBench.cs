@@ -9,7 +9,7 @@ using MetricStore.Protocol.V1;
 namespace MetricStore.Cli.Bench;
 
 /// <summary>What 'metricstore bench ingest' was asked to do.</summary>
-internal sealed record IngestBenchOptions(string? Server, int Writers, int Series, int Batch, double DurationSeconds, string Durability, bool Json, bool Ceiling, long? SealThreshold = null);
+internal sealed record IngestBenchOptions(string? Server, int Writers, int Series, int Batch, double DurationSeconds, string Durability, bool Json, bool Ceiling, long? SealThreshold = null, double WarmupSeconds = 0);
 
 /// <summary>
 /// The ingest load generator: writers stream a float32-origin noisy loss curve as distributed ranks
@@ -54,7 +54,7 @@ internal static class IngestBench
                 var run = await client.Tracking.CreateRunAsync(new CreateRunRequest { ExperimentId = experiment.ExperimentId, Name = $"ingest-{DateTime.UtcNow:yyyyMMdd-HHmmss}" }, cancellationToken: cancellationToken);
                 load = await LoadAsync(url, run.RunId, o, curve, "ingest", progress, cancellationToken);
                 rss = spawned?.PeakRssMiB();
-                await progress.WriteLineAsync($"[bench] verifying {load.Points:N0} points through the query path ...");
+                await progress.WriteLineAsync($"[bench] verifying {load.TotalPoints:N0} points (warm-up included) through the query path ...");
                 verified = await VerifyAsync(client, run.RunId, o, load, curve, progress, cancellationToken);
                 if (spawned is not null)
                 {
@@ -82,6 +82,8 @@ internal static class IngestBench
                 ["sealed_points"] = sealedSegments?.Rows,
                 ["verified"] = verified,
                 ["points"] = load.Points,
+                ["points_total"] = load.TotalPoints,
+                ["warmup_s"] = o.WarmupSeconds,
                 ["writers"] = o.Writers,
                 ["series_per_writer"] = o.Series,
                 ["batch"] = o.Batch,
@@ -92,7 +94,7 @@ internal static class IngestBench
 
             if (!o.Json)
             {
-                await output.WriteLineAsync($"ingest    {load.PointsPerSecond,16:N0} points/s  ({load.Points:N0} points in {load.Elapsed.TotalSeconds:F1} s, {o.Writers} writers x {o.Series} series x {o.Batch} points/batch, {o.Durability})");
+                await output.WriteLineAsync($"ingest    {load.PointsPerSecond,16:N0} points/s  ({load.Points:N0} points in {load.Elapsed.TotalSeconds:F1} s after a {o.WarmupSeconds:F0} s warm-up, {o.Writers} writers x {o.Series} series x {o.Batch} points/batch, {o.Durability})");
                 if (ceiling is not null)
                 {
                     await output.WriteLineAsync($"ceiling   {ceiling.PointsPerSecond,16:N0} points/s  (same batches into a discarding server)   ratio {load.PointsPerSecond / ceiling.PointsPerSecond:F2}");
@@ -143,18 +145,27 @@ internal static class IngestBench
             writers[w] = new WriterLoad(w, runId, o, curve);
         }
 
+        // Warm-up first (the server's JIT tiers up its hot code and its first seals run), then the
+        // timed window: throughput and ack latency count only what was sent after the warm-up; every
+        // point, warm-up included, is verified.
         var stopwatch = Stopwatch.StartNew();
-        var deadline = TimeSpan.FromSeconds(o.DurationSeconds);
+        var warmup = TimeSpan.FromSeconds(o.WarmupSeconds);
+        var timedFrom = Stopwatch.GetTimestamp() + (long)(warmup.TotalSeconds * Stopwatch.Frequency);
+        var deadline = warmup + TimeSpan.FromSeconds(o.DurationSeconds);
+        long warmupPoints = 0;
         using var reporter = new CancellationTokenSource();
         var report = Task.Run(async () =>
         {
             long last = 0;
             var lastTime = TimeSpan.Zero;
+            var warm = warmup <= TimeSpan.Zero;
             while (!reporter.IsCancellationRequested)
             {
                 try
                 {
-                    await Task.Delay(1000, reporter.Token);
+                    var untilWarm = warmup - stopwatch.Elapsed;
+                    var wait = !warm && untilWarm < TimeSpan.FromSeconds(1) ? TimeSpan.FromTicks(Math.Max(0, untilWarm.Ticks)) + TimeSpan.FromMilliseconds(1) : TimeSpan.FromSeconds(1);
+                    await Task.Delay(wait, reporter.Token);
                 }
                 catch (OperationCanceledException)
                 {
@@ -163,20 +174,28 @@ internal static class IngestBench
 
                 var acked = writers.Sum(w => w.AckedPoints);
                 var now = stopwatch.Elapsed;
+                if (!warm && now >= warmup)
+                {
+                    warm = true;
+                    Interlocked.Exchange(ref warmupPoints, acked);
+                }
+
+                var phase = lastTime < warmup ? "warm-up" : label; // the interval that just ended
                 await progress.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
-                    $"[{label}] {now.TotalSeconds,5:F1} s  {(acked - last) / (now - lastTime).TotalSeconds,14:N0} points/s  acked {acked:N0}"));
+                    $"[{phase}] {now.TotalSeconds,5:F1} s  {(acked - last) / (now - lastTime).TotalSeconds,14:N0} points/s  acked {acked:N0}"));
                 last = acked;
                 lastTime = now;
             }
         }, CancellationToken.None);
 
-        await Task.WhenAll(writers.Select(w => w.RunAsync(url, deadline, stopwatch, cancellationToken)));
-        var elapsed = stopwatch.Elapsed;
+        await Task.WhenAll(writers.Select(w => w.RunAsync(url, deadline, timedFrom, stopwatch, cancellationToken)));
+        var elapsed = stopwatch.Elapsed - warmup;
         await reporter.CancelAsync();
         await report;
         var latencies = writers.SelectMany(w => w.Latencies).ToArray();
         Array.Sort(latencies);
-        return new LoadResult(writers.Sum(w => w.AckedPoints), elapsed, latencies, writers.Select(w => w.AckedRequests).ToArray());
+        var total = writers.Sum(w => w.AckedPoints);
+        return new LoadResult(total - Interlocked.Read(ref warmupPoints), elapsed, latencies, writers.Select(w => w.AckedRequests).ToArray(), total);
     }
 
     private static async Task<bool> VerifyAsync(MetricStoreClient client, string runId, IngestBenchOptions o, LoadResult load, float[] curve, TextWriter progress, CancellationToken cancellationToken)
@@ -226,7 +245,8 @@ internal static class IngestBench
         return (segments.Sum(x => x!["bytes"]!.GetValue<long>()), segments.Sum(x => x!["rows"]!.GetValue<long>()));
     }
 
-    private sealed record LoadResult(long Points, TimeSpan Elapsed, double[] SortedLatenciesMs, long[] AckedRequests)
+    /// <summary>What a load measured: points acked and time in the timed window, latencies of requests sent in it; AckedRequests and TotalPoints include the warm-up.</summary>
+    private sealed record LoadResult(long Points, TimeSpan Elapsed, double[] SortedLatenciesMs, long[] AckedRequests, long TotalPoints)
     {
         public double PointsPerSecond => Points / Elapsed.TotalSeconds;
 
@@ -253,7 +273,7 @@ internal static class IngestBench
             ["series"] = series.ToString(CultureInfo.InvariantCulture),
         };
 
-        public async Task RunAsync(string url, TimeSpan duration, Stopwatch clock, CancellationToken cancellationToken)
+        public async Task RunAsync(string url, TimeSpan duration, long timedFrom, Stopwatch clock, CancellationToken cancellationToken)
         {
             using var channel = GrpcChannel.ForAddress(url, new GrpcChannelOptions { MaxSendMessageSize = 64 * 1024 * 1024 });
             var ingest = new IngestService.IngestServiceClient(channel);
@@ -279,7 +299,12 @@ internal static class IngestBench
                     while (acked < durable)
                     {
                         acked++;
-                        _latencies.Add(Stopwatch.GetElapsedTime(_sentAt[acked % (ulong)_sentAt.Length], now).TotalMilliseconds);
+                        var sentAt = _sentAt[acked % (ulong)_sentAt.Length];
+                        if (sentAt >= timedFrom)
+                        {
+                            _latencies.Add(Stopwatch.GetElapsedTime(sentAt, now).TotalMilliseconds);
+                        }
+
                         Interlocked.Add(ref _ackedPoints, (long)o.Series * o.Batch);
                         AckedRequests++;
                         room.Release();
