@@ -30,6 +30,16 @@ public sealed partial class StorageEngine
     /// <summary>Files of one tier differ in rows by at most this factor.</summary>
     internal const int TierRatio = 4;
 
+    /// <summary>
+    /// Compaction gives way to a running seal at every row group it reads or writes: on two cores
+    /// they compete for the same CPU, and a slow seal stops the writer (at twice the seal
+    /// threshold) while a late compaction only leaves more files for a while.
+    /// </summary>
+    private Task YieldToSealAsync() =>
+        Volatile.Read(ref _seal) is { IsCompleted: false } seal
+            ? seal.ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default) // whatever its outcome
+            : Task.CompletedTask;
+
     private void StartCompactionIfDue()
     {
         if (_compaction is { IsCompleted: false } || PickCompaction(_liveSegments.Select(s => s.Rows).ToList(), _options.CompactAtSegments) is null)
@@ -119,7 +129,11 @@ public sealed partial class StorageEngine
                 var byFile = list.GroupBy(p => p.File)
                     .Select(g => new StreamingMerge.Input(
                         g.Select(p => p.Part).OrderBy(p => p.MinStep).ToList(),
-                        part => SegmentFile.ReadAsync(Path.Combine(_options.SegmentDirectory, g.Key.File), part.RowGroup, g.Key.ValueType == "float", CancellationToken.None)))
+                        async part =>
+                        {
+                            await YieldToSealAsync();
+                            return await SegmentFile.ReadAsync(Path.Combine(_options.SegmentDirectory, g.Key.File), part.RowGroup, g.Key.ValueType == "float", CancellationToken.None);
+                        }))
                     .ToList();
                 SegmentWriter writer;
                 if (list.All(p => p.File.ValueType == "float"))
@@ -131,7 +145,11 @@ public sealed partial class StorageEngine
                     writer = doubles ??= await SegmentWriter.CreateAsync(FilePath(number, "d"), float32: false, Parquet.CompressionMethod.Zstd, CancellationToken.None);
                 }
 
-                await StreamingMerge.MergeAsync(byFile, SegmentWriter.MaxRowGroupRows, merged => writer.AddAsync(seriesId, merged, CancellationToken.None));
+                await StreamingMerge.MergeAsync(byFile, SegmentWriter.MaxRowGroupRows, async merged =>
+                {
+                    await YieldToSealAsync();
+                    await writer.AddAsync(seriesId, merged, CancellationToken.None);
+                });
             }
 
             if (floats is not null)

@@ -58,8 +58,11 @@ public sealed partial class StorageEngine
         if (running && _unsealedPoints >= 2 * _options.SealThresholdPoints)
         {
             // Memory bound: stop taking writes until the running seal releases its points.
+            var waited = Stopwatch.StartNew();
             _seal!.Wait();
             running = false;
+            _options.Log?.Invoke(StorageLogLevel.Warning,
+                $"writes waited {waited.Elapsed.TotalMilliseconds:F0} ms for a seal: {_unsealedPoints} points were unsealed, twice the seal threshold (ingest is outrunning sealing)");
         }
 
         // A request waiting while a seal runs is served by the next seal, after this one.

@@ -35,6 +35,9 @@ public sealed partial class StorageEngine : IAsyncDisposable
     private byte[] _record = new byte[1 << 16];
     private int[] _ids = new int[64];
     private long _pointsWritten;
+    private static readonly TimeSpan SlowFsync = TimeSpan.FromMilliseconds(50);
+    private long _slowFsyncs;
+    private long _lastSlowFsyncLog;
     private volatile Exception? _fault;
     private int _disposed;
 
@@ -371,7 +374,9 @@ public sealed partial class StorageEngine : IAsyncDisposable
         _wal.WriteGroup();
         if (_options.Durability == Durability.Sync)
         {
+            var started = Stopwatch.GetTimestamp();
             _wal.Flush();
+            NoteFsync(Stopwatch.GetElapsedTime(started));
         }
 
         foreach (var pending in _group)
@@ -399,6 +404,22 @@ public sealed partial class StorageEngine : IAsyncDisposable
         }
 
         _group.Clear();
+    }
+
+    /// <summary>A slow WAL fsync delays every ack of its group: say so (at most once a second), since it is the disk, not the engine.</summary>
+    private void NoteFsync(TimeSpan took)
+    {
+        if (took < SlowFsync)
+        {
+            return;
+        }
+
+        _slowFsyncs++;
+        if (Stopwatch.GetElapsedTime(_lastSlowFsyncLog) >= TimeSpan.FromSeconds(1))
+        {
+            _lastSlowFsyncLog = Stopwatch.GetTimestamp();
+            _options.Log?.Invoke(StorageLogLevel.Warning, $"WAL fsync took {took.TotalMilliseconds:F0} ms ({_slowFsyncs} fsyncs over {SlowFsync.TotalMilliseconds:F0} ms since open); acks wait for it");
+        }
     }
 
     /// <summary>The dense id of a series, defining it in the WAL (same group, before its first write) when new.</summary>

@@ -9,7 +9,7 @@ using MetricStore.Protocol.V1;
 namespace MetricStore.Cli.Bench;
 
 /// <summary>What 'metricstore bench ingest' was asked to do.</summary>
-internal sealed record IngestBenchOptions(string? Server, int Writers, int Series, int Batch, double DurationSeconds, string Durability, bool Json, bool Ceiling, long? SealThreshold = null, double WarmupSeconds = 0);
+internal sealed record IngestBenchOptions(string? Server, int Writers, int Series, int Batch, double DurationSeconds, string Durability, bool Json, bool Ceiling, long? SealThreshold = null, double WarmupSeconds = 0, int InFlight = IngestBench.DefaultInFlight);
 
 /// <summary>
 /// The ingest load generator: writers stream a float32-origin noisy loss curve as distributed ranks
@@ -19,7 +19,8 @@ internal sealed record IngestBenchOptions(string? Server, int Writers, int Serie
 /// </summary>
 internal static class IngestBench
 {
-    private const int MaxInFlight = 32;
+    /// <summary>Requests each writer keeps in flight unless --in-flight says otherwise.</summary>
+    internal const int DefaultInFlight = 32;
     private const int CurveLength = 1 << 20;
 
     public static async Task<int> RunAsync(IngestBenchOptions o, TextWriter output, TextWriter progress, CancellationToken cancellationToken)
@@ -87,6 +88,7 @@ internal static class IngestBench
                 ["writers"] = o.Writers,
                 ["series_per_writer"] = o.Series,
                 ["batch"] = o.Batch,
+                ["in_flight"] = o.InFlight,
                 ["duration_s"] = Math.Round(load.Elapsed.TotalSeconds, 2),
                 ["durability"] = o.Durability,
                 ["seal_threshold"] = o.SealThreshold,
@@ -258,7 +260,7 @@ internal static class IngestBench
     private sealed class WriterLoad(int index, string runId, IngestBenchOptions o, float[] curve)
     {
         private readonly List<double> _latencies = [];
-        private readonly long[] _sentAt = new long[MaxInFlight * 4];
+        private readonly long[] _sentAt = new long[o.InFlight * 4];
         private long _ackedPoints;
 
         public long AckedPoints => Interlocked.Read(ref _ackedPoints);
@@ -286,7 +288,7 @@ internal static class IngestBench
                 return key;
             }).ToArray();
             var steps = new long[o.Batch];
-            var room = new SemaphoreSlim(MaxInFlight);
+            var room = new SemaphoreSlim(o.InFlight);
             ulong sent = 0;
             ulong acked = 0;
 

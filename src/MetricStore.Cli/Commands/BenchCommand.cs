@@ -26,10 +26,11 @@ internal static class BenchCommand
         durability.AcceptOnlyFromAmong("sync", "async");
         var noCeiling = new Option<bool>("--no-ceiling") { Description = "Skip the raw-gRPC ceiling run" };
         var warmup = new Option<double>("--warmup") { Description = "Seconds of load before the timed --duration starts (JIT tier-up, first seals); their points are verified but not timed", DefaultValueFactory = _ => 5 };
+        var inFlight = new Option<int>("--in-flight") { Description = "Requests each writer keeps in flight (unacknowledged); fewer trade throughput for ack latency", DefaultValueFactory = _ => IngestBench.DefaultInFlight };
         var sealThreshold = new Option<long?>("--seal-threshold") { Description = "Passed to the server it starts: points accepted since the last seal that start the next seal (default: the server's)" };
         var command = new Command("ingest", "Stream a noisy float32 loss curve from several writers, wait for every ack, verify every point, and compare with the raw gRPC ceiling. Without --server it starts a server as a child process on a temp directory.")
         {
-            writers, series, batch, duration, warmup, durability, noCeiling, sealThreshold,
+            writers, series, batch, duration, warmup, durability, noCeiling, inFlight, sealThreshold,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -43,7 +44,8 @@ internal static class BenchCommand
                 context.Json(parse),
                 !parse.GetValue(noCeiling),
                 parse.GetValue(sealThreshold) is { } threshold ? Positive("--seal-threshold", threshold) : null,
-                parse.GetValue(warmup) >= 0 ? parse.GetValue(warmup) : throw new UsageException("--warmup must be 0 or more seconds"));
+                parse.GetValue(warmup) >= 0 ? parse.GetValue(warmup) : throw new UsageException("--warmup must be 0 or more seconds"),
+                Positive("--in-flight", parse.GetValue(inFlight)));
             return await IngestBench.RunAsync(options, context.Output, context.Error, cancellationToken);
         });
         return command;
