@@ -35,7 +35,7 @@ public sealed partial class StorageEngine : IAsyncDisposable
     private byte[] _record = new byte[1 << 16];
     private int[] _ids = new int[64];
     private long _pointsWritten;
-    private static readonly TimeSpan SlowFsync = TimeSpan.FromMilliseconds(50);
+    private static readonly TimeSpan s_slowFsync = TimeSpan.FromMilliseconds(50);
     private long _slowFsyncs;
     private long _lastSlowFsyncLog;
     private volatile Exception? _fault;
@@ -409,7 +409,7 @@ public sealed partial class StorageEngine : IAsyncDisposable
     /// <summary>A slow WAL fsync delays every ack of its group: say so (at most once a second), since it is the disk, not the engine.</summary>
     private void NoteFsync(TimeSpan took)
     {
-        if (took < SlowFsync)
+        if (took < s_slowFsync)
         {
             return;
         }
@@ -418,7 +418,7 @@ public sealed partial class StorageEngine : IAsyncDisposable
         if (Stopwatch.GetElapsedTime(_lastSlowFsyncLog) >= TimeSpan.FromSeconds(1))
         {
             _lastSlowFsyncLog = Stopwatch.GetTimestamp();
-            _options.Log?.Invoke(StorageLogLevel.Warning, $"WAL fsync took {took.TotalMilliseconds:F0} ms ({_slowFsyncs} fsyncs over {SlowFsync.TotalMilliseconds:F0} ms since open); acks wait for it");
+            _options.Log?.Invoke(StorageLogLevel.Warning, $"WAL fsync took {took.TotalMilliseconds:F0} ms ({_slowFsyncs} fsyncs over {s_slowFsync.TotalMilliseconds:F0} ms since open); acks wait for it");
         }
     }
 
