@@ -120,6 +120,7 @@ public sealed partial class StorageEngine
         SegmentWriter? floats = null;
         SegmentWriter? doubles = null;
         var outputs = new List<SegmentInfo>();
+        var free = new Stack<SeriesColumns>(); // row-group columns reused across the whole compaction
         try
         {
             foreach (var (seriesId, list) in parts)
@@ -129,10 +130,10 @@ public sealed partial class StorageEngine
                 var byFile = list.GroupBy(p => p.File)
                     .Select(g => new StreamingMerge.Input(
                         g.Select(p => p.Part).OrderBy(p => p.MinStep).ToList(),
-                        async part =>
+                        async (part, spare) =>
                         {
                             await YieldToSealAsync();
-                            return await SegmentFile.ReadAsync(Path.Combine(_options.SegmentDirectory, g.Key.File), part.RowGroup, g.Key.ValueType == "float", CancellationToken.None);
+                            return await SegmentFile.ReadAsync(Path.Combine(_options.SegmentDirectory, g.Key.File), part.RowGroup, g.Key.ValueType == "float", CancellationToken.None, spare);
                         }))
                     .ToList();
                 SegmentWriter writer;
@@ -149,7 +150,7 @@ public sealed partial class StorageEngine
                 {
                     await YieldToSealAsync();
                     await writer.AddAsync(seriesId, merged, CancellationToken.None);
-                });
+                }, free);
             }
 
             if (floats is not null)

@@ -1,4 +1,6 @@
+using System.Buffers;
 using System.IO.Compression;
+using System.Runtime.InteropServices;
 using MetricStore.Core;
 using MetricStore.Storage.Query;
 using Parquet;
@@ -53,13 +55,18 @@ internal static class SegmentFile
     }
 
     /// <summary>Reads one series' row group (steps sorted and unique, as written).</summary>
-    public static async Task<SeriesColumns> ReadAsync(string path, int rowGroup, bool float32, CancellationToken cancellationToken)
+    /// <param name="path">The point file.</param>
+    /// <param name="rowGroup">The row group's index in the file.</param>
+    /// <param name="float32">Whether the file stores values as float32.</param>
+    /// <param name="cancellationToken">Cancels the read.</param>
+    /// <param name="into">Columns to read into when they are large enough (compaction reuses its buffers); new ones otherwise.</param>
+    public static async Task<SeriesColumns> ReadAsync(string path, int rowGroup, bool float32, CancellationToken cancellationToken, SeriesColumns? into = null)
     {
         await using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
         await using var reader = await ParquetReader.CreateAsync(stream, cancellationToken: cancellationToken);
         using var group = reader.OpenRowGroupReader(rowGroup);
         var n = (int)group.RowCount;
-        var columns = new SeriesColumns(n);
+        var columns = into is not null && into.Steps.Length >= n ? into : new SeriesColumns(n);
         var fields = reader.Schema.DataFields;
         DataField Field(string name) => fields.FirstOrDefault(f => f.Name == name)
             ?? throw new IOException($"segment {path} has no column '{name}': not a MetricStore point file");
@@ -67,11 +74,15 @@ internal static class SegmentFile
         await group.ReadAsync(Field("timestamp_ms"), new Memory<long>(columns.Timestamps, 0, n), cancellationToken: cancellationToken);
         if (float32)
         {
-            var floats = new float[n];
-            await group.ReadAsync(Field("value"), new Memory<float>(floats), cancellationToken: cancellationToken);
-            for (var i = 0; i < n; i++)
+            // The floats land in the first half of the double column's memory and are widened in
+            // place from the end: double i covers floats 2i and 2i+1, both already widened (or, for
+            // i = 0, float 0 itself, read first), so no float is overwritten before it is read.
+            using var floats = new FloatsInDoubles(columns.Values, n);
+            await group.ReadAsync(Field("value"), floats.Memory, cancellationToken: cancellationToken);
+            var read = floats.GetSpan();
+            for (var i = n - 1; i >= 0; i--)
             {
-                columns.Values[i] = floats[i];
+                columns.Values[i] = read[i];
             }
         }
         else
@@ -81,6 +92,26 @@ internal static class SegmentFile
 
         columns.Count = n;
         return columns;
+    }
+
+    /// <summary>The first <c>count</c> floats' worth of a double array's memory, as Memory&lt;float&gt; (no copy).</summary>
+    private sealed unsafe class FloatsInDoubles(double[] array, int count) : MemoryManager<float>
+    {
+        public override Span<float> GetSpan() => MemoryMarshal.Cast<double, float>(array.AsSpan(0, (count + 1) / 2))[..count];
+
+        public override MemoryHandle Pin(int elementIndex = 0)
+        {
+            var handle = GCHandle.Alloc(array, GCHandleType.Pinned);
+            return new MemoryHandle((float*)handle.AddrOfPinnedObject() + elementIndex, handle, this);
+        }
+
+        public override void Unpin()
+        {
+        }
+
+        protected override void Dispose(bool disposing)
+        {
+        }
     }
 
     /// <summary>

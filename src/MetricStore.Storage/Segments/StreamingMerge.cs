@@ -5,7 +5,8 @@ namespace MetricStore.Storage.Segments;
 /// hold (last write wins), without holding the series in memory: it keeps at most one row group per
 /// input file and one output buffer, and loads an input's next row group only when the merge
 /// reaches that row group's first step (known from the manifest). When the files cover disjoint
-/// step ranges, as training runs write them, one input row group is loaded at a time.
+/// step ranges, as training runs write them, one input row group is loaded at a time. Columns a
+/// cursor is done with go to a free list that later loads (and the next series) read into.
 /// </summary>
 /// <remarks>
 /// Within one file a series' row groups are sorted, disjoint and have unique steps (seals and
@@ -13,8 +14,11 @@ namespace MetricStore.Storage.Segments;
 /// </remarks>
 internal static class StreamingMerge
 {
-    /// <summary>One input: a file's row groups of the series, in step order, and how to load one.</summary>
-    internal sealed record Input(IReadOnlyList<SegmentSeries> Parts, Func<SegmentSeries, Task<SeriesColumns>> Load);
+    /// <summary>
+    /// One input: a file's row groups of the series, in step order, and how to load one (into the
+    /// given free columns when they are large enough, so buffers are reused rather than allocated).
+    /// </summary>
+    internal sealed record Input(IReadOnlyList<SegmentSeries> Parts, Func<SegmentSeries, SeriesColumns?, Task<SeriesColumns>> Load);
 
     /// <summary>
     /// Emits the merged series in buffers of at most <paramref name="bufferRows"/> points (the same
@@ -23,12 +27,16 @@ internal static class StreamingMerge
     /// <param name="inputs">Oldest first: a later input's point replaces an earlier one's at the same step.</param>
     /// <param name="bufferRows">Points per emitted buffer.</param>
     /// <param name="emit">Receives each full buffer and the last, partly filled one.</param>
+    /// <param name="free">Columns no longer in use, taken for loads and the output and given back
+    /// when done: one pool for the whole compaction keeps its large arrays few and reused.</param>
     /// <returns>The number of points emitted.</returns>
-    public static async Task<long> MergeAsync(IReadOnlyList<Input> inputs, int bufferRows, Func<SeriesColumns, Task> emit)
+    public static async Task<long> MergeAsync(IReadOnlyList<Input> inputs, int bufferRows, Func<SeriesColumns, Task> emit, Stack<SeriesColumns>? free = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(bufferRows, 1);
-        var cursors = inputs.Select(i => new Cursor(i)).ToArray();
-        var output = new SeriesColumns(bufferRows);
+        free ??= new Stack<SeriesColumns>();
+        var cursors = inputs.Select(i => new Cursor(i, free)).ToArray();
+        var output = free.TryPop(out var reused) && reused.Steps.Length >= bufferRows ? reused : new SeriesColumns(bufferRows);
+        output.Count = 0;
         long emitted = 0;
         while (true)
         {
@@ -97,6 +105,8 @@ internal static class StreamingMerge
             emitted += output.Count;
         }
 
+        output.Count = 0;
+        free.Push(output);
         return emitted;
     }
 
@@ -130,7 +140,7 @@ internal static class StreamingMerge
     }
 
     /// <summary>One input's position: the loaded row group (if any) and the index within it.</summary>
-    private sealed class Cursor(Input input)
+    private sealed class Cursor(Input input, Stack<SeriesColumns> free)
     {
         private int _part;
         private SeriesColumns? _loaded;
@@ -148,7 +158,13 @@ internal static class StreamingMerge
             if (_loaded is null)
             {
                 var part = input.Parts[_part];
-                var loaded = await input.Load(part);
+                free.TryPop(out var spare);
+                var loaded = await input.Load(part, spare);
+                if (spare is not null && !ReferenceEquals(loaded, spare))
+                {
+                    free.Push(spare); // too small for this row group: keep it for another
+                }
+
                 if (loaded.Count != part.Rows || loaded.Count == 0 || loaded.Steps[0] != part.MinStep)
                 {
                     throw new IOException($"row group {part.RowGroup} of series {part.SeriesId} has {loaded.Count} rows from step {(loaded.Count > 0 ? loaded.Steps[0] : 0)}, but the manifest lists {part.Rows} rows from step {part.MinStep}");
@@ -166,7 +182,9 @@ internal static class StreamingMerge
             Position += count;
             if (Position == _loaded!.Count)
             {
-                // Done with this row group: drop it before the next one is loaded.
+                // Done with this row group: its columns are free for the next load anywhere.
+                _loaded.Count = 0;
+                free.Push(_loaded);
                 _loaded = null;
                 Position = 0;
                 _part++;
