@@ -31,6 +31,35 @@ public sealed class BenchQueryTests
     }
 
     [Fact]
+    public async Task Bench_bytes_measures_the_synthetic_curves_and_a_real_log_as_sealed()
+    {
+        using var logs = new TempDirectory();
+        var random = new Random(3);
+        await File.WriteAllLinesAsync(Path.Combine(logs.Path, "llmc-gpt2-124m-10Btok_main.log"), Enumerable.Range(0, 2000).SelectMany(s => new[]
+        {
+            string.Create(System.Globalization.CultureInfo.InvariantCulture, $"s:{s} trl:{4 + (2.0 / (s + 1)) + (random.NextDouble() / 100):F4} lr:{0.0006 * Math.Min(1, s / 100.0):F6} norm:{1 + random.NextDouble():F2}"),
+            s % 250 == 0 ? $"s:{s} tel:3.5" : "",
+        }));
+
+        var (report, _) = await BenchAsync("bytes", "--points", "50000", "--logs", logs.Path);
+        var datasets = report.GetProperty("datasets").EnumerateArray().ToDictionary(d => d.GetProperty("dataset").GetString()!);
+        Assert.Equal(4, datasets.Count);
+        var f32 = datasets["synthetic loss, float32-origin noise"];
+        var f64 = datasets["synthetic loss, float64 noise"];
+        Assert.Equal("float", f32.GetProperty("value_type").GetString());
+        Assert.Equal("double", f64.GetProperty("value_type").GetString());
+        Assert.Equal(50_000, f32.GetProperty("points").GetInt64());
+        Assert.InRange(f32.GetProperty("bytes_per_point").GetDouble(), 1.0, 4.5);
+        Assert.True(f64.GetProperty("bytes_per_point").GetDouble() > f32.GetProperty("bytes_per_point").GetDouble() + 1, report.ToString());
+        var real = datasets["llm.c GPT-2 124M: train loss, lr, grad norm"];
+        Assert.Equal(3, real.GetProperty("series").GetInt32());
+        Assert.Equal(6000, real.GetProperty("points").GetInt64()); // trl rows only: 2000 steps x 3 series
+        var columns = real.GetProperty("column_bytes_per_point");
+        Assert.True(columns.GetProperty("value").GetDouble() > columns.GetProperty("step").GetDouble(), report.ToString());
+        Assert.Equal("float", datasets["llm.c GPT-2 124M: train loss, lr, grad norm (as float32)"].GetProperty("value_type").GetString());
+    }
+
+    [Fact]
     public async Task Bench_ingest_streams_seals_verifies_every_point_and_reports_every_key()
     {
         var (report, result) = await BenchAsync("ingest", "--duration", "1", "--warmup", "1", "--writers", "2", "--batch", "2000", "--seal-threshold", "100000");

@@ -13,6 +13,7 @@ internal static class BenchCommand
         command.Subcommands.Add(QueryCommand(context));
         command.Subcommands.Add(SearchCommand(context));
         command.Subcommands.Add(ArtifactsCommand(context));
+        command.Subcommands.Add(BytesCommand(context));
         return command;
     }
 
@@ -86,6 +87,27 @@ internal static class BenchCommand
         };
         command.SetAction(async (parse, cancellationToken) =>
             await SearchBench.RunAsync(new SearchBenchOptions(Positive("--runs", parse.GetValue(runs)), Positive("--iterations", parse.GetValue(iterations)), context.Json(parse)), context.Output, context.Error, cancellationToken));
+        return command;
+    }
+
+    private static Command BytesCommand(CliContext context)
+    {
+        var points = new Option<int>("--points") { Description = "Points of each synthetic curve", DefaultValueFactory = _ => 10_000_000 };
+        var logs = new Option<string?>("--logs") { Description = "Also measure the real curves in this folder (e.g. ../shared/data/training-logs)" };
+        var command = new Command("bytes", "Bytes per point on disk, written as a seal writes them: the synthetic loss curve with float32-origin and float64 noise, and with --logs the real training curves.")
+        {
+            points, logs,
+        };
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            var folder = parse.GetValue(logs);
+            if (folder is not null && !Directory.Exists(folder))
+            {
+                throw new UsageException($"--logs '{folder}' is not a directory");
+            }
+
+            return await BytesBench.RunAsync(new BytesBenchOptions(Positive("--points", parse.GetValue(points)), folder, context.Json(parse)), context.Output, context.Error, cancellationToken);
+        });
         return command;
     }
 
