@@ -25,7 +25,7 @@ internal static partial class BytesBench
             var steps = Enumerable.Range(0, o.Points).Select(i => (long)i).ToArray();
             var wall = steps.Select(s => 1_700_000_000_000 + (s / 10_000 * 1000)).ToArray(); // one timestamp per 10k-point request, as bench ingest sends
             datasets.Add(("synthetic loss, float32-origin noise", "per 10k-point request", [(steps, curve.Select(v => (double)v).ToArray(), wall)]));
-            datasets.Add(("synthetic loss, float64 noise", "per 10k-point request", [(steps, NoisyLossCurve64(o.Points, seed: 42), wall)]));
+            datasets.Add(("synthetic loss, float64 noise", "per 10k-point request", [(steps, IngestBench.NoisyLossCurve64(o.Points, seed: 42), wall)]));
             if (o.Logs is not null)
             {
                 // As parsed (decimal text, so doubles), and as a client that logs float32 stores them.
@@ -79,22 +79,6 @@ internal static partial class BytesBench
         {
             Directory.Delete(temp, recursive: true);
         }
-    }
-
-    /// <summary>The same curve as <see cref="IngestBench.NoisyLossCurve"/>, kept at full double precision.</summary>
-    private static double[] NoisyLossCurve64(int length, int seed)
-    {
-        var random = new Random(seed);
-        var curve = new double[length];
-        for (var i = 0; i < length; i++)
-        {
-            var u1 = 1.0 - random.NextDouble();
-            var u2 = random.NextDouble();
-            var noise = Math.Sqrt(-2 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2);
-            curve[i] = (2.5 * Math.Exp(-i / 200_000.0)) + 0.1 + (0.02 * noise);
-        }
-
-        return curve;
     }
 
     /// <summary>

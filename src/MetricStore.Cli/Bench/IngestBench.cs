@@ -124,16 +124,19 @@ internal static class IngestBench
     }
 
     /// <summary>A loss curve as float32: exponential decay plus Gaussian noise, like a real training log.</summary>
-    internal static float[] NoisyLossCurve(int length, int seed)
+    internal static float[] NoisyLossCurve(int length, int seed) => Array.ConvertAll(NoisyLossCurve64(length, seed), v => (float)v);
+
+    /// <summary>The same curve at full double precision (the noise fills all 52 mantissa bits).</summary>
+    internal static double[] NoisyLossCurve64(int length, int seed)
     {
         var random = new Random(seed);
-        var curve = new float[length];
+        var curve = new double[length];
         for (var i = 0; i < length; i++)
         {
             var u1 = 1.0 - random.NextDouble();
             var u2 = random.NextDouble();
             var noise = Math.Sqrt(-2 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2);
-            curve[i] = (float)((2.5 * Math.Exp(-i / 200_000.0)) + 0.1 + (0.02 * noise));
+            curve[i] = (2.5 * Math.Exp(-i / 200_000.0)) + 0.1 + (0.02 * noise);
         }
 
         return curve;
