@@ -6,8 +6,8 @@
 #
 # Each attempt runs 'bench query' on a new data directory (build, restart, measure). When the
 # bench prints nothing for 16 s before its DuckDB phase, the server is stalled: its stacks go to
-# /tmp/stall-stack.txt (dotnet-stack: 'dotnet tool install -g dotnet-stack') and its sockets to
-# /tmp/stall-ss.txt. Stalls were 4 in 30 runs of commit 1e2616d; none in 9 runs of later builds.
+# /tmp/stall-stack.txt (dotnet-stack: 'dotnet tool install -g dotnet-stack'), its sockets to
+# /tmp/stall-ss.txt and a full dump to /tmp/stall-server.dmp (dotnet-dump). Stalls were 4 in 30 runs of commit 1e2616d; none in 9 runs of later builds.
 set -u
 dll=${1:-src/MetricStore.Cli/bin/Release/net10.0/metricstore.dll}
 attempts=${2:-12}
@@ -29,6 +29,9 @@ for attempt in $(seq 1 "$attempts"); do
       ps -o pid,%cpu,etime,rss,nlwp -p "$pid"
       "${DOTNET_STACK:-$HOME/.dotnet/tools/dotnet-stack}" report -p "$pid" > /tmp/stall-stack.txt 2>&1
       ss -tnpi 2>/dev/null | grep -A1 "pid=$pid" > /tmp/stall-ss.txt
+      # The whole heap too: Kestrel's Http2Connection (open streams, connection flow-control window)
+      # is only visible there, since an await stuck on flow control holds no thread.
+      "${DOTNET_DUMP:-$HOME/.dotnet/tools/dotnet-dump}" collect -p "$pid" --type Full -o /tmp/stall-server.dmp > /dev/null 2>&1
       caught=1; break
     fi
   done
