@@ -564,27 +564,8 @@ public sealed partial class TrackingStore
             (description, created, createdBy) = (reader.GetString(0), reader.GetInt64(1), reader.GetString(2));
         }
 
-        var tags = new Dictionary<string, string>(StringComparer.Ordinal);
-        using (var select = Command(connection, tx, "SELECT key, value FROM model_tags WHERE model = $n"))
-        {
-            select.Parameters.AddWithValue("$n", name);
-            using var reader = select.ExecuteReader();
-            while (reader.Read())
-            {
-                tags[reader.GetString(0)] = reader.GetString(1);
-            }
-        }
-
-        var aliases = new Dictionary<string, long>(StringComparer.Ordinal);
-        using (var select = Command(connection, tx, "SELECT alias, version FROM model_aliases WHERE model = $n"))
-        {
-            select.Parameters.AddWithValue("$n", name);
-            using var reader = select.ExecuteReader();
-            while (reader.Read())
-            {
-                aliases[reader.GetString(0)] = reader.GetInt64(1);
-            }
-        }
+        var tags = ReadDictionary(connection, tx, "SELECT key, value FROM model_tags WHERE model = $n", r => r.GetString(1), ("$n", name));
+        var aliases = ReadDictionary(connection, tx, "SELECT alias, version FROM model_aliases WHERE model = $n", r => r.GetInt64(1), ("$n", name));
 
         long latest;
         using (var select = Command(connection, tx, "SELECT COALESCE(MAX(version), 0) FROM model_versions WHERE model = $n"))
@@ -617,29 +598,8 @@ public sealed partial class TrackingStore
                 reader.GetString(4), reader.GetString(5), reader.GetString(6), reader.GetString(7), reader.GetInt64(8), (Stage)reader.GetInt32(9), []);
         }
 
-        var parameters = new Dictionary<string, string>(StringComparer.Ordinal);
-        using (var select = Command(connection, tx, "SELECT key, value FROM version_params WHERE model = $m AND version = $v"))
-        {
-            select.Parameters.AddWithValue("$m", model);
-            select.Parameters.AddWithValue("$v", version);
-            using var reader = select.ExecuteReader();
-            while (reader.Read())
-            {
-                parameters[reader.GetString(0)] = reader.GetString(1);
-            }
-        }
-
-        var metrics = new Dictionary<string, double>(StringComparer.Ordinal);
-        using (var select = Command(connection, tx, "SELECT metric, last FROM version_metrics WHERE model = $m AND version = $v"))
-        {
-            select.Parameters.AddWithValue("$m", model);
-            select.Parameters.AddWithValue("$v", version);
-            using var reader = select.ExecuteReader();
-            while (reader.Read())
-            {
-                metrics[reader.GetString(0)] = reader.IsDBNull(1) ? double.NaN : reader.GetDouble(1);
-            }
-        }
+        var parameters = ReadDictionary(connection, tx, "SELECT key, value FROM version_params WHERE model = $m AND version = $v", r => r.GetString(1), ("$m", model), ("$v", version));
+        var metrics = ReadDictionary(connection, tx, "SELECT metric, last FROM version_metrics WHERE model = $m AND version = $v", r => r.IsDBNull(1) ? double.NaN : r.GetDouble(1), ("$m", model), ("$v", version));
 
         var aliases = new List<string>();
         using (var select = Command(connection, tx, "SELECT alias FROM model_aliases WHERE model = $m AND version = $v ORDER BY alias"))

@@ -194,15 +194,23 @@ public sealed partial class TrackingStore : IDisposable
         }
     }
 
-    private static Dictionary<string, string> ReadEntries(SqliteConnection connection, string table, string ownerColumn, object owner)
+    private static Dictionary<string, string> ReadEntries(SqliteConnection connection, string table, string ownerColumn, object owner) =>
+        ReadDictionary(connection, null, $"SELECT key, value FROM {table} WHERE {ownerColumn} = $o ORDER BY key", r => r.GetString(1), ("$o", owner));
+
+    /// <summary>Rows of (text key, value) from a query, keyed ordinally; the value is read from column 1.</summary>
+    private static Dictionary<string, T> ReadDictionary<T>(SqliteConnection connection, SqliteTransaction? tx, string sql, Func<SqliteDataReader, T> value, params (string Name, object Value)[] parameters)
     {
-        using var select = Command(connection, null, $"SELECT key, value FROM {table} WHERE {ownerColumn} = $o ORDER BY key");
-        select.Parameters.AddWithValue("$o", owner);
+        using var select = Command(connection, tx, sql);
+        foreach (var (name, v) in parameters)
+        {
+            select.Parameters.AddWithValue(name, v);
+        }
+
         using var reader = select.ExecuteReader();
-        var entries = new Dictionary<string, string>(StringComparer.Ordinal);
+        var entries = new Dictionary<string, T>(StringComparer.Ordinal);
         while (reader.Read())
         {
-            entries[reader.GetString(0)] = reader.GetString(1);
+            entries[reader.GetString(0)] = value(reader);
         }
 
         return entries;

@@ -67,6 +67,13 @@ public sealed class RegistryTests(RegistryFixture fixture) : IClassFixture<Regis
         var experiment = Unique.Name("registry");
         await wendy.CreateExperimentAsync(experiment);
         var run = await wendy.Tracking.CreateRunAsync(new CreateRunRequest { ExperimentName = experiment, Params = { ["lr"] = "0.01" } });
+        await using (var logging = await wendy.AttachRunAsync(run.RunId))
+        {
+            logging.Log("val/auc", 1, 0.5);
+            logging.Log("val/auc", 2, 0.91);
+            await logging.FlushAsync();
+        }
+
         var model = Unique.Name("model").Replace(' ', '-');
         await wendy.Registry.CreateModelAsync(new CreateModelRequest { Name = model, Description = "fraud scorer" });
         var versions = new List<ModelVersion>();
@@ -90,12 +97,14 @@ public sealed class RegistryTests(RegistryFixture fixture) : IClassFixture<Regis
         Assert.Equal(1, v1.Version);
         Assert.Equal(runId, v1.SourceRunId);
         Assert.Equal("0.01", v1.Params["lr"]);
+        Assert.Equal(0.91, v1.Metrics["val/auc"]); // the last value, snapshotted with the version
         Assert.Equal(Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes("weights-v1"))), v1.ArtifactSha256);
         Assert.Equal("wendy", v1.CreatedBy);
 
         using var wendy = fixture.As("wendy");
         using var ann = fixture.As("ann");
         using var rita = fixture.As("rita");
+        Assert.Equal(v1.Metrics, (await ann.Registry.GetVersionAsync(new GetVersionRequest { Name = model, Version = 1 })).Metrics);
         var staged = await ToStagingAsync(wendy, model, 1);
         Assert.Equal(RequestState.Approved, staged.State); // only Production needs an approval
 
