@@ -57,10 +57,7 @@ public sealed class DataDirectoryStartTests
         var report = Directory.CreateDirectory(Path.Combine(root.Path, "report")).FullName;
         var runId = await WriteStoreAsync(source);
 
-        // root enters a mount namespace directly; anyone else maps themselves to root in a user namespace.
-        string[] wrapper = Environment.UserName == "root"
-            ? ["unshare", "--mount", "--propagation", "private", "bash", "-c", Script, "bash", mode, mount, source, report]
-            : ["unshare", "--user", "--map-root-user", "--mount", "bash", "-c", Script, "bash", mode, mount, source, report];
+        var wrapper = InMountNamespace(Script, mode, mount, source, report);
         var dataInMount = Path.Combine(mount, "data");
         using var serve = await ServeProcess.StartAsync(["serve", "--data", dataInMount, "--grpc-port", "0", "--http-port", "0"], wrapper: wrapper);
 
@@ -93,9 +90,7 @@ public sealed class DataDirectoryStartTests
             shift
             exec "$@"
             """;
-        string[] wrapper = Environment.UserName == "root"
-            ? ["unshare", "--mount", "--propagation", "private", "bash", "-c", Small, "bash", mount]
-            : ["unshare", "--user", "--map-root-user", "--mount", "bash", "-c", Small, "bash", mount];
+        var wrapper = InMountNamespace(Small, mount);
         using var serve = await ServeProcess.StartAsync(["serve", "--data", Path.Combine(mount, "data"), "--grpc-port", "0", "--http-port", "0", "--seal-threshold", "100000000"], wrapper: wrapper);
         using var client = new MetricStoreClient(serve.GrpcUrl);
         var run = await client.Tracking.CreateRunAsync(new CreateRunRequest { ExperimentName = (await client.CreateExperimentAsync("fills-up")).Name });
@@ -152,6 +147,13 @@ public sealed class DataDirectoryStartTests
         Assert.True(serve.Output.Contains("No space left on device", StringComparison.Ordinal), serve.Output);
         await serve.TerminateAsync();
     }
+
+    /// <summary>
+    /// Runs a bash script, then the command line appended to it, in a private mount namespace that
+    /// vanishes with it: root enters one directly, anyone else maps themselves to root in a user namespace.
+    /// </summary>
+    private static string[] InMountNamespace(string script, params string[] arguments) =>
+        [.. Environment.UserName == "root" ? ["unshare", "--mount", "--propagation", "private"] : new[] { "unshare", "--user", "--map-root-user", "--mount" }, "bash", "-c", script, "bash", .. arguments];
 
     private static WriteRequest Request(string runId, ulong seq, long firstStep, double[] values)
     {

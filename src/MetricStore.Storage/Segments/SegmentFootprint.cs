@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Parquet;
 
 namespace MetricStore.Storage.Segments;
@@ -56,9 +57,7 @@ public sealed record SegmentFootprint(long Points, long FileBytes, IReadOnlyDict
                 verified &= read.Count == part.Rows
                     && read.Steps.AsSpan(0, read.Count).SequenceEqual(steps.AsSpan(at, read.Count))
                     && read.Timestamps.AsSpan(0, read.Count).SequenceEqual(timestamps.AsSpan(at, read.Count))
-                    && MemoryExtensions.SequenceEqual<long>(
-                        System.Runtime.InteropServices.MemoryMarshal.Cast<double, long>(read.Values.AsSpan(0, read.Count)),
-                        System.Runtime.InteropServices.MemoryMarshal.Cast<double, long>(values.AsSpan(at, read.Count)));
+                    && MemoryMarshal.Cast<double, long>(read.Values.AsSpan(0, read.Count)).SequenceEqual(MemoryMarshal.Cast<double, long>(values.AsSpan(at, read.Count)));
                 offsets[part.SeriesId] = at + read.Count;
             }
 
