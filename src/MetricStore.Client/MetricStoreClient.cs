@@ -25,11 +25,7 @@ public sealed partial class MetricStoreClient : IDisposable
     {
         ArgumentNullException.ThrowIfNull(options);
         Options = options;
-        _channel = GrpcChannel.ForAddress(options.Address, new GrpcChannelOptions
-        {
-            MaxReceiveMessageSize = 16 * 1024 * 1024,
-            MaxSendMessageSize = 16 * 1024 * 1024,
-        });
+        _channel = MetricStoreChannel.Create(options.Address);
         // With a token, every call carries it (servers started with --auth require one).
         var invoker = string.IsNullOrEmpty(options.Token) && string.IsNullOrEmpty(options.User)
             ? _channel.CreateCallInvoker()

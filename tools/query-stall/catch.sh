@@ -3,8 +3,10 @@
 # the measuring server's managed stacks while it is stuck.
 #
 #   tools/query-stall/catch.sh [path/to/metricstore.dll] [attempts]
+#   REUSE=/tmp/qb/data tools/query-stall/catch.sh ...   # measure an existing dataset every attempt
 #
-# Each attempt runs 'bench query' on a new data directory (build, restart, measure). When the
+# Each attempt runs 'bench query' on a new data directory (build, restart, measure), or with
+# REUSE set on that dataset (restart, measure). When the
 # bench prints nothing for 16 s before its DuckDB phase, the server is stalled: its stacks go to
 # /tmp/stall-stack.txt (dotnet-stack: 'dotnet tool install -g dotnet-stack'), its sockets to
 # /tmp/stall-ss.txt and a full dump to /tmp/stall-server.dmp (dotnet-dump). Stalls were 4 in 30 runs of commit 1e2616d; none in 9 runs of later builds.
@@ -14,8 +16,9 @@ attempts=${2:-12}
 log=$(mktemp)
 data=$(mktemp -d)
 for attempt in $(seq 1 "$attempts"); do
-  rm -rf "$data"; : > "$log"
-  timeout 400 dotnet "$dll" bench query --data "$data" --json > "$log" 2>&1 &
+  : > "$log"
+  if [ -n "${REUSE:-}" ]; then target=$REUSE; else rm -rf "$data"; target=$data; fi
+  timeout 400 dotnet "$dll" bench query --data "$target" --json > "$log" 2>&1 &
   bench=$!
   while ! grep -q "server restarted" "$log"; do sleep 0.5; kill -0 $bench 2>/dev/null || break; done
   pid=$(grep -o "server restarted (pid [0-9]*" "$log" | grep -o "[0-9]*$")

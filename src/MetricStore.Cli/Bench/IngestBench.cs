@@ -2,7 +2,6 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json.Nodes;
 using Grpc.Core;
-using Grpc.Net.Client;
 using MetricStore.Client;
 using MetricStore.Protocol.V1;
 
@@ -280,7 +279,7 @@ internal static class IngestBench
 
         public async Task RunAsync(string url, TimeSpan duration, long timedFrom, Stopwatch clock, CancellationToken cancellationToken)
         {
-            using var channel = GrpcChannel.ForAddress(url, new GrpcChannelOptions { MaxSendMessageSize = 64 * 1024 * 1024 });
+            using var channel = MetricStoreChannel.Create(new Uri(url), maxSendMessageBytes: 64 * 1024 * 1024);
             var ingest = new IngestService.IngestServiceClient(channel);
             using var call = ingest.Write(cancellationToken: cancellationToken);
             var writerId = $"bench-{index}-{Guid.NewGuid():N}";

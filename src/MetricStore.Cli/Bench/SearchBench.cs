@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json.Nodes;
-using Grpc.Net.Client;
+using MetricStore.Client;
 using MetricStore.Core;
 using MetricStore.Protocol.V1;
 using MetricStore.Tracking;
@@ -46,7 +46,7 @@ internal static class SearchBench
             await progress.WriteLineAsync($"[bench] imported {runs.Count:N0} runs (20 params, 5 tags, 10 metric summaries each) in {loadSeconds:F1} s");
 
             using var server = await BenchServer.StartAsync(data, "sync", discard: false, cancellationToken);
-            using var channel = GrpcChannel.ForAddress(server.GrpcUrl, new GrpcChannelOptions { MaxReceiveMessageSize = 64 * 1024 * 1024 });
+            using var channel = MetricStoreChannel.Create(new Uri(server.GrpcUrl), maxReceiveMessageBytes: 64 * 1024 * 1024);
             var tracking = new TrackingService.TrackingServiceClient(channel);
             var searches = new (string Name, SearchRunsRequest Request, Func<ImportedRun, bool> Match, Func<IEnumerable<ImportedRun>, IEnumerable<ImportedRun>> Order)[]
             {
