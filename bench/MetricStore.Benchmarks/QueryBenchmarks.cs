@@ -89,7 +89,15 @@ public class QueryBenchmarks
     /// <summary>The sealed series as an Arrow IPC stream into Stream.Null: the HTTP endpoint's work without the network.</summary>
     [Benchmark]
     public void ArrowIpc10M() =>
-        MetricStore.Server.Http.PointsEndpoint.WriteArrowAsync(Stream.Null, _engine.ReadPointsAsync(_sealed, long.MinValue, long.MaxValue, 1 << 20), CancellationToken.None).GetAwaiter().GetResult();
+        MetricStore.Server.Http.PointsEndpoint.WriteArrowAsync(Stream.Null, _engine.ReadPointsAsync(_sealed, long.MinValue, long.MaxValue, 1 << 20), MetricStore.Server.Http.PointsEndpoint.AllColumns, float32: false, CancellationToken.None).GetAwaiter().GetResult();
+
+    /// <summary>The same with <c>columns=step,value&amp;value_type=auto</c>: the float32 check, then values narrowed to float32 on the way out.</summary>
+    [Benchmark]
+    public void ArrowIpc10MStepValueFloat32()
+    {
+        var float32 = _engine.ValuesFitFloat32Async(_sealed).AsTask().GetAwaiter().GetResult();
+        MetricStore.Server.Http.PointsEndpoint.WriteArrowAsync(Stream.Null, _engine.ReadPointsAsync(_sealed, long.MinValue, long.MaxValue, 1 << 20), [MetricStore.Server.Http.PointsEndpoint.Column.Step, MetricStore.Server.Http.PointsEndpoint.Column.Value], float32, CancellationToken.None).GetAwaiter().GetResult();
+    }
 
     /// <summary>Streams the sealed series in 1M-point slices (what Arrow and gRPC reads iterate).</summary>
     [Benchmark]

@@ -264,6 +264,29 @@ public sealed partial class StorageEngine
         return result;
     }
 
+    /// <summary>
+    /// Whether every value of the series with fromStep &lt;= step &lt;= toStep is exactly a float32, as
+    /// of now, so a reader can be sent 4-byte values without losing anything. Sealed row groups answer
+    /// from their file's value type without being read (a row group stored as double counts as no,
+    /// even where the range holds only float32 values); points in memory are scanned over the range. Points written after
+    /// this call may not fit, so a reader that relies on the answer checks each value it narrows.
+    /// </summary>
+    public async ValueTask<bool> ValuesFitFloat32Async(SeriesKey key, long fromStep = long.MinValue, long toStep = long.MaxValue)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        if (!_series.TryGetValue(key.Canonical, out var head))
+        {
+            return true;
+        }
+
+        var runs = await WithRetryAsync(() =>
+        {
+            var (segments, chunks, _) = head.Snapshot();
+            return SeriesResolver.ResolveAsync(segments, chunks, _cache, _options.SegmentDirectory, fromStep, toStep);
+        });
+        return runs.TrueForAll(r => r.ValuesFitFloat32(fromStep, toStep));
+    }
+
     /// <summary>A compaction may delete a file between a snapshot and reading it: take the snapshot again.</summary>
     private static async Task<T> WithRetryAsync<T>(Func<Task<T>> read)
     {

@@ -99,7 +99,7 @@ public sealed class BenchQueryTests
         using var data = new TempDirectory();
         string[] args = ["query", "--data", data.Path, "--big-steps", "30000", "--runs", "4", "--run-steps", "5000", "--iterations", "5"];
         var (report, first) = await BenchAsync(args);
-        Positive(report, "downsample_p50_ms", "downsample_p99_ms", "zoom_p50_ms", "duckdb_downsample_ms", "speedup_vs_duckdb", "raw_read_points_per_sec", "latest_1000_ms");
+        Positive(report, "downsample_p50_ms", "downsample_p99_ms", "zoom_p50_ms", "duckdb_downsample_ms", "speedup_vs_duckdb", "raw_read_points_per_sec", "raw_read_step_value_points_per_sec", "latest_1000_ms");
         Assert.Equal(4, report.GetProperty("latest_series").GetInt32());
         Assert.Contains("building", first.Error, StringComparison.Ordinal);
 

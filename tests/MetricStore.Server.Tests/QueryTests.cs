@@ -3,6 +3,7 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using Apache.Arrow;
 using Apache.Arrow.Ipc;
+using Apache.Arrow.Types;
 using Grpc.Core;
 using MetricStore.Protocol.V1;
 using MetricStore.Tests;
@@ -164,6 +165,133 @@ public sealed class QueryTests(ServerFixture fixture) : IClassFixture<ServerFixt
         Assert.Equal($"[{values[4]:R},\"NaN\"]", chunks[0].GetProperty("values").GetRawText());
         Assert.Equal("[6]", chunks[1].GetProperty("steps").GetRawText());
         Assert.Equal(1, chunks[1].GetProperty("timestamps_ms").GetArrayLength());
+    }
+
+    private async Task<(List<string> Names, List<IArrowType> Types, List<long> Steps, List<double> Values)> ReadArrowAsync(string query)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/v1/query/points?" + query);
+        request.Headers.Accept.ParseAdd("application/vnd.apache.arrow.stream");
+        using var response = await fixture.Server.Http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+        Assert.True(response.IsSuccessStatusCode, await response.Content.ReadAsStringAsync());
+        using var reader = new ArrowStreamReader(await response.Content.ReadAsStreamAsync());
+        var (steps, values) = (new List<long>(), new List<double>());
+        var names = reader.Schema.FieldsList.Select(f => f.Name).ToList();
+        var types = reader.Schema.FieldsList.Select(f => f.DataType).ToList();
+        while (await reader.ReadNextRecordBatchAsync() is { } batch)
+        {
+            using (batch)
+            {
+                for (var c = 0; c < batch.ColumnCount; c++)
+                {
+                    switch (names[c], batch.Column(c))
+                    {
+                        case ("step", Int64Array a):
+                            steps.AddRange(a.Values.ToArray());
+                            break;
+                        case ("value", FloatArray a):
+                            values.AddRange(a.Values.ToArray().Select(f => (double)f));
+                            break;
+                        case ("value", DoubleArray a):
+                            values.AddRange(a.Values.ToArray());
+                            break;
+                    }
+                }
+            }
+        }
+
+        return (names, types, steps, values);
+    }
+
+    [Fact]
+    public async Task Arrow_reads_pick_columns_and_send_float32_values_only_when_every_value_fits()
+    {
+        var run = await NewRunAsync();
+        var (steps, values) = Curve(100_000, s => (float)(1.0 / (s + 1)));
+        values[7] = double.NaN;
+        await WriteAsync(run, "f", steps, values);
+        await fixture.Server.Server.Storage.SealNowAsync();
+        await WriteAsync(run, "f", [100_000, 100_001], [0.5, 0.1]); // 0.1 is not a float32; 0.5 is
+
+        // The sealed part fits float32: 4-byte values, exactly as written, no timestamp column.
+        var sealedPart = await ReadArrowAsync($"run_id={run}&metric=f&end_step=100000&columns=step,value&value_type=auto&max_chunk_points=30000");
+        Assert.Equal(["step", "value"], sealedPart.Names);
+        Assert.Equal(ArrowTypeId.Float, sealedPart.Types[1].TypeId);
+        Assert.Equal(steps.Append(100_000), sealedPart.Steps);
+        Assert.Equal(values.Append(0.5), sealedPart.Values);
+
+        // With 0.1 in the range the values stay float64; the default is float64 whatever the values.
+        var whole = await ReadArrowAsync($"run_id={run}&metric=f&columns=step,value&value_type=auto");
+        Assert.Equal(ArrowTypeId.Double, whole.Types[1].TypeId);
+        Assert.Equal(values.Append(0.5).Append(0.1), whole.Values);
+        var byDefault = await ReadArrowAsync($"run_id={run}&metric=f&end_step=10");
+        Assert.Equal(["step", "value", "timestamp_ms"], byDefault.Names);
+        Assert.Equal(ArrowTypeId.Double, byDefault.Types[1].TypeId);
+
+        // Columns come in the order asked; JSON honours them too.
+        var reordered = await ReadArrowAsync($"run_id={run}&metric=f&end_step=10&columns=value,timestamp_ms");
+        Assert.Equal(["value", "timestamp_ms"], reordered.Names);
+        Assert.Equal(values[..11], reordered.Values);
+        var json = JsonDocument.Parse(await fixture.Server.Http.GetStringAsync($"/v1/query/points?run_id={run}&metric=f&start_step=100001&columns=step,value")).RootElement;
+        var chunk = json.GetProperty("chunks")[0];
+        Assert.Equal(["steps", "values"], chunk.EnumerateObject().Select(p => p.Name));
+        Assert.Equal("[100001]", chunk.GetProperty("steps").GetRawText());
+
+        foreach (var (query, message) in new[]
+        {
+            ("columns=step,foo", "columns 'step,foo': unknown column 'foo'"),
+            ("columns=step,step", "columns 'step,step': 'step' is listed twice"),
+            ("columns=", null),
+            ("value_type=float16", "value_type 'float16' is not one of float64, auto"),
+        })
+        {
+            var response = await fixture.Server.Http.GetAsync($"/v1/query/points?run_id={run}&metric=f&format=arrow&{query}");
+            if (message is null)
+            {
+                Assert.True(response.IsSuccessStatusCode, query); // an empty list means every column
+                continue;
+            }
+
+            Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+            Assert.Contains(message, await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public async Task A_float32_arrow_stream_ends_before_a_value_that_does_not_fit()
+    {
+        // A value that does not fit can only turn up when it was written into the range after the
+        // check; the stream then ends before it rather than send it rounded.
+        var columns = new MetricStore.Storage.SeriesColumns(6);
+        double[] values = [1, 2, 3, 0.1, 5, 6];
+        for (var i = 0; i < 6; i++)
+        {
+            (columns.Steps[i], columns.Values[i], columns.Timestamps[i]) = (i, values[i], 1000 + i);
+        }
+
+        async IAsyncEnumerable<MetricStore.Storage.PointSlice> Slices()
+        {
+            yield return new(columns, 0, 2);
+            await Task.Yield();
+            yield return new(columns, 2, 4);
+        }
+
+        using var output = new MemoryStream();
+        await MetricStore.Server.Http.PointsEndpoint.WriteArrowAsync(output, Slices(), MetricStore.Server.Http.PointsEndpoint.AllColumns, float32: true, CancellationToken.None);
+        output.Position = 0;
+        using var reader = new ArrowStreamReader(output);
+        var (steps, read) = (new List<long>(), new List<float>());
+        while (await reader.ReadNextRecordBatchAsync() is { } batch)
+        {
+            using (batch)
+            {
+                steps.AddRange(((Int64Array)batch.Column(0)).Values.ToArray());
+                read.AddRange(((FloatArray)batch.Column(1)).Values.ToArray());
+                Assert.Equal(batch.Length, ((Int64Array)batch.Column(2)).Length);
+            }
+        }
+
+        Assert.Equal([0L, 1, 2], steps);
+        Assert.Equal([1f, 2, 3], read);
     }
 
     [Fact]

@@ -35,6 +35,35 @@ public sealed class SealTests
     }
 
     [Fact]
+    public async Task Whether_values_fit_float32_comes_from_the_file_type_when_sealed_and_from_the_range_in_the_head()
+    {
+        await using var h = EngineHarness.Open();
+        var (steps, _) = Range(0, 1_000, s => s);
+        var floats = steps.Select(s => (double)(float)(1.0 / (s + 1))).ToArray();
+        floats[3] = double.NaN; // counts as exact
+        var doubles = steps.Select(s => Math.PI * s).ToArray();
+        await h.Engine.WriteAsync(Batch("w", 1, (Key("f32"), steps, floats), (Key("f64"), steps, doubles)));
+        await h.Engine.SealNowAsync();
+        Assert.True(await h.Engine.ValuesFitFloat32Async(Key("f32")));
+        Assert.False(await h.Engine.ValuesFitFloat32Async(Key("f64")));
+        Assert.False(await h.Engine.ValuesFitFloat32Async(Key("f64"), 0, 0)); // a double row group says no without being read (pi * 0 would fit)
+        Assert.True(await h.Engine.ValuesFitFloat32Async(Key("never written")));
+
+        // In the head: 0.1 at step 1500 does not fit; ranges that leave it out do.
+        var (more, moreValues) = Range(1_000, 1_000, s => (float)s);
+        moreValues[500] = 0.1;
+        await h.Engine.WriteAsync(Batch("w", 2, (Key("f32"), more, moreValues)));
+        Assert.False(await h.Engine.ValuesFitFloat32Async(Key("f32")));
+        Assert.False(await h.Engine.ValuesFitFloat32Async(Key("f32"), 1_500, 1_500));
+        Assert.True(await h.Engine.ValuesFitFloat32Async(Key("f32"), 0, 1_499));
+        Assert.True(await h.Engine.ValuesFitFloat32Async(Key("f32"), 1_501, long.MaxValue));
+
+        // Re-logging step 1500 with a float32 value makes the whole series fit again (last write wins).
+        await h.Engine.WriteAsync(Batch("w", 3, (Key("f32"), [1_500], [0.25])));
+        Assert.True(await h.Engine.ValuesFitFloat32Async(Key("f32")));
+    }
+
+    [Fact]
     public async Task A_seal_writes_in_order_chunks_as_they_are_and_merges_out_of_order_ones_across_row_groups()
     {
         // 2.5M in-order points span 39 head chunks and three 1M-row row groups (written through the

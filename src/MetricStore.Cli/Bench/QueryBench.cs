@@ -5,7 +5,6 @@ using System.Text.Json.Nodes;
 using Apache.Arrow;
 using Apache.Arrow.Ipc;
 using DuckDB.NET.Data;
-using Grpc.Net.Client;
 using MetricStore.Client;
 using MetricStore.Protocol.V1;
 
@@ -89,7 +88,7 @@ internal static class QueryBench
             try
             {
                 await progress.WriteLineAsync($"[bench] server restarted (pid {server.ProcessId}); measuring with {o.Iterations} iterations");
-                using var channel = GrpcChannel.ForAddress(server.GrpcUrl, new GrpcChannelOptions { MaxReceiveMessageSize = 64 * 1024 * 1024 });
+                using var channel = MetricStoreChannel.Create(new Uri(server.GrpcUrl), maxReceiveMessageBytes: 64 * 1024 * 1024);
                 var query = new QueryService.QueryServiceClient(channel);
                 using var http = new HttpClient { BaseAddress = new Uri(server.HttpUrl), Timeout = TimeSpan.FromMinutes(5) };
                 var big = new SeriesKey { RunId = dataset.BigRun, Metric = Metric };
@@ -118,28 +117,26 @@ internal static class QueryBench
                 var latest = await BenchTiming.TimeAsync(o.Iterations, s_warmUp, () => query.LatestValuesAsync(latestRequest, deadline: Deadline(), cancellationToken: cancellationToken).ResponseAsync);
                 await progress.WriteLineAsync($"[bench] LatestValues for {dataset.SmallRuns.Length} series: p50 {BenchTiming.Percentile(latest, 0.5):F2} ms, p99 {BenchTiming.Percentile(latest, 0.99):F2} ms");
 
-                // Full-resolution reads as Arrow IPC over HTTP, into Arrow arrays in this process.
-                (long[] Steps, double[] Values)? raw = null;
-                var rawTimes = new List<double>();
-                raw = await ReadArrowAsync(http, dataset.BigRun, keep: true, cancellationToken); // also the warm-up
-                for (var i = 0; i < 5; i++)
-                {
-                    var stopwatch = Stopwatch.StartNew();
-                    await ReadArrowAsync(http, dataset.BigRun, keep: false, cancellationToken);
-                    rawTimes.Add(stopwatch.Elapsed.TotalMilliseconds);
-                }
-
-                rawTimes.Sort();
-                var rawMs = rawTimes[2];
+                // Full-resolution reads as Arrow IPC over HTTP, into Arrow arrays in this process: every
+                // column, then what a chart draws (step and value, float32 values when all are exact).
+                var (raw, rawMs) = await TimeArrowReadsAsync(http, dataset.BigRun, AllColumns, cancellationToken);
                 var rawPointsPerSec = o.BigSteps / (rawMs / 1000);
                 await progress.WriteLineAsync($"[bench] full-resolution read: {o.BigSteps:N0} points as Arrow in {rawMs:F0} ms (median of 5) = {rawPointsPerSec:N0} points/s");
+                var (chart, chartMs) = await TimeArrowReadsAsync(http, dataset.BigRun, StepValueAuto, cancellationToken);
+                var chartPointsPerSec = o.BigSteps / (chartMs / 1000);
+                await progress.WriteLineAsync($"[bench] the same, step and value only ({(chart.Float32 ? "float32" : "float64")} values): {chartMs:F0} ms (median of 5) = {chartPointsPerSec:N0} points/s");
                 var rss = server.PeakRssMiB();
 
                 var (duckMs, duckBuckets) = DuckDbDownsample(data, dataset.BigRun, fullResult.StartStep, fullResult.BucketWidth);
                 await progress.WriteLineAsync($"[bench] DuckDB, same {Buckets} buckets over the same Parquet files: {duckMs:F1} ms (median of 5)");
 
                 var checks = new List<string>();
-                Verify(checks, dataset, o, fullResult, raw!.Value, duckBuckets, latestResult);
+                Verify(checks, dataset, o, fullResult, (raw.Steps, raw.Values), duckBuckets, latestResult);
+                VerifyRaw(checks, "step/value read", o, (chart.Steps, chart.Values));
+                if (!chart.Float32)
+                {
+                    checks.Add("the step/value read of a float32-origin series did not come as float32");
+                }
                 foreach (var problem in checks)
                 {
                     await progress.WriteLineAsync($"[bench] MISMATCH: {problem}");
@@ -157,6 +154,8 @@ internal static class QueryBench
                     ["speedup_vs_duckdb"] = Math.Round(duckMs / BenchTiming.Percentile(full, 0.5), 1),
                     ["raw_read_points_per_sec"] = Math.Round(rawPointsPerSec),
                     ["raw_read_ms"] = Math.Round(rawMs, 1),
+                    ["raw_read_step_value_points_per_sec"] = Math.Round(chartPointsPerSec),
+                    ["raw_read_step_value_ms"] = Math.Round(chartMs, 1),
                     ["latest_1000_ms"] = Math.Round(BenchTiming.Percentile(latest, 0.5), 3),
                     ["latest_p99_ms"] = Math.Round(BenchTiming.Percentile(latest, 0.99), 3),
                     ["latest_series"] = dataset.SmallRuns.Length,
@@ -173,6 +172,7 @@ internal static class QueryBench
                     await output.WriteLineAsync($"downsample  zooms       p50 {BenchTiming.Percentile(zoom, 0.5),8:F2} ms  p99 {BenchTiming.Percentile(zoom, 0.99),8:F2} ms");
                     await output.WriteLineAsync($"duckdb      same query      {duckMs,8:F2} ms               speedup {duckMs / BenchTiming.Percentile(full, 0.5):F1}x");
                     await output.WriteLineAsync($"raw read    {rawPointsPerSec,16:N0} points/s into Arrow (HTTP, {rawMs:F0} ms for {o.BigSteps:N0} points)");
+                    await output.WriteLineAsync($"  step+value{chartPointsPerSec,16:N0} points/s (columns=step,value&value_type=auto, {chartMs:F0} ms)");
                     await output.WriteLineAsync($"latest      p50 {BenchTiming.Percentile(latest, 0.5),8:F2} ms  p99 {BenchTiming.Percentile(latest, 0.99),8:F2} ms   ({dataset.SmallRuns.Length} series)");
                     await output.WriteLineAsync($"server      peak RSS {(rss is null ? "n/a" : $"{rss:F0} MiB")}");
                     await output.WriteLineAsync($"verified    {(verified ? "yes: buckets equal a full scan and DuckDB; latest values equal what was written" : "NO")}");
@@ -245,7 +245,7 @@ internal static class QueryBench
     /// <summary>Streams steps 0..steps-1 of each run's series in 100k-point requests, 8 in flight, and waits for every ack.</summary>
     private static async Task SendAsync(string url, (string RunId, int Index)[] runs, int steps, Func<int, long, float> value, TextWriter progress, CancellationToken cancellationToken)
     {
-        using var channel = GrpcChannel.ForAddress(url, new GrpcChannelOptions { MaxSendMessageSize = 64 * 1024 * 1024 });
+        using var channel = MetricStoreChannel.Create(new Uri(url), maxSendMessageBytes: 64 * 1024 * 1024);
         var ingest = new IngestService.IngestServiceClient(channel);
         using var call = ingest.Write(cancellationToken: cancellationToken);
         var writer = $"bench-query-{Guid.NewGuid():N}";
@@ -298,9 +298,14 @@ internal static class QueryBench
         await progress.WriteLineAsync($"[bench] wrote {runs.Length} series x {steps:N0} points");
     }
 
-    private static async Task<(long[] Steps, double[] Values)?> ReadArrowAsync(HttpClient http, string runId, bool keep, CancellationToken cancellationToken)
+    /// <summary>The all-column read and the chart-shaped one (step and value only, float32 values when exact).</summary>
+    private const string AllColumns = "";
+    private const string StepValueAuto = "&columns=step,value&value_type=auto";
+
+    /// <summary>One full read of the series as Arrow; the points when <paramref name="keep"/>, and whether values came as float32.</summary>
+    private static async Task<(long[] Steps, double[] Values, bool Float32)?> ReadArrowAsync(HttpClient http, string runId, string options, bool keep, CancellationToken cancellationToken)
     {
-        using var request = new HttpRequestMessage(HttpMethod.Get, $"/v1/query/points?run_id={runId}&metric={Uri.EscapeDataString(Metric)}&max_chunk_points=1000000");
+        using var request = new HttpRequestMessage(HttpMethod.Get, $"/v1/query/points?run_id={runId}&metric={Uri.EscapeDataString(Metric)}&max_chunk_points=1000000{options}");
         request.Headers.Accept.ParseAdd("application/vnd.apache.arrow.stream");
         using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
         response.EnsureSuccessStatusCode();
@@ -308,20 +313,48 @@ internal static class QueryBench
         var steps = new List<long>();
         var values = new List<double>();
         long count = 0;
+        var float32 = false;
         while (await reader.ReadNextRecordBatchAsync(cancellationToken) is { } batch)
         {
             using (batch)
             {
                 count += batch.Length;
+                float32 = batch.Column(1) is FloatArray;
                 if (keep)
                 {
                     steps.AddRange(((Int64Array)batch.Column(0)).Values);
-                    values.AddRange(((DoubleArray)batch.Column(1)).Values);
+                    if (batch.Column(1) is FloatArray floats)
+                    {
+                        foreach (var f in floats.Values)
+                        {
+                            values.Add(f);
+                        }
+                    }
+                    else
+                    {
+                        values.AddRange(((DoubleArray)batch.Column(1)).Values);
+                    }
                 }
             }
         }
 
-        return keep ? ([.. steps], [.. values]) : (count > 0 ? ([], []) : null);
+        return keep ? ([.. steps], [.. values], float32) : (count > 0 ? ([], [], float32) : null);
+    }
+
+    /// <summary>One warm-up read (kept, for verification), then the median time of 5 reads.</summary>
+    private static async Task<((long[] Steps, double[] Values, bool Float32) Points, double Ms)> TimeArrowReadsAsync(HttpClient http, string runId, string options, CancellationToken cancellationToken)
+    {
+        var points = (await ReadArrowAsync(http, runId, options, keep: true, cancellationToken))!.Value;
+        var times = new List<double>();
+        for (var i = 0; i < 5; i++)
+        {
+            var stopwatch = Stopwatch.StartNew();
+            await ReadArrowAsync(http, runId, options, keep: false, cancellationToken);
+            times.Add(stopwatch.Elapsed.TotalMilliseconds);
+        }
+
+        times.Sort();
+        return (points, times[2]);
     }
 
     /// <summary>The same buckets computed by DuckDB over the server's Parquet files (one warm-up, median of 5).</summary>
@@ -367,23 +400,33 @@ internal static class QueryBench
         return (times[times.Count / 2], result);
     }
 
-    private static void Verify(List<string> problems, Dataset dataset, QueryBenchOptions o, ReadDownsampledResponse full, (long[] Steps, double[] Values) raw, Dictionary<long, (long Count, double Sum, double Min, double Max)> duck, LatestValuesResponse latest)
+    /// <summary>Every step once, with the value that was written.</summary>
+    private static bool VerifyRaw(List<string> problems, string what, QueryBenchOptions o, (long[] Steps, double[] Values) raw)
     {
-        // Raw read: every step once, the values that were written.
         var curve = Curve(o.BigSteps, seed: 1);
         if (raw.Steps.Length != o.BigSteps)
         {
-            problems.Add($"raw read returned {raw.Steps.Length} points, expected {o.BigSteps}");
-            return;
+            problems.Add($"{what} returned {raw.Steps.Length} points, expected {o.BigSteps}");
+            return false;
         }
 
         for (var i = 0; i < raw.Steps.Length; i++)
         {
             if (raw.Steps[i] != i || raw.Values[i] != curve[i])
             {
-                problems.Add($"raw point {i}: ({raw.Steps[i]}, {raw.Values[i]}), expected ({i}, {curve[i]})");
-                return;
+                problems.Add($"{what} point {i}: ({raw.Steps[i]}, {raw.Values[i]}), expected ({i}, {curve[i]})");
+                return false;
             }
+        }
+
+        return true;
+    }
+
+    private static void Verify(List<string> problems, Dataset dataset, QueryBenchOptions o, ReadDownsampledResponse full, (long[] Steps, double[] Values) raw, Dictionary<long, (long Count, double Sum, double Min, double Max)> duck, LatestValuesResponse latest)
+    {
+        if (!VerifyRaw(problems, "raw read", o, raw))
+        {
+            return;
         }
 
         // Buckets against a full scan of the raw points, and against DuckDB.

@@ -22,9 +22,10 @@ internal sealed class SortedRun
         MaxStep = points.Steps[points.Count - 1];
     }
 
-    public SortedRun(int count, long minStep, long maxStep, Rollup rollup, Func<Task<CachedPart>> load)
+    public SortedRun(int count, long minStep, long maxStep, Rollup rollup, Func<Task<CachedPart>> load, bool storedAsFloat32)
     {
         _load = load;
+        StoredAsFloat32 = storedAsFloat32;
         Rollup = rollup;
         Count = count;
         MinStep = minStep;
@@ -38,6 +39,27 @@ internal sealed class SortedRun
     public long MaxStep { get; }
 
     public Rollup Rollup { get; }
+
+    /// <summary>A sealed row group whose file stores every value as float32 (so each is exactly a float32).</summary>
+    public bool StoredAsFloat32 { get; }
+
+    /// <summary>
+    /// Whether every value of the run with from &lt;= step &lt;= to is exactly a float32: from the
+    /// file's type for a sealed row group (a double file counts as no, without loading it), by a
+    /// scan of the range for points in memory.
+    /// </summary>
+    public bool ValuesFitFloat32(long from, long to)
+    {
+        if (_load is not null)
+        {
+            return StoredAsFloat32;
+        }
+
+        var p = _part!.Points;
+        var lo = LowerBound(p.Steps, Count, from);
+        var hi = to == long.MaxValue ? Count : LowerBound(p.Steps, Count, to + 1);
+        return Segments.SegmentFile.IsFloat32Exact(p.Values.AsSpan(lo, hi - lo));
+    }
 
     public async ValueTask<SeriesColumns> PointsAsync() => (await PartAsync()).Points;
 
@@ -238,7 +260,7 @@ internal static class SeriesResolver
     {
         if (part.Segment is { } s)
         {
-            return new SortedRun(s.Rows, s.MinStep, s.MaxStep, s.Rollup, () => cache.GetAsync(segmentDirectory, s));
+            return new SortedRun(s.Rows, s.MinStep, s.MaxStep, s.Rollup, () => cache.GetAsync(segmentDirectory, s), s.Float32);
         }
 
         var c = part.Chunk!;
