@@ -14,10 +14,14 @@ public sealed partial class StorageEngine
 {
     private readonly ConcurrentDictionary<string, List<SeriesHead>> _seriesByRun = new(StringComparer.Ordinal);
     private readonly PartCache _cache;
+    private readonly ChunkRecycler _recycler;
     private readonly ConcurrentDictionary<int, byte> _changedSeries = new();
 
     /// <summary>Decoded row groups held for queries, and how often queries found them there.</summary>
     public (long Bytes, long Hits, long Misses) QueryCache => (_cache.Bytes, _cache.Hits, _cache.Misses);
+
+    /// <summary>Sealed head chunks given out again instead of allocated, and how many are kept for that now.</summary>
+    public (long Reused, int Kept) HeadChunkReuse => (_recycler.Reused, _recycler.Kept);
 
     private void IndexByRun(SeriesHead head)
     {
@@ -119,18 +123,26 @@ public sealed partial class StorageEngine
     {
         if (!head.TryGetSummary(out var aggregate))
         {
-            aggregate = await WithRetryAsync(async () =>
+            var reader = _recycler.EnterRead();
+            try
             {
-                var (segments, chunks, version) = head.Snapshot();
-                var total = Aggregate.Empty;
-                foreach (var run in await SeriesResolver.ResolveAsync(segments, chunks, _cache, _options.SegmentDirectory, long.MinValue, long.MaxValue))
+                aggregate = await WithRetryAsync(async () =>
                 {
-                    total.Add(await run.TotalAsync());
-                }
+                    var (segments, chunks, version) = head.Snapshot();
+                    var total = Aggregate.Empty;
+                    foreach (var run in await SeriesResolver.ResolveAsync(segments, chunks, _cache, _options.SegmentDirectory, long.MinValue, long.MaxValue))
+                    {
+                        total.Add(await run.TotalAsync());
+                    }
 
-                head.SetSummary(total, version);
-                return total;
-            });
+                    head.SetSummary(total, version);
+                    return total;
+                });
+            }
+            finally
+            {
+                _recycler.ExitRead(reader);
+            }
         }
 
         return aggregate.Count == 0 ? null : new SeriesSummary(head.Key, aggregate);
@@ -150,13 +162,21 @@ public sealed partial class StorageEngine
             return null;
         }
 
-        return await WithRetryAsync(async () =>
+        var reader = _recycler.EnterRead();
+        try
         {
-            var (segments, chunks, _) = head.Snapshot();
-            var runs = await SeriesResolver.ResolveAsync(segments, chunks, _cache, _options.SegmentDirectory, grid.Start, grid.End);
-            var (lineSteps, lineValues) = linePoints == 0 ? ([], []) : await Downsampler.LineAsync(runs, grid.Start, grid.End, linePoints);
-            return new DownsampledSeries(grid, await Downsampler.BucketsAsync(runs, grid), lineSteps, lineValues);
-        });
+            return await WithRetryAsync(async () =>
+            {
+                var (segments, chunks, _) = head.Snapshot();
+                var runs = await SeriesResolver.ResolveAsync(segments, chunks, _cache, _options.SegmentDirectory, grid.Start, grid.End);
+                var (lineSteps, lineValues) = linePoints == 0 ? ([], []) : await Downsampler.LineAsync(runs, grid.Start, grid.End, linePoints);
+                return new DownsampledSeries(grid, await Downsampler.BucketsAsync(runs, grid), lineSteps, lineValues);
+            });
+        }
+        finally
+        {
+            _recycler.ExitRead(reader);
+        }
     }
 
     /// <summary>
@@ -173,55 +193,65 @@ public sealed partial class StorageEngine
             yield break;
         }
 
-        // A compaction may delete a row group's file after the snapshot: then take a new snapshot
-        // and go on after the last step returned, so no point is skipped or repeated.
-        var from = fromStep;
-        for (var attempt = 1; ; attempt++)
+        // The slices point into head chunks: hold those from reuse until the caller is done (this
+        // finally runs when the caller disposes the enumerator).
+        var reader = _recycler.EnterRead();
+        try
         {
-            var runs = await WithRetryAsync(() =>
+            // A compaction may delete a row group's file after the snapshot: then take a new snapshot
+            // and go on after the last step returned, so no point is skipped or repeated.
+            var from = fromStep;
+            for (var attempt = 1; ; attempt++)
             {
-                var (segments, chunks, _) = head.Snapshot();
-                return SeriesResolver.ResolveAsync(segments, chunks, _cache, _options.SegmentDirectory, from, toStep);
-            });
-            var interrupted = false;
-            for (var r = 0; r < runs.Count; r++)
-            {
-                cancellationToken.ThrowIfCancellationRequested();
-                var run = runs[r];
-                if (r + 1 < runs.Count)
+                var runs = await WithRetryAsync(() =>
                 {
-                    runs[r + 1].Prefetch(); // decode the next row group while this one is sent
-                }
-
-                var p = await TryPointsAsync(run);
-                if (p is null)
+                    var (segments, chunks, _) = head.Snapshot();
+                    return SeriesResolver.ResolveAsync(segments, chunks, _cache, _options.SegmentDirectory, from, toStep);
+                });
+                var interrupted = false;
+                for (var r = 0; r < runs.Count; r++)
                 {
-                    interrupted = attempt < 5 ? true : throw new FileNotFoundException($"a segment of series {key} kept disappearing while it was read");
-                    break;
-                }
-
-                var lo = SortedRun.LowerBound(p.Steps, run.Count, from);
-                var hi = toStep == long.MaxValue ? run.Count : SortedRun.LowerBound(p.Steps, run.Count, toStep + 1);
-                for (int i = lo, n; i < hi; i += n)
-                {
-                    n = Math.Min(maxChunk, hi - i);
-                    yield return new PointSlice(p, i, n);
-                    var last = p.Steps[i + n - 1];
-                    if (last == long.MaxValue)
+                    cancellationToken.ThrowIfCancellationRequested();
+                    var run = runs[r];
+                    if (r + 1 < runs.Count)
                     {
-                        yield break;
+                        runs[r + 1].Prefetch(); // decode the next row group while this one is sent
                     }
 
-                    from = last + 1;
+                    var p = await TryPointsAsync(run);
+                    if (p is null)
+                    {
+                        interrupted = attempt < 5 ? true : throw new FileNotFoundException($"a segment of series {key} kept disappearing while it was read");
+                        break;
+                    }
+
+                    var lo = SortedRun.LowerBound(p.Steps, run.Count, from);
+                    var hi = toStep == long.MaxValue ? run.Count : SortedRun.LowerBound(p.Steps, run.Count, toStep + 1);
+                    for (int i = lo, n; i < hi; i += n)
+                    {
+                        n = Math.Min(maxChunk, hi - i);
+                        yield return new PointSlice(p, i, n);
+                        var last = p.Steps[i + n - 1];
+                        if (last == long.MaxValue)
+                        {
+                            yield break;
+                        }
+
+                        from = last + 1;
+                    }
+
+                    run.Release();
                 }
 
-                run.Release();
+                if (!interrupted)
+                {
+                    yield break;
+                }
             }
-
-            if (!interrupted)
-            {
-                yield break;
-            }
+        }
+        finally
+        {
+            _recycler.ExitRead(reader);
         }
     }
 
@@ -279,12 +309,20 @@ public sealed partial class StorageEngine
             return true;
         }
 
-        var runs = await WithRetryAsync(() =>
+        var reader = _recycler.EnterRead();
+        try
         {
-            var (segments, chunks, _) = head.Snapshot();
-            return SeriesResolver.ResolveAsync(segments, chunks, _cache, _options.SegmentDirectory, fromStep, toStep);
-        });
-        return runs.TrueForAll(r => r.ValuesFitFloat32(fromStep, toStep));
+            var runs = await WithRetryAsync(() =>
+            {
+                var (segments, chunks, _) = head.Snapshot();
+                return SeriesResolver.ResolveAsync(segments, chunks, _cache, _options.SegmentDirectory, fromStep, toStep);
+            });
+            return runs.TrueForAll(r => r.ValuesFitFloat32(fromStep, toStep));
+        }
+        finally
+        {
+            _recycler.ExitRead(reader);
+        }
     }
 
     /// <summary>A compaction may delete a file between a snapshot and reading it: take the snapshot again.</summary>

@@ -180,10 +180,14 @@ public sealed partial class StorageEngine
             // Durable: now memory and the WAL behind the cut can go.
             // All row groups of a series at once, so no reader sees the frozen points gone and only part of them sealed.
             var heads = frozen.ToDictionary(f => f.Head.Id, f => f.Head);
+            var sealedChunks = new List<HeadChunk>();
             foreach (var (seriesId, refs) in SegmentRefs(written))
             {
-                heads[seriesId].CompleteSeal(refs);
+                sealedChunks.AddRange(heads[seriesId].CompleteSeal(refs));
             }
+
+            // Out of every series now: reusable once the readers that might still see them are done.
+            _recycler.Retire(sealedChunks);
 
             foreach (var n in WalRecovery.ListSegments(_options.WalDirectory))
             {

@@ -41,9 +41,10 @@ public sealed partial class StorageEngine : IAsyncDisposable
     private volatile Exception? _fault;
     private int _disposed;
 
-    private StorageEngine(StorageOptions options, long nextSegment, FileStream directoryLock)
+    private StorageEngine(StorageOptions options, long nextSegment, FileStream directoryLock, ChunkRecycler recycler)
     {
         _options = options;
+        _recycler = recycler;
         _lock = directoryLock;
         _ring = new BoundedMpscQueue<PendingWrite>(options.RingCapacity);
         _cache = new PartCache(options.QueryCacheBytes);
@@ -100,13 +101,16 @@ public sealed partial class StorageEngine : IAsyncDisposable
         RemoveLeftovers(options, manifest);
 
         // Replay into temporary state, then build the engine over it.
+        // Up to two seals' worth of 64k-point chunks are kept for reuse (the head itself can hold
+        // twice the seal threshold unsealed plus the chunks being sealed).
+        var recycler = new ChunkRecycler((int)Math.Clamp(2 * options.SealThresholdPoints / SeriesHead.ChunkSize, 16, 1024));
         var series = new Dictionary<int, SeriesHead>();
         var seqs = new Dictionary<string, ulong>(StringComparer.Ordinal);
         if (manifest is not null)
         {
             foreach (var (id, canonical) in manifest.Series)
             {
-                series[id] = new SeriesHead(id, SeriesKey.FromCanonical(canonical));
+                series[id] = new SeriesHead(id, SeriesKey.FromCanonical(canonical), recycler);
             }
 
             foreach (var (writer, seq) in manifest.Writers)
@@ -141,7 +145,7 @@ public sealed partial class StorageEngine : IAsyncDisposable
             {
                 case WalRecords.SeriesDefType:
                     var (id, canonical) = WalRecords.DecodeSeriesDef(body);
-                    series.TryAdd(id, new SeriesHead(id, SeriesKey.FromCanonical(canonical)));
+                    series.TryAdd(id, new SeriesHead(id, SeriesKey.FromCanonical(canonical), recycler));
                     break;
                 case WalRecords.WriteType:
                     // A seq the writer already has is in a sealed segment (or a duplicate): never applied twice.
@@ -156,7 +160,7 @@ public sealed partial class StorageEngine : IAsyncDisposable
             }
         });
 
-        var engine = new StorageEngine(options, Math.Max(report.LastSegmentNumber, walStart) + 1, directoryLock);
+        var engine = new StorageEngine(options, Math.Max(report.LastSegmentNumber, walStart) + 1, directoryLock, recycler);
         foreach (var head in series.Values.OrderBy(h => h.Id))
         {
             engine._series[head.Key.Canonical] = head;
@@ -431,7 +435,7 @@ public sealed partial class StorageEngine : IAsyncDisposable
         }
 
         var id = _seriesById.Count;
-        head = new SeriesHead(id, key);
+        head = new SeriesHead(id, key, _recycler);
         var length = WalRecords.EncodeSeriesDef(ref _record, id, key.Canonical);
         _wal.Append(_record.AsSpan(0, length));
         _seriesById.Add(head);

@@ -42,6 +42,16 @@ internal sealed class HeadChunk
     /// <summary>Every step is greater than the one before it, so the chunk is sorted with unique steps.</summary>
     public bool Sorted { get; private set; } = true;
 
+    /// <summary>Empties a reused chunk (<see cref="ChunkRecycler"/>): arrays stay, and rollup entries past <see cref="Valid"/> are never read.</summary>
+    public void Reset()
+    {
+        Columns.Count = 0;
+        Valid = 0;
+        MinStep = long.MaxValue;
+        MaxStep = long.MinValue;
+        Sorted = true;
+    }
+
     public void Grow(int capacity)
     {
         Columns.EnsureCapacity(capacity);

@@ -27,10 +27,17 @@ internal sealed class SeriesHead
     private bool _summaryValid = true;
     private long _version;
 
-    public SeriesHead(int id, SeriesKey key)
+    private readonly ChunkRecycler _recycler;
+
+    // Set once the series filled a full-size chunk: after a seal it starts again at full size
+    // (from the recycler) instead of growing from 256 points by doubling.
+    private bool _large;
+
+    public SeriesHead(int id, SeriesKey key, ChunkRecycler recycler)
     {
         Id = id;
         Key = key;
+        _recycler = recycler;
     }
 
     public int Id { get; }
@@ -204,14 +211,19 @@ internal sealed class SeriesHead
         }
     }
 
-    /// <summary>The frozen points are now in <paramref name="segments"/>: drop them from memory.</summary>
-    public void CompleteSeal(IEnumerable<SegmentRef> segments)
+    /// <summary>
+    /// The frozen points are now in <paramref name="segments"/>: drop them from the head and return
+    /// the chunks, for the caller to retire to the <see cref="ChunkRecycler"/> once every series is done.
+    /// </summary>
+    public List<HeadChunk> CompleteSeal(IEnumerable<SegmentRef> segments)
     {
         lock (_lock)
         {
             _segments.AddRange(segments);
+            var sealedChunks = _frozen;
             _frozen = [];
             _version++;
+            return sealedChunks;
         }
     }
 
@@ -361,13 +373,14 @@ internal sealed class SeriesHead
 
     /// <summary>
     /// The chunk to append to. A series starts small (most series of a run are short) and grows by
-    /// doubling up to <see cref="ChunkSize"/>; after that it adds whole chunks and never copies.
+    /// doubling up to <see cref="ChunkSize"/>; after that it adds whole chunks, reused ones when the
+    /// recycler has them, and never copies.
     /// </summary>
     private HeadChunk WritableChunk()
     {
         if (_chunks.Count == 0)
         {
-            _chunks.Add(new HeadChunk(256));
+            _chunks.Add(_large ? _recycler.Rent() : new HeadChunk(256));
         }
 
         var last = _chunks[^1];
@@ -382,7 +395,8 @@ internal sealed class SeriesHead
             return last;
         }
 
-        var chunk = new HeadChunk(ChunkSize);
+        _large = true;
+        var chunk = _recycler.Rent();
         _chunks.Add(chunk);
         return chunk;
     }
