@@ -26,7 +26,7 @@ internal static class BenchCommand
         var durability = new Option<string>("--durability") { Description = "Durability of the server it starts: sync or async", DefaultValueFactory = _ => "sync" };
         durability.AcceptOnlyFromAmong("sync", "async");
         var noCeiling = new Option<bool>("--no-ceiling") { Description = "Skip the raw-gRPC ceiling run" };
-        var warmup = new Option<double>("--warmup") { Description = "Seconds of load before the timed --duration starts (JIT tier-up, first seals); their points are verified but not timed", DefaultValueFactory = _ => 5 };
+        var warmup = new Option<double>("--warmup") { Description = "Seconds of load before the timed --duration starts (JIT tier-up of a fresh server takes 15-20 s on two busy cores; first seals); their points are verified but not timed", DefaultValueFactory = _ => 20 };
         var inFlight = new Option<int>("--in-flight") { Description = "Requests each writer keeps in flight (unacknowledged); fewer trade throughput for ack latency", DefaultValueFactory = _ => IngestBench.DefaultInFlight };
         var sealThreshold = new Option<long?>("--seal-threshold") { Description = "Passed to the server it starts: points accepted since the last seal that start the next seal (default: the server's)" };
         var command = new Command("ingest", "Stream a noisy float32 loss curve from several writers, wait for every ack, verify every point, and compare with the raw gRPC ceiling. Without --server it starts a server as a child process on a temp directory.")
