@@ -89,7 +89,8 @@ public sealed class ChunkReuseTests
         var before = h.Engine.HeadChunkReuse.Reused;
         var (last, lastValues) = Range(10 * N, N, s => s);
         await h.Engine.WriteAsync(Batch("w", ++seq, (Key("other"), last, lastValues)));
-        Assert.True(h.Engine.HeadChunkReuse.Reused >= before + 4, $"reused {h.Engine.HeadChunkReuse.Reused - before} chunks");
+        // After a seal a series starts small again; its second to fourth 64k chunks are reused ones.
+        Assert.True(h.Engine.HeadChunkReuse.Reused >= before + 3, $"reused {h.Engine.HeadChunkReuse.Reused - before} chunks");
         Assert.Equal(values, h.Read(Key("held"))!.Values.AsSpan(0, N).ToArray());
         Assert.Equal(lastValues, h.Read(Key("other"), 10 * N, long.MaxValue)!.Values.AsSpan(0, N).ToArray());
         Assert.Equal(-1.0, h.Read(Key("other"), 0, 0)!.Values[0]);

@@ -29,10 +29,6 @@ internal sealed class SeriesHead
 
     private readonly ChunkRecycler _recycler;
 
-    // Set once the series filled a full-size chunk: after a seal it starts again at full size
-    // (from the recycler) instead of growing from 256 points by doubling.
-    private bool _large;
-
     public SeriesHead(int id, SeriesKey key, ChunkRecycler recycler)
     {
         Id = id;
@@ -380,7 +376,9 @@ internal sealed class SeriesHead
     {
         if (_chunks.Count == 0)
         {
-            _chunks.Add(_large ? _recycler.Rent() : new HeadChunk(256));
+            // Small again after a seal, even for a series that was large: thousands of series that
+            // go quiet must not each hold a 1.5 MB chunk for a few new points.
+            _chunks.Add(new HeadChunk(256));
         }
 
         var last = _chunks[^1];
@@ -395,7 +393,6 @@ internal sealed class SeriesHead
             return last;
         }
 
-        _large = true;
         var chunk = _recycler.Rent();
         _chunks.Add(chunk);
         return chunk;
