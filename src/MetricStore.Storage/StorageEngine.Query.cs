@@ -123,26 +123,19 @@ public sealed partial class StorageEngine
     {
         if (!head.TryGetSummary(out var aggregate))
         {
-            var reader = _recycler.EnterRead();
-            try
+            using var read = _recycler.Read();
+            aggregate = await WithRetryAsync(async () =>
             {
-                aggregate = await WithRetryAsync(async () =>
+                var (segments, chunks, version) = head.Snapshot();
+                var total = Aggregate.Empty;
+                foreach (var run in await SeriesResolver.ResolveAsync(segments, chunks, _cache, _options.SegmentDirectory, long.MinValue, long.MaxValue))
                 {
-                    var (segments, chunks, version) = head.Snapshot();
-                    var total = Aggregate.Empty;
-                    foreach (var run in await SeriesResolver.ResolveAsync(segments, chunks, _cache, _options.SegmentDirectory, long.MinValue, long.MaxValue))
-                    {
-                        total.Add(await run.TotalAsync());
-                    }
+                    total.Add(await run.TotalAsync());
+                }
 
-                    head.SetSummary(total, version);
-                    return total;
-                });
-            }
-            finally
-            {
-                _recycler.ExitRead(reader);
-            }
+                head.SetSummary(total, version);
+                return total;
+            });
         }
 
         return aggregate.Count == 0 ? null : new SeriesSummary(head.Key, aggregate);
@@ -162,21 +155,14 @@ public sealed partial class StorageEngine
             return null;
         }
 
-        var reader = _recycler.EnterRead();
-        try
+        using var read = _recycler.Read();
+        return await WithRetryAsync(async () =>
         {
-            return await WithRetryAsync(async () =>
-            {
-                var (segments, chunks, _) = head.Snapshot();
-                var runs = await SeriesResolver.ResolveAsync(segments, chunks, _cache, _options.SegmentDirectory, grid.Start, grid.End);
-                var (lineSteps, lineValues) = linePoints == 0 ? ([], []) : await Downsampler.LineAsync(runs, grid.Start, grid.End, linePoints);
-                return new DownsampledSeries(grid, await Downsampler.BucketsAsync(runs, grid), lineSteps, lineValues);
-            });
-        }
-        finally
-        {
-            _recycler.ExitRead(reader);
-        }
+            var (segments, chunks, _) = head.Snapshot();
+            var runs = await SeriesResolver.ResolveAsync(segments, chunks, _cache, _options.SegmentDirectory, grid.Start, grid.End);
+            var (lineSteps, lineValues) = linePoints == 0 ? ([], []) : await Downsampler.LineAsync(runs, grid.Start, grid.End, linePoints);
+            return new DownsampledSeries(grid, await Downsampler.BucketsAsync(runs, grid), lineSteps, lineValues);
+        });
     }
 
     /// <summary>
@@ -193,65 +179,55 @@ public sealed partial class StorageEngine
             yield break;
         }
 
-        // The slices point into head chunks: hold those from reuse until the caller is done (this
-        // finally runs when the caller disposes the enumerator).
-        var reader = _recycler.EnterRead();
-        try
+        // The slices point into head chunks: hold those from reuse until the caller is done (the
+        // scope ends when the caller disposes the enumerator).
+        using var read = _recycler.Read();
+
+        // A compaction may delete a row group's file after the snapshot: then take a new snapshot
+        // and go on after the last step returned, so no point is skipped or repeated.
+        var from = fromStep;
+        for (var attempt = 1; ; attempt++)
         {
-            // A compaction may delete a row group's file after the snapshot: then take a new snapshot
-            // and go on after the last step returned, so no point is skipped or repeated.
-            var from = fromStep;
-            for (var attempt = 1; ; attempt++)
+            var runs = await ResolveRunsAsync(head, from, toStep);
+            var interrupted = false;
+            for (var r = 0; r < runs.Count; r++)
             {
-                var runs = await WithRetryAsync(() =>
+                cancellationToken.ThrowIfCancellationRequested();
+                var run = runs[r];
+                if (r + 1 < runs.Count)
                 {
-                    var (segments, chunks, _) = head.Snapshot();
-                    return SeriesResolver.ResolveAsync(segments, chunks, _cache, _options.SegmentDirectory, from, toStep);
-                });
-                var interrupted = false;
-                for (var r = 0; r < runs.Count; r++)
-                {
-                    cancellationToken.ThrowIfCancellationRequested();
-                    var run = runs[r];
-                    if (r + 1 < runs.Count)
-                    {
-                        runs[r + 1].Prefetch(); // decode the next row group while this one is sent
-                    }
-
-                    var p = await TryPointsAsync(run);
-                    if (p is null)
-                    {
-                        interrupted = attempt < 5 ? true : throw new FileNotFoundException($"a segment of series {key} kept disappearing while it was read");
-                        break;
-                    }
-
-                    var lo = SortedRun.LowerBound(p.Steps, run.Count, from);
-                    var hi = toStep == long.MaxValue ? run.Count : SortedRun.LowerBound(p.Steps, run.Count, toStep + 1);
-                    for (int i = lo, n; i < hi; i += n)
-                    {
-                        n = Math.Min(maxChunk, hi - i);
-                        yield return new PointSlice(p, i, n);
-                        var last = p.Steps[i + n - 1];
-                        if (last == long.MaxValue)
-                        {
-                            yield break;
-                        }
-
-                        from = last + 1;
-                    }
-
-                    run.Release();
+                    runs[r + 1].Prefetch(); // decode the next row group while this one is sent
                 }
 
-                if (!interrupted)
+                var p = await TryPointsAsync(run);
+                if (p is null)
                 {
-                    yield break;
+                    interrupted = attempt < 5 ? true : throw new FileNotFoundException($"a segment of series {key} kept disappearing while it was read");
+                    break;
                 }
+
+                var lo = SortedRun.LowerBound(p.Steps, run.Count, from);
+                var hi = toStep == long.MaxValue ? run.Count : SortedRun.LowerBound(p.Steps, run.Count, toStep + 1);
+                for (int i = lo, n; i < hi; i += n)
+                {
+                    n = Math.Min(maxChunk, hi - i);
+                    yield return new PointSlice(p, i, n);
+                    var last = p.Steps[i + n - 1];
+                    if (last == long.MaxValue)
+                    {
+                        yield break;
+                    }
+
+                    from = last + 1;
+                }
+
+                run.Release();
             }
-        }
-        finally
-        {
-            _recycler.ExitRead(reader);
+
+            if (!interrupted)
+            {
+                yield break;
+            }
         }
     }
 
@@ -309,21 +285,17 @@ public sealed partial class StorageEngine
             return true;
         }
 
-        var reader = _recycler.EnterRead();
-        try
-        {
-            var runs = await WithRetryAsync(() =>
-            {
-                var (segments, chunks, _) = head.Snapshot();
-                return SeriesResolver.ResolveAsync(segments, chunks, _cache, _options.SegmentDirectory, fromStep, toStep);
-            });
-            return runs.TrueForAll(r => r.ValuesFitFloat32(fromStep, toStep));
-        }
-        finally
-        {
-            _recycler.ExitRead(reader);
-        }
+        using var read = _recycler.Read();
+        var runs = await ResolveRunsAsync(head, fromStep, toStep);
+        return runs.TrueForAll(r => r.ValuesFitFloat32(fromStep, toStep));
     }
+
+    /// <summary>The series' disjoint sorted runs meeting [from, to], from a fresh snapshot (again if a file vanished).</summary>
+    private Task<List<SortedRun>> ResolveRunsAsync(SeriesHead head, long from, long to) => WithRetryAsync(() =>
+    {
+        var (segments, chunks, _) = head.Snapshot();
+        return SeriesResolver.ResolveAsync(segments, chunks, _cache, _options.SegmentDirectory, from, to);
+    });
 
     /// <summary>A compaction may delete a file between a snapshot and reading it: take the snapshot again.</summary>
     private static async Task<T> WithRetryAsync<T>(Func<Task<T>> read)

@@ -56,6 +56,9 @@ internal sealed class ChunkRecycler
         }
     }
 
+    /// <summary><see cref="EnterRead"/> until the scope is disposed: <c>using var read = recycler.Read();</c>.</summary>
+    public ReadScope Read() => new(this, EnterRead());
+
     public void ExitRead(long epoch)
     {
         lock (_lock)
@@ -132,4 +135,10 @@ internal sealed class ChunkRecycler
             }
         }
     }
+}
+
+/// <summary>An active reader of head chunks; disposing it leaves (see <see cref="ChunkRecycler.Read"/>).</summary>
+internal readonly struct ReadScope(ChunkRecycler recycler, long epoch) : IDisposable
+{
+    public void Dispose() => recycler.ExitRead(epoch);
 }
