@@ -11,7 +11,7 @@ namespace MetricStore.Storage.Segments;
 /// <summary>
 /// Sealed segments: plain Parquet that DuckDB, Spark or pyarrow read without MetricStore, as a
 /// small star schema. Point files (<c>-f</c> float values, <c>-d</c> double values) have columns
-/// series_id (int32), step and timestamp_ms (int64, DELTA_BINARY_PACKED) and value (float or
+/// series_id (int32, PLAIN), step and timestamp_ms (int64, DELTA_BINARY_PACKED) and value (float or
 /// double, BYTE_STREAM_SPLIT), zstd at the fastest level, sorted by (series, step) with a row
 /// group per series (per million rows of a longer one) so row-group statistics prune by series and
 /// step range, and each row group's rollup in the footer's key-value metadata. A series table
