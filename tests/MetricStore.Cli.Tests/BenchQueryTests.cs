@@ -51,6 +51,13 @@ public sealed class BenchQueryTests
         Assert.Equal(50_000, f32.GetProperty("points").GetInt64());
         Assert.InRange(f32.GetProperty("bytes_per_point").GetDouble(), 1.0, 4.5);
         Assert.True(f64.GetProperty("bytes_per_point").GetDouble() > f32.GetProperty("bytes_per_point").GetDouble() + 1, report.ToString());
+        foreach (var synthetic in new[] { f32, f64 })
+        {
+            // No lossless file can be smaller than the information in its values.
+            var entropy = synthetic.GetProperty("value_entropy_bytes_per_point").GetDouble();
+            Assert.InRange(entropy, 2.0, synthetic.GetProperty("column_bytes_per_point").GetProperty("value").GetDouble());
+        }
+
         var real = datasets["llm.c GPT-2 124M: train loss, lr, grad norm"];
         Assert.Equal(3, real.GetProperty("series").GetInt32());
         Assert.Equal(6000, real.GetProperty("points").GetInt64()); // trl rows only: 2000 steps x 3 series
@@ -70,6 +77,7 @@ public sealed class BenchQueryTests
         Assert.True(report.GetProperty("ack_p99_ms").GetDouble() >= report.GetProperty("ack_p50_ms").GetDouble(), result.ToString());
         Assert.True(report.GetProperty("server_peak_rss_mb").GetDouble() > 0, result.ToString());
         Assert.InRange(report.GetProperty("bytes_per_point").GetDouble(), 0.1, 24);
+        Assert.InRange(report.GetProperty("value_entropy_bytes_per_point").GetDouble(), 2.5, 3.2);
         var timed = report.GetProperty("points").GetInt64();
         var total = report.GetProperty("points_total").GetInt64();
         Assert.True(timed > 0 && total > timed, $"timed {timed}, total {total}: the warm-up's points are verified but not timed");

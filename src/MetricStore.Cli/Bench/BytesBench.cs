@@ -20,25 +20,26 @@ internal static partial class BytesBench
         var temp = Directory.CreateTempSubdirectory("metricstore-bench-bytes-").FullName;
         try
         {
-            var datasets = new List<(string Name, string Timestamps, List<(long[] Steps, double[] Values, long[] Timestamps)> Series)>();
+            var datasets = new List<(string Name, string Timestamps, List<(long[] Steps, double[] Values, long[] Timestamps)> Series, double? Entropy)>();
             var curve = IngestBench.NoisyLossCurve(o.Points, seed: 42);
             var steps = Enumerable.Range(0, o.Points).Select(i => (long)i).ToArray();
             var wall = steps.Select(s => 1_700_000_000_000 + (s / 10_000 * 1000)).ToArray(); // one timestamp per 10k-point request, as bench ingest sends
-            datasets.Add(("synthetic loss, float32-origin noise", "per 10k-point request", [(steps, curve.Select(v => (double)v).ToArray(), wall)]));
-            datasets.Add(("synthetic loss, float64 noise", "per 10k-point request", [(steps, IngestBench.NoisyLossCurve64(o.Points, seed: 42), wall)]));
+            var curve64 = IngestBench.NoisyLossCurve64(o.Points, seed: 42);
+            datasets.Add(("synthetic loss, float32-origin noise", "per 10k-point request", [(steps, curve.Select(v => (double)v).ToArray(), wall)], CurveEntropy.BytesPerPoint(curve)));
+            datasets.Add(("synthetic loss, float64 noise", "per 10k-point request", [(steps, curve64, wall)], CurveEntropy.BytesPerPoint(curve64)));
             if (o.Logs is not null)
             {
                 // As parsed (decimal text, so doubles), and as a client that logs float32 stores them.
                 foreach (var (name, timestamps, series) in RealCurves(o.Logs))
                 {
-                    datasets.Add((name, timestamps, series));
-                    datasets.Add((name + " (as float32)", timestamps, series.ConvertAll(s => (s.Steps, s.Values.Select(v => (double)(float)v).ToArray(), s.Timestamps))));
+                    datasets.Add((name, timestamps, series, null));
+                    datasets.Add((name + " (as float32)", timestamps, series.ConvertAll(s => (s.Steps, s.Values.Select(v => (double)(float)v).ToArray(), s.Timestamps)), null));
                 }
             }
 
             var results = new JsonArray();
             var verified = true;
-            foreach (var (name, timestamps, series) in datasets)
+            foreach (var (name, timestamps, series, entropy) in datasets)
             {
                 var footprint = await SegmentFootprint.MeasureAsync(temp, series, cancellationToken);
                 verified &= footprint.Verified;
@@ -58,10 +59,12 @@ internal static partial class BytesBench
                     ["timestamps"] = timestamps,
                     ["bytes_per_point"] = PerPoint(footprint.FileBytes),
                     ["column_bytes_per_point"] = columns,
+                    // The generator's information content per value: no lossless encoding can go below it.
+                    ["value_entropy_bytes_per_point"] = entropy is { } information ? Math.Round(information, 3) : null,
                     ["verified"] = footprint.Verified,
                 });
                 await progress.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
-                    $"{name,-52} {series.Count,4} series {footprint.Points,11:N0} points  {footprint.ValueType,-6} {PerPoint(footprint.FileBytes),7:F3} bytes/point  (value {PerPoint(footprint.ColumnBytes.GetValueOrDefault("value")):F3}, step {PerPoint(footprint.ColumnBytes.GetValueOrDefault("step")):F3}, timestamp {PerPoint(footprint.ColumnBytes.GetValueOrDefault("timestamp_ms")):F3})"));
+                    $"{name,-52} {series.Count,4} series {footprint.Points,11:N0} points  {footprint.ValueType,-6} {PerPoint(footprint.FileBytes),7:F3} bytes/point  (value {PerPoint(footprint.ColumnBytes.GetValueOrDefault("value")):F3}, step {PerPoint(footprint.ColumnBytes.GetValueOrDefault("step")):F3}, timestamp {PerPoint(footprint.ColumnBytes.GetValueOrDefault("timestamp_ms")):F3}){(entropy is { } bound ? $"; the values carry {bound:F3} bytes of information each" : "")}"));
             }
 
             if (o.Json)

@@ -79,6 +79,8 @@ internal static class IngestBench
                 ["server_peak_rss_mb"] = rss is null ? null : Math.Round(rss.Value, 1),
                 // Parquet segment bytes per sealed point (all columns), from the server's manifest.
                 ["bytes_per_point"] = sealedSegments is { Rows: > 0 } sealedStats ? Math.Round((double)sealedStats.Bytes / sealedStats.Rows, 3) : null,
+                // What the curve's values carry (one cycle of it): no lossless store can go below this.
+                ["value_entropy_bytes_per_point"] = Math.Round(CurveEntropy.BytesPerPoint(curve), 3),
                 ["sealed_points"] = sealedSegments?.Rows,
                 ["verified"] = verified,
                 ["points"] = load.Points,
@@ -125,6 +127,12 @@ internal static class IngestBench
     /// <summary>A loss curve as float32: exponential decay plus Gaussian noise, like a real training log.</summary>
     internal static float[] NoisyLossCurve(int length, int seed) => Array.ConvertAll(NoisyLossCurve64(length, seed), v => (float)v);
 
+    /// <summary>The standard deviation of the Gaussian noise around <see cref="NoisyLossMean"/>.</summary>
+    internal const double NoiseSigma = 0.02;
+
+    /// <summary>The noiseless loss at curve index <paramref name="i"/>: exponential decay to a floor of 0.1.</summary>
+    internal static double NoisyLossMean(int i) => (2.5 * Math.Exp(-i / 200_000.0)) + 0.1;
+
     /// <summary>The same curve at full double precision (the noise fills all 52 mantissa bits).</summary>
     internal static double[] NoisyLossCurve64(int length, int seed)
     {
@@ -135,7 +143,7 @@ internal static class IngestBench
             var u1 = 1.0 - random.NextDouble();
             var u2 = random.NextDouble();
             var noise = Math.Sqrt(-2 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2);
-            curve[i] = (2.5 * Math.Exp(-i / 200_000.0)) + 0.1 + (0.02 * noise);
+            curve[i] = NoisyLossMean(i) + (NoiseSigma * noise);
         }
 
         return curve;
