@@ -52,7 +52,21 @@ public sealed class CrashDurabilityTests(ITestOutputHelper output)
             }
 
             using var kill = new CancellationTokenSource();
+            var ackedBefore = writers.Sum(w => (long)w.Acked);
             var streams = writers.Select(w => w.StreamUntilBrokenAsync(client.Ingest, runId, kill.Token)).ToArray();
+            if (round % 2 == 0)
+            {
+                // Even rounds kill at a random moment after this server's first ack, odd rounds at a
+                // random moment from the streams' start (possibly before any ack). On a loaded
+                // machine a fresh server's first ack can take longer than the whole random window,
+                // and every round would then kill before any ack and prove nothing (seen in CI).
+                var waited = System.Diagnostics.Stopwatch.StartNew();
+                while (writers.Sum(w => (long)w.Acked) == ackedBefore && !streams.All(t => t.IsCompleted) && waited.Elapsed < TimeSpan.FromSeconds(30))
+                {
+                    await Task.Delay(5);
+                }
+            }
+
             await Task.Delay(random.Next(100, 800));
             serve.KillHard();
             await Task.WhenAll(streams).WaitAsync(TimeSpan.FromSeconds(60));
