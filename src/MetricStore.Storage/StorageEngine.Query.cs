@@ -3,6 +3,7 @@ using System.Runtime.CompilerServices;
 using MetricStore.Core;
 using MetricStore.Storage.Head;
 using MetricStore.Storage.Query;
+using MetricStore.Storage.Segments;
 
 namespace MetricStore.Storage;
 
@@ -19,6 +20,16 @@ public sealed partial class StorageEngine
 
     /// <summary>Decoded row groups held for queries, and how often queries found them there.</summary>
     public (long Bytes, long Hits, long Misses) QueryCache => (_cache.Bytes, _cache.Hits, _cache.Misses);
+
+    /// <summary>
+    /// Bytes and rows of the live point files in the newest manifest of <paramref name="dataDirectory"/>
+    /// ((0, 0) before the first seal). Safe on the directory of a running server (the bench harness).
+    /// </summary>
+    public static (long Bytes, long Rows) LiveSegmentTotals(string dataDirectory)
+    {
+        var manifest = Manifest.LoadLatest(new StorageOptions { DataDirectory = dataDirectory }.ManifestDirectory);
+        return manifest is null ? (0, 0) : (manifest.Segments.Sum(s => s.Bytes), manifest.Segments.Sum(s => s.Rows));
+    }
 
     /// <summary>Sealed head chunks given out again instead of allocated, and how many are kept for that now.</summary>
     public (long Reused, int Kept) HeadChunkReuse => (_recycler.Reused, _recycler.Kept);

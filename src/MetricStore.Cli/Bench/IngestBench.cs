@@ -63,7 +63,7 @@ internal static class IngestBench
                 verified = await VerifyAsync(client, run.RunId, o, load, curve, progress, cancellationToken);
                 if (spawned is not null)
                 {
-                    sealedSegments = SealedSegments(spawned.DataDirectory);
+                    sealedSegments = Storage.StorageEngine.LiveSegmentTotals(spawned.DataDirectory);
                 }
             }
 
@@ -246,36 +246,6 @@ internal static class IngestBench
         }
 
         return ok;
-    }
-
-    /// <summary>Bytes and rows of the live segments, from the newest manifest in the data directory.</summary>
-    internal static (long Bytes, long Rows)? SealedSegments(string dataDirectory)
-    {
-        var manifests = Path.Combine(dataDirectory, "manifest");
-        while (true)
-        {
-            var latest = Directory.Exists(manifests) ? Directory.GetFiles(manifests, "*.json").Order(StringComparer.Ordinal).LastOrDefault() : null;
-            if (latest is null)
-            {
-                return (0, 0);
-            }
-
-            string text;
-            try
-            {
-                text = File.ReadAllText(latest);
-            }
-            catch (FileNotFoundException)
-            {
-                // A running server committed a newer manifest and removed this one after the
-                // listing (seen in CI while bench query polled for its seal): list again. Each
-                // retry finds a newer file, and a commit takes far longer than a listing.
-                continue;
-            }
-
-            var segments = JsonNode.Parse(text)!["segments"]!.AsArray();
-            return (segments.Sum(x => x!["bytes"]!.GetValue<long>()), segments.Sum(x => x!["rows"]!.GetValue<long>()));
-        }
     }
 
     /// <summary>What a load measured: points acked and time in the timed window, latencies of requests sent in it; AckedRequests and TotalPoints include the warm-up.</summary>

@@ -50,11 +50,11 @@ internal static class QueryBench
                 // Seals run in the background: wait until one covers a point written after the long
                 // series (seals are cuts in write order, so then all of the long series is sealed).
                 var deadline = Stopwatch.StartNew();
-                while ((IngestBench.SealedSegments(data)?.Rows ?? 0) <= o.BigSteps)
+                while (Storage.StorageEngine.LiveSegmentTotals(data).Rows <= o.BigSteps)
                 {
                     if (deadline.Elapsed > TimeSpan.FromMinutes(2))
                     {
-                        throw new IOException($"the server sealed {IngestBench.SealedSegments(data)?.Rows ?? 0} points in 2 minutes; expected more than {o.BigSteps}");
+                        throw new IOException($"the server sealed {Storage.StorageEngine.LiveSegmentTotals(data).Rows} points in 2 minutes; expected more than {o.BigSteps}");
                     }
 
                     await Task.Delay(100, cancellationToken);

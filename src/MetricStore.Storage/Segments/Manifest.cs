@@ -36,33 +36,50 @@ internal sealed class Manifest
 
     public static string FileName(long number) => number.ToString("D20", CultureInfo.InvariantCulture) + ".json";
 
-    /// <summary>The newest manifest, or null when there is none (a fresh directory).</summary>
+    /// <summary>
+    /// The newest manifest, or null when there is none (a fresh directory). Safe while a running
+    /// server commits: a commit that replaces the listed file between the listing and the read
+    /// (it deletes the older manifests) makes this list again and read the newer one.
+    /// </summary>
     public static Manifest? LoadLatest(string directory)
     {
-        if (!Directory.Exists(directory))
+        for (var attempt = 1; ; attempt++)
         {
-            return null;
-        }
+            if (!Directory.Exists(directory))
+            {
+                return null;
+            }
 
-        var latest = Directory.EnumerateFiles(directory, "*.json")
-            .Select(Path.GetFileName)
-            .Where(n => n is { Length: 25 } && long.TryParse(n.AsSpan(0, 20), NumberStyles.None, CultureInfo.InvariantCulture, out _))
-            .Order(StringComparer.Ordinal)
-            .LastOrDefault();
-        if (latest is null)
-        {
-            return null;
-        }
+            var latest = Directory.EnumerateFiles(directory, "*.json")
+                .Select(Path.GetFileName)
+                .Where(n => n is { Length: 25 } && long.TryParse(n.AsSpan(0, 20), NumberStyles.None, CultureInfo.InvariantCulture, out _))
+                .Order(StringComparer.Ordinal)
+                .LastOrDefault();
+            if (latest is null)
+            {
+                return null;
+            }
 
-        var path = Path.Combine(directory, latest);
-        try
-        {
-            return JsonSerializer.Deserialize<Manifest>(File.ReadAllBytes(path), s_json)
-                ?? throw new IOException($"manifest {path} is empty");
-        }
-        catch (JsonException e)
-        {
-            throw new IOException($"manifest {path} is not valid JSON ({e.Message}); it is written by atomic rename, so this is damage from outside", e);
+            var path = Path.Combine(directory, latest);
+            byte[] bytes;
+            try
+            {
+                bytes = File.ReadAllBytes(path);
+            }
+            catch (FileNotFoundException) when (attempt < 100)
+            {
+                continue; // replaced by a newer commit after the listing
+            }
+
+            try
+            {
+                return JsonSerializer.Deserialize<Manifest>(bytes, s_json)
+                    ?? throw new IOException($"manifest {path} is empty");
+            }
+            catch (JsonException e)
+            {
+                throw new IOException($"manifest {path} is not valid JSON ({e.Message}); it is written by atomic rename, so this is damage from outside", e);
+            }
         }
     }
 

@@ -64,7 +64,7 @@ internal sealed class SegmentWriter : IAsyncDisposable
             var options = new ParquetOptions { CompressionMethod = compression, CompressionLevel = CompressionLevel.Fastest };
             // series_id stays PLAIN: it is constant within a row group, so zstd takes its 4 bytes a
             // row down to a few hundred bytes a row group either way, and Parquet.Net's delta encoder
-            // costs 3.1 ms per million rows against 1.0 for plain (docs/benchmarks.md).
+            // was the slower path (EncodeSegment4MPoints in docs/benchmarks.md).
             options.ColumnEncodingHints[fields.Step.Name] = EncodingHint.DeltaBinaryPacked;
             options.ColumnEncodingHints[fields.Timestamp.Name] = EncodingHint.DeltaBinaryPacked;
             options.ColumnEncodingHints[value.Name] = EncodingHint.ByteSplitStream;
