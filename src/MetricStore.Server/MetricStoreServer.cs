@@ -136,6 +136,7 @@ public sealed class MetricStoreServer : IAsyncDisposable
                     Durability = options.Durability,
                     SealThresholdPoints = options.SealThresholdPoints ?? StorageOptions.DefaultSealThresholdPoints,
                     QueryCacheBytes = options.QueryCacheMiB is { } mib ? mib * 1024L * 1024 : StorageOptions.DefaultQueryCacheBytes,
+                    MemoryBudgetBytes = options.MemoryBudgetMiB is { } budget ? budget * 1024L * 1024 : StorageOptions.DefaultMemoryBudgetBytes,
                     Log = (level, message) => log.Log(
                         level switch { StorageLogLevel.Error => LogLevel.Error, StorageLogLevel.Warning => LogLevel.Warning, _ => LogLevel.Information },
                         message),

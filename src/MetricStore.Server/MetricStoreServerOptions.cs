@@ -35,6 +35,9 @@ public sealed record MetricStoreServerOptions
     /// <summary>MiB of decoded row groups kept for queries; null = the storage default (512).</summary>
     public int? QueryCacheMiB { get; init; }
 
+    /// <summary>MiB the head and the query cache hold together (the cache gives way); null = the storage default (768).</summary>
+    public int? MemoryBudgetMiB { get; init; }
+
     /// <summary>Benchmark only: ingest streams are acknowledged and their points discarded (the gRPC ceiling).</summary>
     public bool DiscardIngest { get; init; }
 
@@ -60,6 +63,11 @@ public sealed record MetricStoreServerOptions
         if (QueryCacheMiB is < 0)
         {
             MetricStoreException.InvalidArgument($"query cache {QueryCacheMiB} MiB is negative; use 0 (no cache) or more");
+        }
+
+        if (MemoryBudgetMiB is <= 0)
+        {
+            MetricStoreException.InvalidArgument($"memory budget {MemoryBudgetMiB} MiB is not positive");
         }
 
         if (MaxArtifactBytes is <= 0)

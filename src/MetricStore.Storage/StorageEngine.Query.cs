@@ -22,6 +22,21 @@ public sealed partial class StorageEngine
     public (long Bytes, long Hits, long Misses) QueryCache => (_cache.Bytes, _cache.Hits, _cache.Misses);
 
     /// <summary>
+    /// Bytes the head holds now, as <see cref="StorageOptions.MemoryBudgetBytes"/> counts them:
+    /// points written or being sealed at <see cref="HeadChunk.BytesPerPoint"/> each, plus the
+    /// sealed chunks kept for reuse.
+    /// </summary>
+    public long HeadBytes =>
+        ((Interlocked.Read(ref _unsealedPoints) + Interlocked.Read(ref _sealingPoints)) * HeadChunk.BytesPerPoint)
+        + ((long)_recycler.Kept * SeriesHead.ChunkSize * HeadChunk.BytesPerPoint);
+
+    /// <summary>What the query cache may hold now: the memory budget left by the head, within its floor and its maximum.</summary>
+    public long QueryCacheCapacity() =>
+        Math.Clamp(_options.MemoryBudgetBytes - HeadBytes, QueryCacheFloor, _options.QueryCacheBytes);
+
+    private long QueryCacheFloor => Math.Min(_options.QueryCacheFloorBytes, _options.QueryCacheBytes);
+
+    /// <summary>
     /// Bytes and rows of the live point files in the newest manifest of <paramref name="dataDirectory"/>
     /// ((0, 0) before the first seal). Safe on the directory of a running server (the bench harness).
     /// </summary>

@@ -18,6 +18,7 @@ public sealed partial class StorageEngine
 {
     private Task? _seal;
     private long _unsealedPoints;
+    private long _sealingPoints; // the points of the running seal: still in memory until it completes
     private long _oldestUnsealed = Stopwatch.GetTimestamp();
     private long _manifestNumber;
     private long _fileNumber;
@@ -99,6 +100,7 @@ public sealed partial class StorageEngine
         }
 
         var writers = new Dictionary<string, ulong>(_durableSeqs, StringComparer.Ordinal);
+        Interlocked.Exchange(ref _sealingPoints, _unsealedPoints);
         _unsealedPoints = 0;
         _oldestUnsealed = Stopwatch.GetTimestamp();
         var seal = Task.Run(() => SealAsync(frozen, catalog, writers, walStart));
@@ -110,6 +112,19 @@ public sealed partial class StorageEngine
     }
 
     private async Task SealAsync(List<(SeriesHead Head, List<HeadChunk> Chunks)> frozenChunks, Dictionary<int, string> catalog, Dictionary<string, ulong> writers, long walStart)
+    {
+        try
+        {
+            await SealFrozenAsync(frozenChunks, catalog, writers, walStart);
+        }
+        finally
+        {
+            // Sealed (its chunks are kept or gone) or put back into the unsealed points.
+            Interlocked.Exchange(ref _sealingPoints, 0);
+        }
+    }
+
+    private async Task SealFrozenAsync(List<(SeriesHead Head, List<HeadChunk> Chunks)> frozenChunks, Dictionary<int, string> catalog, Dictionary<string, ulong> writers, long walStart)
     {
         var stopwatch = Stopwatch.StartNew();
 

@@ -47,7 +47,7 @@ public sealed partial class StorageEngine : IAsyncDisposable
         _recycler = recycler;
         _lock = directoryLock;
         _ring = new BoundedMpscQueue<PendingWrite>(options.RingCapacity);
-        _cache = new PartCache(options.QueryCacheBytes);
+        _cache = new PartCache(QueryCacheCapacity);
         _wal = new WalSegmentWriter(options.WalDirectory, nextSegment, options.WalSegmentBytes, options.WalCompressAboveBytes);
         _writer = new Thread(WriterLoop) { IsBackground = true, Name = "metricstore-wal-writer" };
     }
@@ -400,6 +400,10 @@ public sealed partial class StorageEngine : IAsyncDisposable
 
         Interlocked.Add(ref _pointsWritten, groupPoints);
         _unsealedPoints += groupPoints;
+        if (_cache.Bytes > QueryCacheFloor)
+        {
+            _cache.Trim(); // the head grew: the query cache gives way (MemoryBudgetBytes)
+        }
         foreach (var pending in _group)
         {
             var result = new WriteResult(pending.Outcome, DurableSeq(pending.Batch.WriterId));

@@ -65,6 +65,27 @@ public sealed record StorageOptions
 
     public const long DefaultQueryCacheBytes = 512L * 1024 * 1024;
 
+    /// <summary>
+    /// Bytes the head (its points at 26 bytes each with their rollups, including those being sealed,
+    /// plus the sealed chunks kept for reuse) and the query cache may hold together. The head is bounded by the seal
+    /// threshold and does not wait for the cache; the cache gives way: its capacity is this budget
+    /// minus what the head holds, at most <see cref="QueryCacheBytes"/> and at least
+    /// <see cref="QueryCacheFloorBytes"/>, and it evicts as the head grows. So a dashboard reading
+    /// many runs while training jobs write at full speed does not add a full query cache on top of
+    /// a full head.
+    /// </summary>
+    public long MemoryBudgetBytes { get; init; } = DefaultMemoryBudgetBytes;
+
+    /// <remarks>
+    /// At the default seal threshold the head holds at most about 600 MiB (16M points being
+    /// written or sealed: 397 MiB; 122 kept chunks of 64k points: 198 MiB), which leaves the cache
+    /// about 170 MiB under the heaviest ingest and its full 512 MiB when nothing is being written.
+    /// </remarks>
+    public const long DefaultMemoryBudgetBytes = 768L * 1024 * 1024;
+
+    /// <summary>The query cache keeps at least this much (or <see cref="QueryCacheBytes"/> if smaller) however large the head: reads always have room for the row groups they are working on.</summary>
+    public long QueryCacheFloorBytes { get; init; } = 64L * 1024 * 1024;
+
     /// <summary>Log sink (level, message); null = silent. Storage takes no logging framework dependency.</summary>
     public Action<StorageLogLevel, string>? Log { get; init; }
 

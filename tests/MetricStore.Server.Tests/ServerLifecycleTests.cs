@@ -69,6 +69,27 @@ public sealed class ServerLifecycleTests
         Assert.False(File.Exists(Path.Combine(directory.Path, "meta.db")));
     }
 
+    [Fact]
+    public async Task The_memory_budget_caps_the_query_cache_of_the_engine_it_starts()
+    {
+        using var directory = new TempDirectory();
+        await using var server = await MetricStoreServer.StartAsync(
+            new MetricStoreServerOptions { DataDirectory = directory.Path, GrpcPort = 0, HttpPort = 0, MemoryBudgetMiB = 100, QueryCacheMiB = 512 });
+        Assert.Equal(100L << 20, server.Storage.QueryCacheCapacity()); // an empty head leaves it the whole budget, under the cache's 512
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(-5)]
+    public async Task A_memory_budget_that_is_not_positive_is_refused_naming_it(int mib)
+    {
+        using var directory = new TempDirectory();
+        var e = await Assert.ThrowsAsync<MetricStoreException>(() => MetricStoreServer.StartAsync(
+            new MetricStoreServerOptions { DataDirectory = directory.Path, GrpcPort = 0, HttpPort = 0, MemoryBudgetMiB = mib }));
+        Assert.Contains($"memory budget {mib} MiB", e.Message, StringComparison.Ordinal);
+        Assert.False(File.Exists(Path.Combine(directory.Path, "meta.db")));
+    }
+
     [Theory]
     [InlineData("not-an-ip")]
     [InlineData("")]

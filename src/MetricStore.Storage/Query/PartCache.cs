@@ -11,8 +11,10 @@ internal sealed record CachedPart(SeriesColumns Points, Rollup Fine);
 /// (about 26 per point: 24 of points, 1.7 of rollup). Row
 /// groups are immutable and their file names never reused, so an entry never goes stale; entries of
 /// files removed by compaction simply age out. Concurrent readers of one row group share one decode.
+/// The capacity is asked for at every insertion and <see cref="Trim"/>: it shrinks while the head
+/// grows (<see cref="StorageOptions.MemoryBudgetBytes"/>).
 /// </summary>
-internal sealed class PartCache(long capacityBytes)
+internal sealed class PartCache(Func<long> capacityBytes)
 {
     private const int BytesPerPoint = 26;
     private readonly Lock _lock = new();
@@ -26,13 +28,25 @@ internal sealed class PartCache(long capacityBytes)
 
     public long Misses => Interlocked.Read(ref _misses);
 
-    public long Bytes
+    public long Bytes => Interlocked.Read(ref _bytes);
+
+    /// <summary>The capacity now.</summary>
+    public long Capacity => capacityBytes();
+
+    /// <summary>Evicts least recently used row groups until the cache fits its capacity now (cheap when it does).</summary>
+    public void Trim()
     {
-        get
+        var capacity = capacityBytes();
+        if (Interlocked.Read(ref _bytes) <= capacity)
         {
-            lock (_lock)
+            return;
+        }
+
+        lock (_lock)
+        {
+            while (_bytes > capacity && _lru.Last is { } last)
             {
-                return _bytes;
+                Remove(last);
             }
         }
     }
@@ -60,14 +74,15 @@ internal sealed class PartCache(long capacityBytes)
                 return new CachedPart(points, Rollup.Build(points.Steps, points.Values, points.Timestamps, 0, points.Count, Rollup.Fine));
             });
             entry = new Entry(key, load, (long)part.Rows * BytesPerPoint);
-            if (entry.Bytes > capacityBytes)
+            var capacity = capacityBytes();
+            if (entry.Bytes > capacity)
             {
                 return load; // larger than the whole cache: read through
             }
 
             _entries[key] = _lru.AddFirst(entry);
-            _bytes += entry.Bytes;
-            while (_bytes > capacityBytes && _lru.Last is { } last && last != _lru.First)
+            Interlocked.Add(ref _bytes, entry.Bytes);
+            while (_bytes > capacity && _lru.Last is { } last && last != _lru.First)
             {
                 Remove(last);
             }
@@ -96,7 +111,7 @@ internal sealed class PartCache(long capacityBytes)
     {
         _lru.Remove(node);
         _entries.Remove(node.Value.Key);
-        _bytes -= node.Value.Bytes;
+        Interlocked.Add(ref _bytes, -node.Value.Bytes);
     }
 
     private sealed record Entry((string File, int RowGroup) Key, Task<CachedPart> Load, long Bytes);

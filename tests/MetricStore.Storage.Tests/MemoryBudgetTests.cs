@@ -1,0 +1,88 @@
+using MetricStore.Core;
+using static MetricStore.Storage.Tests.EngineHarness;
+
+namespace MetricStore.Storage.Tests;
+
+/// <summary>
+/// The head and the query cache share <see cref="StorageOptions.MemoryBudgetBytes"/>: as writes
+/// grow the head, the cache evicts down to what the head leaves, never below its floor; the chunks
+/// a seal keeps for reuse count once, whether kept or back in the head.
+/// </summary>
+public sealed class MemoryBudgetTests
+{
+    private const int Series = 20;
+    private const int PointsPerSeries = 30_000; // its head chunk stays under 64k points, so a seal keeps no chunk for reuse
+    private const long EntryBytes = PointsPerSeries * 26L;
+    private const long ChunkBytes = Head.SeriesHead.ChunkSize * 26L;
+
+    [Fact]
+    public async Task The_query_cache_gives_way_to_a_growing_head_down_to_its_floor()
+    {
+        await using var h = EngineHarness.Open();
+        await h.CloseAsync();
+        const long budget = 48L << 20;
+        const long floor = 2L << 20;
+        await using var engine = StorageEngine.Open(h.Options() with
+        {
+            SealThresholdPoints = 100_000_000, // seals only when asked
+            MemoryBudgetBytes = budget,
+            QueryCacheBytes = budget,
+            QueryCacheFloorBytes = floor,
+        });
+
+        ulong seq = 0;
+        for (var i = 0; i < Series; i++)
+        {
+            var (steps, values) = Range(0, PointsPerSeries, s => (s * 7) + i);
+            await engine.WriteAsync(Batch("w", ++seq, (Key($"m{i}"), steps, values)));
+        }
+
+        await engine.SealNowAsync();
+        Assert.Equal(0, engine.HeadBytes);
+        await ReadAllAsync(engine);
+        Assert.Equal(Series * EntryBytes, engine.QueryCache.Bytes); // 15.6 MB: all of it fits while the head is empty
+
+        // 1.6M points in the head (41.6 MB) leave the cache 8.7 MB: the least recently read row groups go.
+        await WriteAsync(engine, "big", 1, 0, 1_600_000);
+        Assert.Equal(1_600_000 * 26L, engine.HeadBytes);
+        var capacity = budget - engine.HeadBytes;
+        Assert.Equal(capacity, engine.QueryCacheCapacity());
+        var cached = engine.QueryCache.Bytes;
+        Assert.True(cached <= capacity && cached > capacity - EntryBytes, $"{cached} bytes cached with {capacity} left by the head");
+
+        // A head over the whole budget leaves the cache its floor, and reads still answer exactly.
+        await WriteAsync(engine, "big", 2, 1_600_000, 400_000);
+        Assert.Equal(floor, engine.QueryCacheCapacity());
+        Assert.True(engine.QueryCache.Bytes <= floor, $"{engine.QueryCache.Bytes} bytes cached over the floor of {floor}");
+        await ReadAllAsync(engine);
+        Assert.True(engine.QueryCache.Bytes is > 0 and <= floor, $"{engine.QueryCache.Bytes} bytes cached against a floor of {floor} after reading");
+
+        // Sealed: the head's full chunks are kept for reuse and still count; reused, they count once.
+        await engine.SealNowAsync();
+        var kept = engine.HeadChunkReuse.Kept;
+        Assert.True(kept >= 30, $"{kept} chunks kept after sealing 2M points");
+        Assert.Equal(kept * ChunkBytes, engine.HeadBytes);
+        var before = engine.HeadBytes;
+        await WriteAsync(engine, "big2", 1, 0, 1_000_000);
+        Assert.True(engine.HeadChunkReuse.Kept < kept - 10, $"{engine.HeadChunkReuse.Kept} of {kept} chunks still kept after 1M more points");
+        Assert.True(Math.Abs(engine.HeadBytes - before) <= 2 * ChunkBytes, $"head {engine.HeadBytes} bytes after reusing chunks, {before} before");
+    }
+
+    private static async Task WriteAsync(StorageEngine engine, string writer, ulong seq, long from, int count)
+    {
+        var (steps, values) = Range(from, count, s => s);
+        var result = await engine.WriteAsync(Batch(writer, seq, (Key(writer), steps, values)));
+        Assert.Equal(WriteOutcome.Durable, result.Outcome);
+    }
+
+    private static async Task ReadAllAsync(StorageEngine engine)
+    {
+        for (var i = 0; i < Series; i++)
+        {
+            var points = await engine.ReadSeriesAsync(Key($"m{i}"));
+            Assert.NotNull(points);
+            Assert.Equal(PointsPerSeries, points.Count);
+            Assert.Equal(((PointsPerSeries - 1) * 7.0) + i, points.Values[PointsPerSeries - 1]);
+        }
+    }
+}
