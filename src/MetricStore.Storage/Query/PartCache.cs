@@ -8,16 +8,15 @@ internal sealed record CachedPart(SeriesColumns Points, Rollup Fine);
 
 /// <summary>
 /// Decoded sealed row groups with fine rollups, least recently used first out, bounded by bytes
-/// (24 per point of column capacity, about 2 per point of rollup). Row
+/// (about 26 per point: 24 of points, 1.7 of rollup). Row
 /// groups are immutable and their file names never reused, so an entry never goes stale; entries of
 /// files removed by compaction simply age out. Concurrent readers of one row group share one decode.
 /// The capacity is asked for at every insertion and <see cref="Trim"/>: it shrinks while the head
-/// grows (<see cref="StorageOptions.MemoryBudgetBytes"/>). Evicted columns go to the recycler, and
-/// a miss decodes into columns it hands back (<see cref="ChunkRecycler.RetireColumns"/>).
+/// grows (<see cref="StorageOptions.MemoryBudgetBytes"/>).
 /// </summary>
-internal sealed class PartCache(Func<long> capacityBytes, ChunkRecycler? recycler = null)
+internal sealed class PartCache(Func<long> capacityBytes)
 {
-    private const int RollupBytesPerPoint = 2;
+    private const int BytesPerPoint = 26;
     private readonly Lock _lock = new();
     private readonly Dictionary<(string File, int RowGroup), LinkedListNode<Entry>> _entries = [];
     private readonly LinkedList<Entry> _lru = new();
@@ -37,16 +36,15 @@ internal sealed class PartCache(Func<long> capacityBytes, ChunkRecycler? recycle
     /// <summary>Evicts least recently used row groups until the cache fits its capacity now (cheap when it does).</summary>
     public void Trim()
     {
-        if (Interlocked.Read(ref _bytes) <= capacityBytes())
+        var capacity = capacityBytes();
+        if (Interlocked.Read(ref _bytes) <= capacity)
         {
             return;
         }
 
         lock (_lock)
         {
-            // Asked again after each eviction: the evicted columns join the recycler's pool, which
-            // the capacity leaves room for.
-            while (_lru.Last is { } last && _bytes > capacityBytes())
+            while (_bytes > capacity && _lru.Last is { } last)
             {
                 Remove(last);
             }
@@ -68,18 +66,15 @@ internal sealed class PartCache(Func<long> capacityBytes, ChunkRecycler? recycle
             }
 
             Interlocked.Increment(ref _misses);
-            var capacity = capacityBytes();
-            var columns = recycler?.RentColumns(part.Rows) ?? new SeriesColumns(part.Rows);
-            var bytes = ChunkRecycler.ColumnsBytes(columns) + ((long)part.Rows * RollupBytesPerPoint);
-
             // Decoding runs off the lock (Parquet.Net may complete synchronously).
             var path = Path.Combine(segmentDirectory, part.File);
             var load = Task.Run(async () =>
             {
-                var points = await SegmentFile.ReadAsync(path, part.RowGroup, part.Float32, CancellationToken.None, columns);
+                var points = await SegmentFile.ReadAsync(path, part.RowGroup, part.Float32, CancellationToken.None);
                 return new CachedPart(points, Rollup.Build(points.Steps, points.Values, points.Timestamps, 0, points.Count, Rollup.Fine));
             });
-            entry = new Entry(key, load, bytes);
+            entry = new Entry(key, load, (long)part.Rows * BytesPerPoint);
+            var capacity = capacityBytes();
             if (entry.Bytes > capacity)
             {
                 return load; // larger than the whole cache: read through
@@ -87,7 +82,7 @@ internal sealed class PartCache(Func<long> capacityBytes, ChunkRecycler? recycle
 
             _entries[key] = _lru.AddFirst(entry);
             Interlocked.Add(ref _bytes, entry.Bytes);
-            while (_lru.Last is { } last && last != _lru.First && _bytes > capacityBytes())
+            while (_bytes > capacity && _lru.Last is { } last && last != _lru.First)
             {
                 Remove(last);
             }
@@ -117,12 +112,6 @@ internal sealed class PartCache(Func<long> capacityBytes, ChunkRecycler? recycle
         _lru.Remove(node);
         _entries.Remove(node.Value.Key);
         Interlocked.Add(ref _bytes, -node.Value.Bytes);
-
-        // Only a finished decode: one still running writes into its columns.
-        if (node.Value.Load.IsCompletedSuccessfully)
-        {
-            recycler?.RetireColumns(node.Value.Load.Result.Points);
-        }
     }
 
     private sealed record Entry((string File, int RowGroup) Key, Task<CachedPart> Load, long Bytes);
