@@ -35,7 +35,7 @@ public sealed record MetricStoreServerOptions
     /// <summary>MiB of decoded row groups kept for queries; null = the storage default (512).</summary>
     public int? QueryCacheMiB { get; init; }
 
-    /// <summary>MiB the head and the query cache hold together (the cache gives way); null = the storage default (768).</summary>
+    /// <summary>MiB the head and the query cache hold together (the cache gives way); null = the storage default (512).</summary>
     public int? MemoryBudgetMiB { get; init; }
 
     /// <summary>Benchmark only: ingest streams are acknowledged and their points discarded (the gRPC ceiling).</summary>

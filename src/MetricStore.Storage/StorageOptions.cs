@@ -78,10 +78,13 @@ public sealed record StorageOptions
 
     /// <remarks>
     /// At the default seal threshold the head holds at most about 600 MiB (16M points being
-    /// written or sealed: 397 MiB; 122 kept chunks of 64k points: 198 MiB), which leaves the cache
-    /// about 170 MiB under the heaviest ingest and its full 512 MiB when nothing is being written.
+    /// written or sealed: 397 MiB; 122 kept chunks of 64k points: 198 MiB), so under the heaviest
+    /// ingest the cache is at its floor. When nothing is being written it has at least 314 MiB
+    /// (the budget less the kept chunks), and all 512 MiB on a server that has not sealed since it
+    /// started. 768 MiB was measured too: under ingest plus a dashboard load, peak RSS was
+    /// 1,923-2,052 MiB at 768 against 1,550-1,617 MiB at 512 (docs/benchmarks.md, "A mixed load").
     /// </remarks>
-    public const long DefaultMemoryBudgetBytes = 768L * 1024 * 1024;
+    public const long DefaultMemoryBudgetBytes = 512L * 1024 * 1024;
 
     /// <summary>The query cache keeps at least this much (or <see cref="QueryCacheBytes"/> if smaller) however large the head: reads always have room for the row groups they are working on.</summary>
     public long QueryCacheFloorBytes { get; init; } = 64L * 1024 * 1024;

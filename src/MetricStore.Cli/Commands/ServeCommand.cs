@@ -23,7 +23,7 @@ internal static class ServeCommand
         durability.AcceptOnlyFromAmong("sync", "async");
         var sealThreshold = new Option<long?>("--seal-threshold") { Description = "Points accepted since the last seal that start the next seal into Parquet (default 4000000)" };
         var queryCache = new Option<int?>("--query-cache-mb") { Description = "MiB of decoded row groups kept for queries (env METRICSTORE_QUERY_CACHE_MB; default 512)" };
-        var memoryBudget = new Option<int?>("--memory-budget-mb") { Description = "MiB the head and the query cache hold together; the cache gives way as the head grows (env METRICSTORE_MEMORY_BUDGET_MB; default 768)" };
+        var memoryBudget = new Option<int?>("--memory-budget-mb") { Description = "MiB the head and the query cache hold together; the cache gives way as the head grows (env METRICSTORE_MEMORY_BUDGET_MB; default 512)" };
         var maxArtifact = new Option<long?>("--max-artifact-mb") { Description = "Largest artifact accepted, in MiB (env METRICSTORE_MAX_ARTIFACT_MB; default 65536 = 64 GiB)" };
         var auth = new Option<bool>("--auth") { Description = "Require a user token on every call (users come from 'metricstore users add'; env METRICSTORE_AUTH=1)" };
         var sink = new Option<string?>("--ingest-sink") { Description = "Benchmark only: 'discard' acknowledges ingest without storing (the gRPC ceiling)", Hidden = true };
