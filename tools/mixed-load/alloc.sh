@@ -6,7 +6,7 @@ dotnet $dll serve --data /tmp/mix/arun --grpc-port 0 --http-port 0 > /tmp/mix/as
 S=$!
 for i in $(seq 1 90); do grep -q "Press Ctrl" /tmp/mix/aserve.out && break; sleep 1; done
 H=$(awk '$1=="HTTP/JSON"{print $2; exit}' /tmp/mix/aserve.out)
-python3 /work/main/tools/mixed-load/reader.py $H /tmp/mix/astop > /tmp/mix/areader-$label.out 2>&1 &
+python3 "$(dirname "$0")/reader.py" $H /tmp/mix/astop > /tmp/mix/areader-$label.out 2>&1 &
 R=$!
 sleep 15
 rm -f /tmp/mix/c-$label.csv

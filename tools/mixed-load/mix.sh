@@ -3,14 +3,14 @@
 if pgrep -f "metricstore.dll serve" >/dev/null; then echo "a server is already running"; exit 1; fi
 label=$1; readers=$2; shift 2
 rm -rf /tmp/mix/run /tmp/mix/stop; cp -r /tmp/mix/base /tmp/mix/run
-DLL=/work/main/src/MetricStore.Cli/bin/Release/net10.0/metricstore.dll
+DLL=${DLL:-/work/main/src/MetricStore.Cli/bin/Release/net10.0/metricstore.dll}
 dotnet $DLL serve --data /tmp/mix/run --grpc-port 0 --http-port 0 "$@" > /tmp/mix/serve.out 2>&1 &
 SPID=$!
 for i in $(seq 1 90); do grep -q "Press Ctrl" /tmp/mix/serve.out && break; sleep 1; done
 GRPC=$(awk '$1=="gRPC"{print $2; exit}' /tmp/mix/serve.out)
 HTTP=$(awk '$1=="HTTP/JSON"{print $2; exit}' /tmp/mix/serve.out)
 (while kill -0 $SPID 2>/dev/null; do grep VmRSS /proc/$SPID/status | awk '{print $2}' >> /tmp/mix/rss-$label.txt; sleep 0.5; done) &
-if [ "$readers" = 1 ]; then python3 /tmp/mix/reader.py $HTTP /tmp/mix/stop > /tmp/mix/reader-$label.out 2>&1 & RPID=$!; sleep 20; fi
+if [ "$readers" = 1 ]; then python3 "$(dirname "$0")/reader.py" $HTTP /tmp/mix/stop > /tmp/mix/reader-$label.out 2>&1 & RPID=$!; sleep 20; fi
 out=$(dotnet $DLL bench ingest --server $GRPC --duration 20 --warmup 10 --no-ceiling --json 2>/dev/null | tail -1)
 hwm=$(grep VmHWM /proc/$SPID/status | awk '{print $2}')
 touch /tmp/mix/stop; [ -n "$RPID" ] && wait $RPID
