@@ -201,6 +201,9 @@ public sealed partial class StorageEngine
                 File.Delete(Path.Combine(_options.SegmentDirectory, file));
             }
 
+            // Readers lent now close when they come back (their file is gone).
+            await _readers.ForgetAsync(removed.Select(f => Path.Combine(_options.SegmentDirectory, f)).ToHashSet(StringComparer.Ordinal));
+
             Interlocked.Increment(ref _compactions);
             _options.Log?.Invoke(StorageLogLevel.Information,
                 $"compacted {inputs.Count} segments (files {pick.Start}..{pick.Start + pick.Count - 1} of {live.Count}) ({inputs.Sum(i => i.Rows)} rows) into {outputs.Count} ({outputs.Sum(o => o.Rows)} rows, {outputs.Sum(o => o.Bytes)} bytes) in {stopwatch.Elapsed.TotalMilliseconds:F0} ms");

@@ -15,6 +15,13 @@ public sealed partial class StorageEngine
 {
     private readonly ConcurrentDictionary<string, List<SeriesHead>> _seriesByRun = new(StringComparer.Ordinal);
     private readonly PartCache _cache;
+    private readonly SegmentReaders _readers = new(OpenSegmentReaders);
+
+    /// <summary>Idle open point-file readers kept for query-cache misses (each holds a file and its parsed footer).</summary>
+    internal const int OpenSegmentReaders = 32;
+
+    /// <summary>Open point-file readers kept idle for the next query-cache misses, and files opened so far (for tests).</summary>
+    internal (int Idle, long Opened) SegmentReaderCounts => (_readers.Idle, _readers.Opened);
     private readonly ChunkRecycler _recycler;
     private readonly ConcurrentDictionary<int, byte> _changedSeries = new();
 

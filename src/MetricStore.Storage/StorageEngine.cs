@@ -47,7 +47,7 @@ public sealed partial class StorageEngine : IAsyncDisposable
         _recycler = recycler;
         _lock = directoryLock;
         _ring = new BoundedMpscQueue<PendingWrite>(options.RingCapacity);
-        _cache = new PartCache(QueryCacheCapacity);
+        _cache = new PartCache(QueryCacheCapacity, _readers);
         _wal = new WalSegmentWriter(options.WalDirectory, nextSegment, options.WalSegmentBytes, options.WalCompressAboveBytes);
         _writer = new Thread(WriterLoop) { IsBackground = true, Name = "metricstore-wal-writer" };
     }
@@ -238,6 +238,7 @@ public sealed partial class StorageEngine : IAsyncDisposable
             await compaction;
         }
 
+        await _readers.DisposeAsync();
         _wal.Dispose();
         _stop.Dispose();
         await _lock.DisposeAsync();

@@ -14,7 +14,7 @@ internal sealed record CachedPart(SeriesColumns Points, Rollup Fine);
 /// The capacity is asked for at every insertion and <see cref="Trim"/>: it shrinks while the head
 /// grows (<see cref="StorageOptions.MemoryBudgetBytes"/>).
 /// </summary>
-internal sealed class PartCache(Func<long> capacityBytes)
+internal sealed class PartCache(Func<long> capacityBytes, SegmentReaders? readers = null)
 {
     private const int BytesPerPoint = 26;
     private readonly Lock _lock = new();
@@ -70,7 +70,28 @@ internal sealed class PartCache(Func<long> capacityBytes)
             var path = Path.Combine(segmentDirectory, part.File);
             var load = Task.Run(async () =>
             {
-                var points = await SegmentFile.ReadAsync(path, part.RowGroup, part.Float32, CancellationToken.None);
+                SeriesColumns points;
+                if (readers is null)
+                {
+                    points = await SegmentFile.ReadAsync(path, part.RowGroup, part.Float32, CancellationToken.None);
+                }
+                else
+                {
+                    // The file's footer is parsed once, not at every miss.
+                    var lease = await readers.RentAsync(path, CancellationToken.None);
+                    try
+                    {
+                        points = await SegmentFile.ReadAsync(lease.Reader, path, part.RowGroup, part.Float32, CancellationToken.None);
+                    }
+                    catch
+                    {
+                        await lease.CloseAsync(); // not lent again after a failure
+                        throw;
+                    }
+
+                    await readers.ReturnAsync(lease);
+                }
+
                 return new CachedPart(points, Rollup.Build(points.Steps, points.Values, points.Timestamps, 0, points.Count, Rollup.Fine));
             });
             entry = new Entry(key, load, (long)part.Rows * BytesPerPoint);

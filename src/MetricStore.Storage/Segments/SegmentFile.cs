@@ -64,6 +64,12 @@ internal static class SegmentFile
     {
         await using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
         await using var reader = await ParquetReader.CreateAsync(stream, cancellationToken: cancellationToken);
+        return await ReadAsync(reader, path, rowGroup, float32, cancellationToken, into);
+    }
+
+    /// <summary>One row group's points through a reader already open (<see cref="SegmentReaders"/>).</summary>
+    public static async Task<SeriesColumns> ReadAsync(ParquetReader reader, string path, int rowGroup, bool float32, CancellationToken cancellationToken, SeriesColumns? into = null)
+    {
         using var group = reader.OpenRowGroupReader(rowGroup);
         var n = (int)group.RowCount;
         var columns = into is not null && into.Steps.Length >= n ? into : new SeriesColumns(n);
