@@ -79,9 +79,9 @@ public sealed record StorageOptions
     /// <remarks>
     /// At the default seal threshold the head holds at most about 600 MiB (16M points being
     /// written or sealed: 397 MiB; 122 kept chunks of 64k points: 198 MiB), so under the heaviest
-    /// ingest the cache is at its floor. When nothing is being written it has at least 314 MiB
-    /// (the budget less the kept chunks), and all 512 MiB on a server that has not sealed since it
-    /// started. 768 MiB was measured too: under ingest plus a dashboard load, peak RSS was
+    /// ingest the cache is at its floor. When writes stop it has at least 214 MiB (the budget less
+    /// the kept chunks and up to 4M points waiting for the age-based seal), 314 MiB once those are
+    /// sealed, and all 512 MiB with an empty head and no kept chunks. 768 MiB was measured too: under ingest plus a dashboard load, peak RSS was
     /// 1,923-2,052 MiB at 768 against 1,550-1,617 MiB at 512 (docs/benchmarks.md, "A mixed load").
     /// </remarks>
     public const long DefaultMemoryBudgetBytes = 512L * 1024 * 1024;
