@@ -133,7 +133,7 @@ public sealed partial class StorageEngine
                         async (part, spare) =>
                         {
                             await YieldToSealAsync();
-                            return await SegmentFile.ReadAsync(Path.Combine(_options.SegmentDirectory, g.Key.File), part.RowGroup, g.Key.ValueType == "float", CancellationToken.None, spare);
+                            return await _readers.ReadAsync(Path.Combine(_options.SegmentDirectory, g.Key.File), part.RowGroup, g.Key.ValueType == "float", CancellationToken.None, spare);
                         }))
                     .ToList();
                 SegmentWriter writer;

@@ -14,9 +14,9 @@ internal sealed record CachedPart(SeriesColumns Points, Rollup Fine);
 /// The capacity is asked for at every insertion and <see cref="Trim"/>: it shrinks while the head
 /// grows (<see cref="StorageOptions.MemoryBudgetBytes"/>).
 /// </summary>
-internal sealed class PartCache(Func<long> capacityBytes, SegmentReaders? readers = null)
+internal sealed class PartCache(Func<long> capacityBytes, SegmentReaders readers)
 {
-    private const int BytesPerPoint = 26;
+    private const int BytesPerPoint = HeadChunk.BytesPerPoint; // the same columns and fine rollup as a head chunk
     private readonly Lock _lock = new();
     private readonly Dictionary<(string File, int RowGroup), LinkedListNode<Entry>> _entries = [];
     private readonly LinkedList<Entry> _lru = new();
@@ -70,28 +70,7 @@ internal sealed class PartCache(Func<long> capacityBytes, SegmentReaders? reader
             var path = Path.Combine(segmentDirectory, part.File);
             var load = Task.Run(async () =>
             {
-                SeriesColumns points;
-                if (readers is null)
-                {
-                    points = await SegmentFile.ReadAsync(path, part.RowGroup, part.Float32, CancellationToken.None);
-                }
-                else
-                {
-                    // The file's footer is parsed once, not at every miss.
-                    var lease = await readers.RentAsync(path, CancellationToken.None);
-                    try
-                    {
-                        points = await SegmentFile.ReadAsync(lease.Reader, path, part.RowGroup, part.Float32, CancellationToken.None);
-                    }
-                    catch
-                    {
-                        await lease.CloseAsync(); // not lent again after a failure
-                        throw;
-                    }
-
-                    await readers.ReturnAsync(lease);
-                }
-
+                var points = await readers.ReadAsync(path, part.RowGroup, part.Float32, CancellationToken.None); // the footer is parsed once per file, not per miss
                 return new CachedPart(points, Rollup.Build(points.Steps, points.Values, points.Timestamps, 0, points.Count, Rollup.Fine));
             });
             entry = new Entry(key, load, (long)part.Rows * BytesPerPoint);
