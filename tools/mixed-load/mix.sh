@@ -1,10 +1,11 @@
 #!/bin/bash
-# usage: mix.sh LABEL READERS(0/1) [serve args...]
+# usage: [SERVE_ENV="VAR=value ..."] mix.sh LABEL READERS(0/1) [serve args...]
+# SERVE_ENV sets environment variables for the server only, not for the bench ingest client.
 if pgrep -f "metricstore.dll serve" >/dev/null; then echo "a server is already running"; exit 1; fi
 label=$1; readers=$2; shift 2
 rm -rf /tmp/mix/run /tmp/mix/stop; cp -r /tmp/mix/base /tmp/mix/run
 DLL=${DLL:-/work/main/src/MetricStore.Cli/bin/Release/net10.0/metricstore.dll}
-dotnet $DLL serve --data /tmp/mix/run --grpc-port 0 --http-port 0 "$@" > /tmp/mix/serve.out 2>&1 &
+env $SERVE_ENV dotnet $DLL serve --data /tmp/mix/run --grpc-port 0 --http-port 0 "$@" > /tmp/mix/serve.out 2>&1 &
 SPID=$!
 for i in $(seq 1 90); do grep -q "Press Ctrl" /tmp/mix/serve.out && break; sleep 1; done
 GRPC=$(awk '$1=="gRPC"{print $2; exit}' /tmp/mix/serve.out)

@@ -16,11 +16,23 @@ internal sealed class SegmentReaders(int capacity) : IAsyncDisposable
 {
     private readonly Lock _lock = new();
     private readonly LinkedList<Lease> _idle = new();
+    private readonly Stack<PointPageDecoder> _decoders = new();
     private bool _disposed;
     private long _opened;
+    private long _decoded;
+
+    /// <summary>
+    /// Decoders kept between reads, each with its scratch buffers (up to a column chunk and a page
+    /// of the largest row group read: 1M points, 8-16 MB). Decodes run on the thread pool, so more
+    /// than one per core rarely runs at once; a decoder beyond these is dropped after its read.
+    /// </summary>
+    private static readonly int s_decodersKept = Environment.ProcessorCount;
 
     /// <summary>Files opened (footers parsed) since start (for tests).</summary>
     public long Opened => Interlocked.Read(ref _opened);
+
+    /// <summary>Row groups read by <see cref="PointPageDecoder"/> rather than Parquet.Net (for tests).</summary>
+    public long Decoded => Interlocked.Read(ref _decoded);
 
     /// <summary>
     /// One row group's points (<see cref="SegmentFile.ReadAsync(ParquetReader, string, int, bool, CancellationToken, SeriesColumns?)"/>)
@@ -32,7 +44,7 @@ internal sealed class SegmentReaders(int capacity) : IAsyncDisposable
         SeriesColumns points;
         try
         {
-            points = await SegmentFile.ReadAsync(lease.Reader, path, rowGroup, float32, cancellationToken, into);
+            points = Decode(lease, rowGroup, float32, into) ?? await SegmentFile.ReadAsync(lease.Reader, path, rowGroup, float32, cancellationToken, into);
         }
         catch
         {
@@ -42,6 +54,50 @@ internal sealed class SegmentReaders(int capacity) : IAsyncDisposable
 
         await ReturnAsync(lease);
         return points;
+    }
+
+    /// <summary>The row group through <see cref="PointPageDecoder"/>, or null when its layout is one only Parquet.Net reads.</summary>
+    private SeriesColumns? Decode(Lease lease, int rowGroup, bool float32, SeriesColumns? into)
+    {
+        if (lease.Layout is not { } layout || layout.Float32 != float32)
+        {
+            return null;
+        }
+
+        PointPageDecoder? decoder;
+        lock (_lock)
+        {
+            _decoders.TryPop(out decoder);
+        }
+
+        decoder ??= new PointPageDecoder();
+        try
+        {
+            var points = decoder.Read(lease.Stream.SafeFileHandle, lease.Reader.Metadata!, layout, rowGroup, into);
+            Interlocked.Increment(ref _decoded);
+            return points;
+        }
+        catch (PointPageDecoder.UnsupportedLayoutException)
+        {
+            return null;
+        }
+        catch (InvalidDataException e)
+        {
+            throw new InvalidDataException($"segment {lease.Path}, row group {rowGroup}: {e.Message}", e);
+        }
+        finally
+        {
+            lock (_lock)
+            {
+                if (!_disposed && _decoders.Count < s_decodersKept)
+                {
+                    _decoders.Push(decoder);
+                    decoder = null;
+                }
+            }
+
+            decoder?.Dispose();
+        }
     }
 
     /// <summary>A reader of the file, lent until <see cref="ReturnAsync"/>.</summary>
@@ -63,7 +119,8 @@ internal sealed class SegmentReaders(int capacity) : IAsyncDisposable
         Interlocked.Increment(ref _opened);
         try
         {
-            return new Lease(path, stream, await ParquetReader.CreateAsync(stream, cancellationToken: cancellationToken));
+            var reader = await ParquetReader.CreateAsync(stream, cancellationToken: cancellationToken);
+            return new Lease(path, stream, reader, reader.Metadata is { } metadata ? PointPageDecoder.LayoutOf(metadata) : null);
         }
         catch
         {
@@ -145,6 +202,10 @@ internal sealed class SegmentReaders(int capacity) : IAsyncDisposable
             _disposed = true;
             closed = [.. _idle];
             _idle.Clear();
+            while (_decoders.TryPop(out var decoder))
+            {
+                decoder.Dispose();
+            }
         }
 
         foreach (var lease in closed)
@@ -154,16 +215,21 @@ internal sealed class SegmentReaders(int capacity) : IAsyncDisposable
     }
 
     /// <summary>An open file and its parsed footer.</summary>
-    private sealed class Lease(string path, FileStream stream, ParquetReader reader)
+    private sealed class Lease(string path, FileStream stream, ParquetReader reader, PointPageDecoder.Layout? layout)
     {
         public string Path { get; } = path;
+
+        public FileStream Stream { get; } = stream;
+
+        /// <summary>The point columns when <see cref="PointPageDecoder"/> can read this file; null sends reads to Parquet.Net.</summary>
+        public PointPageDecoder.Layout? Layout { get; } = layout;
 
         public ParquetReader Reader { get; } = reader;
 
         public async ValueTask CloseAsync()
         {
             await Reader.DisposeAsync();
-            await stream.DisposeAsync();
+            await Stream.DisposeAsync();
         }
     }
 }

@@ -1,0 +1,168 @@
+using MetricStore.Core;
+using MetricStore.Storage.Segments;
+using MetricStore.Tests;
+using Parquet;
+using Parquet.Schema;
+
+namespace MetricStore.Storage.Tests;
+
+/// <summary>
+/// <see cref="PointPageDecoder"/> reads point files written by <see cref="SegmentWriter"/> exactly as
+/// Parquet.Net does (bit for bit), hands other layouts back to Parquet.Net, and names the segment
+/// when a page contradicts its footer.
+/// </summary>
+public sealed class PointPageDecoderTests
+{
+    public static TheoryData<int, bool> Shapes() => new()
+    {
+        { 1, true }, { 2, false }, { 127, true }, { 128, true }, { 129, false }, { 1000, true },
+        { 4097, false }, { 100_000, true }, { SegmentWriter.MaxRowGroupRows + 3, true }, { 70_000, false },
+    };
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public async Task Every_row_group_decodes_bit_for_bit_as_Parquet_Net_reads_it(int points, bool float32)
+    {
+        using var directory = new TempDirectory();
+        var random = new Random(points * 2 + (float32 ? 1 : 0));
+        var series = new List<(int, SeriesKey, SeriesColumns)>();
+        for (var s = 0; s < 3; s++)
+        {
+            series.Add((s, SeriesKey.Create("key", RunId.New(), $"m{s}"), RandomSeries(random, s == 2 ? 1 + (points / 3) : points, float32, extremes: s == 1)));
+        }
+
+        var path = Path.Combine(directory.Path, "points.parquet");
+        await SegmentFile.WriteAsync(path, series, float32, CompressionMethod.Zstd, CancellationToken.None);
+
+        await using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+        await using var reader = await ParquetReader.CreateAsync(stream);
+        var layout = PointPageDecoder.LayoutOf(reader.Metadata!);
+        Assert.NotNull(layout);
+        Assert.Equal(float32, layout.Float32);
+        using var decoder = new PointPageDecoder();
+        var groups = reader.RowGroupCount;
+        Assert.Equal(points > SegmentWriter.MaxRowGroupRows ? 5 : 3, groups);
+        long compared = 0;
+        for (var g = 0; g < groups; g++)
+        {
+            var expected = await SegmentFile.ReadAsync(path, g, float32, CancellationToken.None);
+            var actual = decoder.Read(stream.SafeFileHandle, reader.Metadata!, layout, g);
+            AssertSame(expected, actual, $"row group {g}");
+
+            // And into columns given to fill, larger than the row group and dirty.
+            var into = new SeriesColumns(expected.Count + 5);
+            Array.Fill(into.Values, 42.0);
+            Assert.Same(into, decoder.Read(stream.SafeFileHandle, reader.Metadata!, layout, g, into));
+            AssertSame(expected, into, $"row group {g}, into given columns");
+            compared += expected.Count;
+        }
+
+        Assert.Equal(points + points + 1 + (points / 3), compared);
+    }
+
+    [Fact]
+    public async Task A_file_with_other_encodings_is_read_by_Parquet_Net_and_a_cache_miss_on_a_segment_by_the_decoder()
+    {
+        using var directory = new TempDirectory();
+        var random = new Random(7);
+        var points = RandomSeries(random, 5000, float32: true, extremes: false);
+
+        // Same schema, Parquet.Net's default encodings (no hints): the decoder refuses its pages.
+        var plain = Path.Combine(directory.Path, "plain.parquet");
+        var schema = new ParquetSchema(new DataField<int>("series_id"), new DataField<long>("step"), new DataField<float>("value"), new DataField<long>("timestamp_ms"));
+        await using (var file = File.Create(plain))
+        {
+            await using var writer = await ParquetWriter.CreateAsync(schema, file, new ParquetOptions { CompressionMethod = CompressionMethod.Zstd });
+            using var group = writer.CreateRowGroup();
+            await group.WriteAsync<int>(schema.DataFields[0], new int[points.Count]);
+            await group.WriteAsync<long>(schema.DataFields[1], points.Steps.AsMemory(0, points.Count));
+            await group.WriteAsync<float>(schema.DataFields[2], points.Values.Take(points.Count).Select(v => (float)v).ToArray());
+            await group.WriteAsync<long>(schema.DataFields[3], points.Timestamps.AsMemory(0, points.Count));
+        }
+
+        var ours = Path.Combine(directory.Path, "ours.parquet");
+        await SegmentFile.WriteAsync(ours, [(0, SeriesKey.Create("key", RunId.New(), "m"), points)], float32: true, CompressionMethod.Zstd, CancellationToken.None);
+
+        await using var readers = new SegmentReaders(4);
+        AssertSame(points, await readers.ReadAsync(plain, 0, float32: true, CancellationToken.None), "plain file");
+        Assert.Equal(0, readers.Decoded);
+        AssertSame(points, await readers.ReadAsync(ours, 0, float32: true, CancellationToken.None), "point file");
+        Assert.Equal(1, readers.Decoded);
+    }
+
+    [Fact]
+    public async Task A_page_header_that_contradicts_its_chunk_is_an_error_naming_the_segment_and_row_group()
+    {
+        using var directory = new TempDirectory();
+        var points = RandomSeries(new Random(3), 10_000, float32: true, extremes: false);
+        var path = Path.Combine(directory.Path, "points.parquet");
+        await SegmentFile.WriteAsync(path, [(0, SeriesKey.Create("key", RunId.New(), "m"), points)], float32: true, CompressionMethod.Zstd, CancellationToken.None);
+        long stepPage;
+        await using (var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read))
+        await using (var reader = await ParquetReader.CreateAsync(stream))
+        {
+            var layout = PointPageDecoder.LayoutOf(reader.Metadata!)!;
+            stepPage = reader.Metadata!.RowGroups[0].Columns[layout.Step].MetaData!.DataPageOffset;
+        }
+
+        // The page header starts with its type (field 1, bytes 0x15 0x00) and then its uncompressed
+        // size (field 2: 0x15 and a zigzag varint). Rewrite that varint in place, same length, to an
+        // odd zigzag value: a negative size.
+        var damaged = await File.ReadAllBytesAsync(path);
+        var at = (int)stepPage;
+        Assert.Equal([0x15, 0x00, 0x15], damaged[at..(at + 3)]);
+        var end = at + 3;
+        while ((damaged[end] & 0x80) != 0)
+        {
+            damaged[end++] = 0xff;
+        }
+
+        damaged[end] = 0x07;
+        await File.WriteAllBytesAsync(path, damaged);
+
+        await using var readers = new SegmentReaders(4);
+        var error = await Assert.ThrowsAsync<InvalidDataException>(() => readers.ReadAsync(path, 0, float32: true, CancellationToken.None));
+        Assert.Contains(path, error.Message);
+        Assert.Contains("row group 0", error.Message);
+        Assert.Equal(0, readers.Idle); // a reader whose read failed is not kept
+    }
+
+    private static SeriesColumns RandomSeries(Random random, int n, bool float32, bool extremes)
+    {
+        var columns = new SeriesColumns(n) { Count = n };
+        var step = extremes ? long.MinValue + random.Next(1000) : random.Next(1000);
+        var timestamp = 1_700_000_000_000L;
+        for (var i = 0; i < n; i++)
+        {
+            columns.Steps[i] = step;
+            step += extremes && i % 97 == 0 ? (long)(random.NextDouble() * (1L << 60)) : 1 + random.Next(i % 5 == 0 ? 100_000 : 3);
+            timestamp += extremes && i % 61 == 0 ? (random.Next(2) == 0 ? long.MaxValue / 3 : long.MinValue / 3) : random.Next(-50, 1000);
+            columns.Timestamps[i] = extremes && i % 89 == 0 ? (random.Next(2) == 0 ? long.MaxValue : long.MinValue) : timestamp;
+            double value = (i % 211) switch
+            {
+                0 when extremes => double.NaN,
+                1 when extremes => double.PositiveInfinity,
+                2 when extremes => double.NegativeInfinity,
+                3 when extremes => -0.0,
+                4 when extremes => float32 ? float.Epsilon : double.Epsilon,
+                _ => (2.5 * Math.Exp(-i / 2e4)) + (0.02 * random.NextDouble()),
+            };
+            columns.Values[i] = float32 ? (float)value : value;
+        }
+
+        return columns;
+    }
+
+    private static void AssertSame(SeriesColumns expected, SeriesColumns actual, string what)
+    {
+        Assert.True(expected.Count == actual.Count, $"{what}: {actual.Count} points, expected {expected.Count}");
+        for (var i = 0; i < expected.Count; i++)
+        {
+            if (expected.Steps[i] != actual.Steps[i] || expected.Timestamps[i] != actual.Timestamps[i]
+                || BitConverter.DoubleToInt64Bits(expected.Values[i]) != BitConverter.DoubleToInt64Bits(actual.Values[i]))
+            {
+                Assert.Fail($"{what}, point {i}: ({actual.Steps[i]}, {actual.Values[i]}, {actual.Timestamps[i]}), expected ({expected.Steps[i]}, {expected.Values[i]}, {expected.Timestamps[i]})");
+            }
+        }
+    }
+}
