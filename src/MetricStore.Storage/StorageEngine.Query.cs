@@ -37,9 +37,15 @@ public sealed partial class StorageEngine
         ((Interlocked.Read(ref _unsealedPoints) + Interlocked.Read(ref _sealingPoints)) * HeadChunk.BytesPerPoint)
         + ((long)_recycler.Kept * SeriesHead.ChunkSize * HeadChunk.BytesPerPoint);
 
-    /// <summary>What the query cache may hold now: the memory budget left by the head, within its floor and its maximum.</summary>
+    /// <summary>Bytes of evicted row-group columns kept for the next cache misses (at most the cache floor).</summary>
+    public long PooledColumnBytes => _recycler.ColumnBytes;
+
+    /// <summary>
+    /// What the query cache may hold now: the memory budget left by the head and the pooled columns,
+    /// within its floor and its maximum.
+    /// </summary>
     public long QueryCacheCapacity() =>
-        Math.Clamp(_options.MemoryBudgetBytes - HeadBytes, QueryCacheFloor, _options.QueryCacheBytes);
+        Math.Clamp(_options.MemoryBudgetBytes - HeadBytes - PooledColumnBytes, QueryCacheFloor, _options.QueryCacheBytes);
 
     private long QueryCacheFloor => Math.Min(_options.QueryCacheFloorBytes, _options.QueryCacheBytes);
 
@@ -53,8 +59,11 @@ public sealed partial class StorageEngine
         return manifest is null ? (0, 0) : (manifest.Segments.Sum(s => s.Bytes), manifest.Segments.Sum(s => s.Rows));
     }
 
-    /// <summary>Sealed head chunks given out again instead of allocated, and how many are kept for that now.</summary>
-    public (long Reused, int Kept) HeadChunkReuse => (_recycler.Reused, _recycler.Kept);
+    /// <summary>
+    /// Sealed head chunks given out again instead of allocated, how many are kept for that now, and
+    /// how many cache misses decoded into the columns of an evicted row group.
+    /// </summary>
+    public (long Reused, int Kept, long ReusedColumns) HeadChunkReuse => (_recycler.Reused, _recycler.Kept, _recycler.ReusedColumns);
 
     private void IndexByRun(SeriesHead head)
     {

@@ -47,7 +47,7 @@ public sealed partial class StorageEngine : IAsyncDisposable
         _recycler = recycler;
         _lock = directoryLock;
         _ring = new BoundedMpscQueue<PendingWrite>(options.RingCapacity);
-        _cache = new PartCache(QueryCacheCapacity, _readers);
+        _cache = new PartCache(QueryCacheCapacity, _readers, recycler);
         _wal = new WalSegmentWriter(options.WalDirectory, nextSegment, options.WalSegmentBytes, options.WalCompressAboveBytes);
         _writer = new Thread(WriterLoop) { IsBackground = true, Name = "metricstore-wal-writer" };
     }
@@ -103,7 +103,10 @@ public sealed partial class StorageEngine : IAsyncDisposable
         // Replay into temporary state, then build the engine over it.
         // Up to two seals' worth of 64k-point chunks are kept for reuse (the head itself can hold
         // twice the seal threshold unsealed plus the chunks being sealed).
-        var recycler = new ChunkRecycler((int)Math.Clamp(2 * options.SealThresholdPoints / SeriesHead.ChunkSize, 16, 1024));
+        // Up to the query cache's floor of evicted row-group columns is kept for the next misses.
+        var recycler = new ChunkRecycler(
+            (int)Math.Clamp(2 * options.SealThresholdPoints / SeriesHead.ChunkSize, 16, 1024),
+            Math.Min(options.QueryCacheFloorBytes, options.QueryCacheBytes));
         var series = new Dictionary<int, SeriesHead>();
         var seqs = new Dictionary<string, ulong>(StringComparer.Ordinal);
         if (manifest is not null)

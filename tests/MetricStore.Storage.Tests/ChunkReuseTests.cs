@@ -3,7 +3,7 @@ using static MetricStore.Storage.Tests.EngineHarness;
 
 namespace MetricStore.Storage.Tests;
 
-/// <summary>Sealed head chunks are reused, but never while a reader can still see them.</summary>
+/// <summary>Sealed head chunks and evicted row-group columns are reused, but never while a reader can still see them.</summary>
 public sealed class ChunkReuseTests
 {
     private static List<HeadChunk> Chunks(int n) => [.. Enumerable.Range(0, n).Select(_ => new HeadChunk(SeriesHead.ChunkSize))];
@@ -94,5 +94,96 @@ public sealed class ChunkReuseTests
         Assert.Equal(values, h.Read(Key("held"))!.Values.AsSpan(0, N).ToArray());
         Assert.Equal(lastValues, h.Read(Key("other"), 10 * N, long.MaxValue)!.Values.AsSpan(0, N).ToArray());
         Assert.Equal(-1.0, h.Read(Key("other"), 0, 0)!.Values[0]);
+    }
+
+    [Fact]
+    public void Evicted_columns_are_reused_only_after_earlier_readers_left_only_for_a_close_size_and_within_the_bound()
+    {
+        var recycler = new ChunkRecycler(maxChunks: 16, maxColumnBytes: 3 * 1000 * 24);
+        var early = recycler.EnterRead();
+        var evicted = new SeriesColumns(1000);
+        recycler.RetireColumns(evicted);
+        Assert.Null(recycler.RentColumns(1000)); // the early reader may still read them
+        recycler.ExitRead(early);
+
+        Assert.Null(recycler.RentColumns(1001)); // too small
+        Assert.Null(recycler.RentColumns(500)); // twice as large as needed
+        Assert.Same(evicted, recycler.RentColumns(501));
+        Assert.Equal((1, 0L), (recycler.ReusedColumns, recycler.ColumnBytes));
+
+        // Past the bound the oldest free columns make room; retired ones that do not fit go to the GC.
+        var bounded = new ChunkRecycler(maxChunks: 16, maxColumnBytes: 2 * 1000 * 24);
+        var a = new SeriesColumns(1000);
+        var b = new SeriesColumns(1000);
+        var c = new SeriesColumns(1000);
+        bounded.RetireColumns(a);
+        bounded.RetireColumns(b);
+        bounded.RetireColumns(c); // no reader: a and b are free by then, and a, the oldest, makes room
+        Assert.Equal(2 * 1000 * 24, bounded.ColumnBytes);
+        Assert.Same(c, bounded.RentColumns(1000)); // the most recently freed first
+        Assert.Same(b, bounded.RentColumns(1000));
+        Assert.Null(bounded.RentColumns(1000)); // a went to the GC
+
+        // A reader that never leaves: retired columns stay unusable, and what does not fit is dropped.
+        bounded.EnterRead();
+        bounded.RetireColumns(a);
+        bounded.RetireColumns(b);
+        bounded.RetireColumns(c);
+        Assert.Equal(2 * 1000 * 24, bounded.ColumnBytes);
+        Assert.Null(bounded.RentColumns(1000));
+    }
+
+    [Fact]
+    public async Task A_read_held_open_keeps_its_cached_row_group_while_other_reads_evict_it_and_reuse_columns()
+    {
+        await using var h = EngineHarness.Open();
+        await h.CloseAsync();
+        const int Points = 50_000; // one row group per series
+        const long entry = (Points * 24L) + (Points * 2L);
+        await using var engine = StorageEngine.Open(h.Options() with { QueryCacheBytes = 2 * entry, QueryCacheFloorBytes = 2 * entry });
+        ulong seq = 0;
+        for (var i = 0; i < 8; i++)
+        {
+            var (steps, values) = Range(0, Points, s => (i * 1_000_000) + s);
+            await engine.WriteAsync(Batch("w", ++seq, (Key($"m{i}"), steps, values)));
+        }
+
+        await engine.SealNowAsync();
+
+        // The held reader's slices point into the cached columns of m0.
+        var reader = engine.ReadPointsAsync(Key("m0"), 0, long.MaxValue, 1000).GetAsyncEnumerator();
+        Assert.True(await reader.MoveNextAsync());
+        var slice = reader.Current;
+
+        // Other reads evict m0 (the cache holds two row groups). While the reader that entered
+        // before those evictions is open, no evicted columns may be decoded into again.
+        await ReadOthersAsync(engine, Points);
+        Assert.Equal(Enumerable.Range(0, 1000).Select(s => (double)s), slice.Values.ToArray());
+        Assert.Equal(0, engine.HeadChunkReuse.ReusedColumns);
+        var read = new List<double>(slice.Values.ToArray());
+        while (await reader.MoveNextAsync())
+        {
+            read.AddRange(reader.Current.Values.ToArray());
+        }
+
+        await reader.DisposeAsync();
+        Assert.Equal(Enumerable.Range(0, Points).Select(s => (double)s), read);
+
+        // With it gone, misses decode into evicted columns, and every read stays exact.
+        await ReadOthersAsync(engine, Points);
+        Assert.True(engine.HeadChunkReuse.ReusedColumns > 0, "no miss reused evicted columns");
+        Assert.Equal(Enumerable.Range(0, Points).Select(s => (double)s), (await engine.ReadSeriesAsync(Key("m0")))!.Values.AsSpan(0, Points).ToArray());
+    }
+
+    private static async Task ReadOthersAsync(StorageEngine engine, int points)
+    {
+        for (var round = 0; round < 3; round++)
+        {
+            for (var i = 1; i < 8; i++)
+            {
+                var read = (await engine.ReadSeriesAsync(Key($"m{i}")))!;
+                Assert.Equal(Enumerable.Range(0, points).Select(s => (i * 1_000_000.0) + s), read.Values.AsSpan(0, read.Count).ToArray());
+            }
+        }
     }
 }

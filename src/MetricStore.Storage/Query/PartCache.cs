@@ -8,15 +8,16 @@ internal sealed record CachedPart(SeriesColumns Points, Rollup Fine);
 
 /// <summary>
 /// Decoded sealed row groups with fine rollups, least recently used first out, bounded by bytes
-/// (about 26 per point: 24 of points, 1.7 of rollup). Row
+/// (24 per point of column capacity, about 2 per point of rollup). Row
 /// groups are immutable and their file names never reused, so an entry never goes stale; entries of
 /// files removed by compaction simply age out. Concurrent readers of one row group share one decode.
 /// The capacity is asked for at every insertion and <see cref="Trim"/>: it shrinks while the head
-/// grows (<see cref="StorageOptions.MemoryBudgetBytes"/>).
+/// grows (<see cref="StorageOptions.MemoryBudgetBytes"/>). Evicted columns go to the recycler, and
+/// a miss decodes into columns it hands back (<see cref="ChunkRecycler.RetireColumns"/>).
 /// </summary>
-internal sealed class PartCache(Func<long> capacityBytes, SegmentReaders readers)
+internal sealed class PartCache(Func<long> capacityBytes, SegmentReaders readers, ChunkRecycler? recycler = null)
 {
-    private const int BytesPerPoint = HeadChunk.BytesPerPoint; // the same columns and fine rollup as a head chunk
+    private const int RollupBytesPerPoint = 2;
     private readonly Lock _lock = new();
     private readonly Dictionary<(string File, int RowGroup), LinkedListNode<Entry>> _entries = [];
     private readonly LinkedList<Entry> _lru = new();
@@ -36,15 +37,16 @@ internal sealed class PartCache(Func<long> capacityBytes, SegmentReaders readers
     /// <summary>Evicts least recently used row groups until the cache fits its capacity now (cheap when it does).</summary>
     public void Trim()
     {
-        var capacity = capacityBytes();
-        if (Interlocked.Read(ref _bytes) <= capacity)
+        if (Interlocked.Read(ref _bytes) <= capacityBytes())
         {
             return;
         }
 
         lock (_lock)
         {
-            while (_bytes > capacity && _lru.Last is { } last)
+            // Asked again after each eviction: the evicted columns join the recycler's pool, which
+            // the capacity leaves room for.
+            while (_lru.Last is { } last && _bytes > capacityBytes())
             {
                 Remove(last);
             }
@@ -66,15 +68,18 @@ internal sealed class PartCache(Func<long> capacityBytes, SegmentReaders readers
             }
 
             Interlocked.Increment(ref _misses);
-            // Decoding runs off the lock (Parquet.Net may complete synchronously).
+            var capacity = capacityBytes();
+            var columns = recycler?.RentColumns(part.Rows) ?? new SeriesColumns(part.Rows);
+            var bytes = ChunkRecycler.ColumnsBytes(columns) + ((long)part.Rows * RollupBytesPerPoint);
+
+            // Decoding runs off the lock (the page decoder is synchronous).
             var path = Path.Combine(segmentDirectory, part.File);
             var load = Task.Run(async () =>
             {
-                var points = await readers.ReadAsync(path, part.RowGroup, part.Float32, CancellationToken.None); // the footer is parsed once per file, not per miss
+                var points = await readers.ReadAsync(path, part.RowGroup, part.Float32, CancellationToken.None, columns); // the footer is parsed once per file, not per miss
                 return new CachedPart(points, Rollup.Build(points.Steps, points.Values, points.Timestamps, 0, points.Count, Rollup.Fine));
             });
-            entry = new Entry(key, load, (long)part.Rows * BytesPerPoint);
-            var capacity = capacityBytes();
+            entry = new Entry(key, load, bytes);
             if (entry.Bytes > capacity)
             {
                 return load; // larger than the whole cache: read through
@@ -82,7 +87,7 @@ internal sealed class PartCache(Func<long> capacityBytes, SegmentReaders readers
 
             _entries[key] = _lru.AddFirst(entry);
             Interlocked.Add(ref _bytes, entry.Bytes);
-            while (_bytes > capacity && _lru.Last is { } last && last != _lru.First)
+            while (_lru.Last is { } last && last != _lru.First && _bytes > capacityBytes())
             {
                 Remove(last);
             }
@@ -112,6 +117,12 @@ internal sealed class PartCache(Func<long> capacityBytes, SegmentReaders readers
         _lru.Remove(node);
         _entries.Remove(node.Value.Key);
         Interlocked.Add(ref _bytes, -node.Value.Bytes);
+
+        // Only a finished decode: one still running writes into its columns.
+        if (node.Value.Load.IsCompletedSuccessfully)
+        {
+            recycler?.RetireColumns(node.Value.Load.Result.Points);
+        }
     }
 
     private sealed record Entry((string File, int RowGroup) Key, Task<CachedPart> Load, long Bytes);
