@@ -88,6 +88,16 @@ public sealed class PointPageDecoderTests
         Assert.Equal(0, readers.Decoded);
         AssertSame(points, await readers.ReadAsync(ours, 0, float32: true, CancellationToken.None), "point file");
         Assert.Equal(1, readers.Decoded);
+
+        // The idle readers do not keep the footer's rollups (base64 in its key-value metadata).
+        await using (var stream = File.OpenRead(ours))
+        await using (var reader = await ParquetReader.CreateAsync(stream))
+        {
+            Assert.NotEmpty(reader.CustomMetadata[SegmentWriter.RollupMetadataKey]);
+        }
+
+        Assert.Equal(2, readers.Idle);
+        Assert.Equal(0, readers.IdleFooterMetadataChars);
     }
 
     [Fact]
