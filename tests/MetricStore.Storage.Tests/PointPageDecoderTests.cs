@@ -137,6 +137,19 @@ public sealed class PointPageDecoderTests
         Assert.Equal(0, readers.Idle); // a reader whose read failed is not kept
     }
 
+    [Theory]
+    [InlineData(new byte[] { 0x80, 0x01, 0x80, 0x02, 0x03, 0x00 }, "miniblocks")] // 128 values in 256 miniblocks
+    [InlineData(new byte[] { 0x40, 0x01, 0x03, 0x00 }, "miniblocks")]             // a block of 64 values
+    [InlineData(new byte[] { 0x80, 0x01, 0x04, 0x05, 0x00 }, "holds 5 values")]   // the page says 3 values
+    [InlineData(new byte[] { 0x80, 0x01, 0x04, 0x03, 0x00, 0x02 }, "ends inside")] // the block's widths are missing
+    [InlineData(new byte[] { 0x80, 0x01, 0x04, 0x03 }, "past the end")]           // no first value
+    public void A_delta_page_that_breaks_the_format_is_an_error_not_a_hang_or_a_wrong_read(byte[] page, string message)
+    {
+        var padded = page.Concat(new byte[16]).ToArray();
+        var error = Assert.Throws<InvalidDataException>(() => PointPageDecoder.DecodeDeltaBinaryPacked(padded, page.Length, new long[3]));
+        Assert.Contains(message, error.Message);
+    }
+
     private static SeriesColumns RandomSeries(Random random, int n, bool float32, bool extremes)
     {
         var columns = new SeriesColumns(n) { Count = n };

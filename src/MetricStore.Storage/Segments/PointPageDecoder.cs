@@ -242,7 +242,7 @@ internal sealed class PointPageDecoder : IDisposable
         var miniblocks = ReadUleb(page, length, ref position);
         var total = ReadUleb(page, length, ref position);
         var value = ZigZag(ReadUleb(page, length, ref position));
-        if (blockSize == 0 || blockSize % 128 != 0 || miniblocks == 0 || blockSize % miniblocks != 0 || blockSize / miniblocks % 32 != 0 || blockSize > 1 << 20)
+        if (blockSize == 0 || blockSize % 128 != 0 || blockSize > 1 << 20 || miniblocks == 0 || miniblocks > blockSize / 32 || blockSize % miniblocks != 0 || blockSize / miniblocks % 32 != 0)
         {
             throw new InvalidDataException($"delta block of {blockSize} values in {miniblocks} miniblocks");
         }
