@@ -12,7 +12,7 @@ namespace MetricStore.Storage.Segments;
 /// for the layout <see cref="SegmentWriter"/> writes: required columns, data pages (v1) holding
 /// step and timestamp_ms as DELTA_BINARY_PACKED int64 and value as BYTE_STREAM_SPLIT float or
 /// double, zstd or uncompressed. Parquet.Net's reader allocates its page buffers on every read (about
-/// 1.4 MB for a 100k-point row group, large-object garbage under a cache-missing load); this decoder
+/// 1.6 MB for a 100k-point row group, RowGroupDecodeBenchmarks, large-object garbage under a cache-missing load); this decoder
 /// reuses its scratch buffers and zstd context, so a read allocates only the columns it returns (and
 /// nothing when given columns to fill). Floats are widened straight into the double column.
 /// Anything else (another writer's encodings, a dictionary page, data page v2, optional columns,

@@ -35,8 +35,10 @@ internal sealed class SegmentReaders(int capacity) : IAsyncDisposable
     public long Decoded => Interlocked.Read(ref _decoded);
 
     /// <summary>
-    /// One row group's points (<see cref="SegmentFile.ReadAsync(ParquetReader, string, int, bool, CancellationToken, SeriesColumns?)"/>)
-    /// through a reader of the file kept open; a reader whose read failed is closed, not lent again.
+    /// One row group's points through a reader of the file kept open: decoded by
+    /// <see cref="PointPageDecoder"/> when the file has MetricStore's point layout, else by
+    /// Parquet.Net (<see cref="SegmentFile.ReadAsync(ParquetReader, string, int, bool, CancellationToken, SeriesColumns?)"/>).
+    /// A reader whose read failed is closed, not lent again.
     /// </summary>
     public async Task<SeriesColumns> ReadAsync(string path, int rowGroup, bool float32, CancellationToken cancellationToken, SeriesColumns? into = null)
     {
