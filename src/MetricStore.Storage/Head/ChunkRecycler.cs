@@ -177,8 +177,8 @@ internal sealed class ChunkRecycler
         return null;
     }
 
-    /// <summary>Memory of columns: 24 bytes per point of capacity (step, value, timestamp).</summary>
-    public static long ColumnsBytes(SeriesColumns columns) => (long)columns.Steps.Length * 24;
+    /// <summary>Memory of columns, by their capacity.</summary>
+    public static long ColumnsBytes(SeriesColumns columns) => (long)columns.Steps.Length * HeadChunk.ColumnBytesPerPoint;
 
     /// <summary>An empty full-size chunk: a reclaimed one when there is one, else a new one.</summary>
     public HeadChunk Rent()

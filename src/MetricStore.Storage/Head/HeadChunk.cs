@@ -13,8 +13,14 @@ internal sealed class HeadChunk
 {
     private static readonly (int BlockShift, int FanoutShift) s_shape = Rollup.Fine;
 
-    /// <summary>Memory per point of capacity: step, value and timestamp (24) plus the fine rollup (104 bytes per 64-point block, 1.07 with its upper levels: 1.7).</summary>
-    public const int BytesPerPoint = 26;
+    /// <summary>Memory per point of column capacity: step, value and timestamp.</summary>
+    public const int ColumnBytesPerPoint = 24;
+
+    /// <summary>Memory per point of the fine rollup, rounded up: 104 bytes per 64-point block, 1.07 with its upper levels: 1.7.</summary>
+    public const int RollupBytesPerPoint = 2;
+
+    /// <summary>Memory per point of capacity: the columns and the fine rollup (a cached row group costs the same).</summary>
+    public const int BytesPerPoint = ColumnBytesPerPoint + RollupBytesPerPoint;
 
     public HeadChunk(int capacity)
     {

@@ -8,16 +8,15 @@ internal sealed record CachedPart(SeriesColumns Points, Rollup Fine);
 
 /// <summary>
 /// Decoded sealed row groups with fine rollups, least recently used first out, bounded by bytes
-/// (24 per point of column capacity, about 2 per point of rollup). Row
+/// (<see cref="HeadChunk.ColumnBytesPerPoint"/> per point of column capacity, <see cref="HeadChunk.RollupBytesPerPoint"/> of rollup). Row
 /// groups are immutable and their file names never reused, so an entry never goes stale; entries of
 /// files removed by compaction simply age out. Concurrent readers of one row group share one decode.
 /// The capacity is asked for at every insertion and <see cref="Trim"/>: it shrinks while the head
 /// grows (<see cref="StorageOptions.MemoryBudgetBytes"/>). Evicted columns go to the recycler, and
 /// a miss decodes into columns it hands back (<see cref="ChunkRecycler.RetireColumns"/>).
 /// </summary>
-internal sealed class PartCache(Func<long> capacityBytes, SegmentReaders readers, ChunkRecycler? recycler = null)
+internal sealed class PartCache(Func<long> capacityBytes, SegmentReaders readers, ChunkRecycler recycler)
 {
-    private const int RollupBytesPerPoint = 2;
     private readonly Lock _lock = new();
     private readonly Dictionary<(string File, int RowGroup), LinkedListNode<Entry>> _entries = [];
     private readonly LinkedList<Entry> _lru = new();
@@ -69,8 +68,8 @@ internal sealed class PartCache(Func<long> capacityBytes, SegmentReaders readers
 
             Interlocked.Increment(ref _misses);
             var capacity = capacityBytes();
-            var columns = recycler?.RentColumns(part.Rows) ?? new SeriesColumns(part.Rows);
-            var bytes = ChunkRecycler.ColumnsBytes(columns) + ((long)part.Rows * RollupBytesPerPoint);
+            var columns = recycler.RentColumns(part.Rows) ?? new SeriesColumns(part.Rows);
+            var bytes = ChunkRecycler.ColumnsBytes(columns) + ((long)part.Rows * HeadChunk.RollupBytesPerPoint);
 
             // Decoding runs off the lock (the page decoder is synchronous).
             var path = Path.Combine(segmentDirectory, part.File);
@@ -121,7 +120,7 @@ internal sealed class PartCache(Func<long> capacityBytes, SegmentReaders readers
         // Only a finished decode: one still running writes into its columns.
         if (node.Value.Load.IsCompletedSuccessfully)
         {
-            recycler?.RetireColumns(node.Value.Load.Result.Points);
+            recycler.RetireColumns(node.Value.Load.Result.Points);
         }
     }
 

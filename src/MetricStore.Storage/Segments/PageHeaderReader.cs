@@ -47,32 +47,7 @@ internal static class PageHeaderReader
                     compressed = ReadI32(data, ref position);
                     break;
                 case 5 when wire == Struct:
-                    short inner = 0;
-                    while (true)
-                    {
-                        var (innerId, innerWire) = FieldHeader(data, ref position, ref inner);
-                        if (innerWire == Stop)
-                        {
-                            break;
-                        }
-
-                        switch (innerId)
-                        {
-                            case 1 when innerWire == I32:
-                                values = ReadI32(data, ref position);
-                                break;
-                            case 2 when innerWire == I32:
-                                encoding = (ParquetEncoding)ReadI32(data, ref position);
-                                break;
-                            case 3 when innerWire == I32:
-                                definitionLevels = (ParquetEncoding)ReadI32(data, ref position);
-                                break;
-                            default:
-                                Skip(data, ref position, innerWire, 1);
-                                break;
-                        }
-                    }
-
+                    (values, encoding, definitionLevels) = ReadDataPageHeader(data, ref position);
                     break;
                 default:
                     Skip(data, ref position, wire, 0);
@@ -91,6 +66,38 @@ internal static class PageHeaderReader
         }
 
         return new PageHeaderFields(type.Value, uncompressed.Value, compressed.Value, values ?? 0, encoding ?? ParquetEncoding.PLAIN, definitionLevels);
+    }
+
+    /// <summary>A DataPageHeader struct: its value count, encoding and definition-level encoding.</summary>
+    private static (int? Values, ParquetEncoding? Encoding, ParquetEncoding? DefinitionLevels) ReadDataPageHeader(ReadOnlySpan<byte> data, ref int position)
+    {
+        int? values = null;
+        ParquetEncoding? encoding = null, definitionLevels = null;
+        short field = 0;
+        while (true)
+        {
+            var (id, wire) = FieldHeader(data, ref position, ref field);
+            if (wire == Stop)
+            {
+                return (values, encoding, definitionLevels);
+            }
+
+            switch (id)
+            {
+                case 1 when wire == I32:
+                    values = ReadI32(data, ref position);
+                    break;
+                case 2 when wire == I32:
+                    encoding = (ParquetEncoding)ReadI32(data, ref position);
+                    break;
+                case 3 when wire == I32:
+                    definitionLevels = (ParquetEncoding)ReadI32(data, ref position);
+                    break;
+                default:
+                    Skip(data, ref position, wire, 1);
+                    break;
+            }
+        }
     }
 
     // Compact protocol wire types.

@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
 using Microsoft.Win32.SafeHandles;
 using Parquet.Meta;
@@ -25,9 +24,6 @@ internal sealed class PointPageDecoder : IDisposable
     private readonly Decompressor _zstd = new();
     private byte[] _chunk = new byte[64 * 1024];
     private byte[] _page = new byte[64 * 1024];
-
-    /// <summary>Bytes of scratch held (for the memory account in docs/storage.md).</summary>
-    public long ScratchBytes => _chunk.Length + _page.Length;
 
     /// <summary>Thrown for a valid Parquet layout this decoder does not handle.</summary>
     public sealed class UnsupportedLayoutException(string message) : Exception(message);
@@ -77,7 +73,7 @@ internal sealed class PointPageDecoder : IDisposable
     /// Row group <paramref name="rowGroup"/> of the open file, into <paramref name="into"/> when it
     /// is large enough, else into new columns.
     /// </summary>
-    /// <exception cref="UnsupportedLayoutException">A page this decoder does not handle; nothing was returned.</exception>
+    /// <exception cref="UnsupportedLayoutException">A page this decoder does not handle; <paramref name="into"/> may be partly overwritten.</exception>
     /// <exception cref="InvalidDataException">The pages contradict the footer (a damaged file).</exception>
     public SeriesColumns Read(SafeFileHandle file, FileMetaData metadata, Layout layout, int rowGroup, SeriesColumns? into = null)
     {
@@ -359,15 +355,15 @@ internal sealed class PointPageDecoder : IDisposable
             throw new InvalidDataException($"double page of {page.Length} bytes for {n} values");
         }
 
-        Span<byte> value = stackalloc byte[8];
         for (var i = 0; i < n; i++)
         {
+            ulong bits = 0;
             for (var k = 0; k < 8; k++)
             {
-                value[k] = page[(k * n) + i];
+                bits |= (ulong)page[(k * n) + i] << (8 * k);
             }
 
-            into[i] = BinaryPrimitives.ReadDoubleLittleEndian(value);
+            into[i] = BitConverter.UInt64BitsToDouble(bits);
         }
     }
 
