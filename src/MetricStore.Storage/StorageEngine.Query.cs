@@ -31,11 +31,11 @@ public sealed partial class StorageEngine
     /// <summary>
     /// Bytes the head holds now, as <see cref="StorageOptions.MemoryBudgetBytes"/> counts them:
     /// points written or being sealed at <see cref="HeadChunk.BytesPerPoint"/> each, plus the
-    /// sealed chunks kept for reuse.
+    /// chunks kept for reuse.
     /// </summary>
     public long HeadBytes =>
         ((Interlocked.Read(ref _unsealedPoints) + Interlocked.Read(ref _sealingPoints)) * HeadChunk.BytesPerPoint)
-        + ((long)_recycler.Kept * SeriesHead.ChunkSize * HeadChunk.BytesPerPoint);
+        + (_recycler.KeptPoints * HeadChunk.BytesPerPoint);
 
     /// <summary>Bytes of evicted row-group columns kept for the next cache misses (at most the cache floor).</summary>
     public long PooledColumnBytes => _recycler.ColumnBytes;
@@ -63,7 +63,7 @@ public sealed partial class StorageEngine
     /// Sealed head chunks given out again instead of allocated, how many are kept for that now, and
     /// how many cache misses decoded into the columns of an evicted row group.
     /// </summary>
-    public (long Reused, int Kept, long ReusedColumns) HeadChunkReuse => (_recycler.Reused, _recycler.Kept, _recycler.ReusedColumns);
+    public (long Reused, long KeptPoints, long ReusedColumns) HeadChunkReuse => (_recycler.Reused, _recycler.KeptPoints, _recycler.ReusedColumns);
 
     private void IndexByRun(SeriesHead head)
     {

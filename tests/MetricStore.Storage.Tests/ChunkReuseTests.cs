@@ -39,14 +39,88 @@ public sealed class ChunkReuseTests
             recycler.Retire(Chunks(2));
         }
 
-        Assert.True(recycler.Kept <= 5, $"{recycler.Kept} chunks kept");
+        Assert.True(recycler.KeptPoints <= 5 * SeriesHead.ChunkSize, $"{recycler.KeptPoints} points of chunks kept");
         _ = recycler.Rent();
         Assert.Equal(0, recycler.Reused);
 
-        // Chunks below full size (a short series' first chunk) are left to the GC.
+        // Chunks below the pooled sizes (a short series' first chunk) are left to the GC.
         var other = new ChunkRecycler(maxChunks: 5);
-        other.Retire([new HeadChunk(256)]);
-        Assert.Equal(0, other.Kept);
+        other.Retire([new HeadChunk(256), new HeadChunk(ChunkRecycler.SmallestPooled / 2)]);
+        Assert.Equal(0, other.KeptPoints);
+    }
+
+    [Fact]
+    public void Over_the_bound_free_chunks_go_first_and_a_retired_seal_is_trimmed_not_dropped_whole()
+    {
+        var recycler = new ChunkRecycler(maxChunks: 4);
+        recycler.Retire(Chunks(3)); // no reader: free at once
+        var reader = recycler.EnterRead();
+        var held = Chunks(3);
+        recycler.Retire(held); // 6 kept: two free ones go
+        Assert.Equal(4L * SeriesHead.ChunkSize, recycler.KeptPoints);
+        recycler.ExitRead(reader);
+        var rented = Enumerable.Range(0, 5).Select(_ => recycler.Rent()).ToList();
+        Assert.Equal(4, recycler.Reused);
+        Assert.Subset(rented.ToHashSet(), held.ToHashSet());
+
+        // With a reader that never leaves, the oldest retired seal gives up only what is over the bound.
+        var stuck = new ChunkRecycler(maxChunks: 4);
+        stuck.EnterRead();
+        stuck.Retire(Chunks(3));
+        stuck.Retire(Chunks(3));
+        Assert.Equal(4L * SeriesHead.ChunkSize, stuck.KeptPoints);
+    }
+
+    [Fact]
+    public void Outgrown_chunks_of_the_pooled_sizes_are_kept_and_rented_again_by_size()
+    {
+        var recycler = new ChunkRecycler(maxChunks: 4);
+        var small = new HeadChunk(ChunkRecycler.SmallestPooled);
+        var middle = new HeadChunk(ChunkRecycler.SmallestPooled * 2);
+        recycler.Retire([small, middle]);
+        Assert.Equal(3L * ChunkRecycler.SmallestPooled, recycler.KeptPoints);
+
+        Assert.Same(middle, recycler.Rent(ChunkRecycler.SmallestPooled * 2));
+        Assert.NotSame(small, recycler.Rent()); // full size: a new chunk
+        Assert.Same(small, recycler.Rent(ChunkRecycler.SmallestPooled));
+        Assert.Equal((0L, 2L), (recycler.KeptPoints, recycler.Reused));
+        Assert.Throws<ArgumentOutOfRangeException>(() => recycler.Rent(1000));
+    }
+
+    [Fact]
+    public async Task A_read_held_open_keeps_an_outgrown_chunk_while_the_series_grows_and_others_reuse_that_size()
+    {
+        await using var h = EngineHarness.Open();
+        const int First = 20_000; // in a 32k-point chunk, the copy of the 16k one it outgrew
+        var (steps, values) = Range(0, 2 * First, s => s * 0.5);
+        await h.Engine.WriteAsync(Batch("w", 1, (Key("held"), steps[..First], values[..First])));
+        var reader = h.Engine.ReadPointsAsync(Key("held"), 0, long.MaxValue, 1000).GetAsyncEnumerator();
+        Assert.True(await reader.MoveNextAsync());
+        var slice = reader.Current;
+
+        // The series outgrows its 32k chunk (copied into a 64k one, the 32k one retired), and other
+        // series grow through 16k and 32k chunks: they would take the outgrown one if the open
+        // reader did not hold it, and write over its points.
+        await h.Engine.WriteAsync(Batch("w", 2, (Key("held"), steps[First..], values[First..])));
+        ulong seq = 2;
+        for (var i = 0; i < 4; i++)
+        {
+            var (other, otherValues) = Range(0, 2 * First, s => -1.0);
+            await h.Engine.WriteAsync(Batch("w", ++seq, (Key($"other{i}"), other, otherValues)));
+        }
+
+        Assert.Equal(values.AsSpan(0, 1000).ToArray(), slice.Values.ToArray());
+        Assert.Equal(steps.AsSpan(0, 1000).ToArray(), slice.Steps.ToArray());
+        await reader.DisposeAsync();
+
+        // With the reader gone, a growing series takes outgrown chunks, and every read stays exact.
+        var before = h.Engine.HeadChunkReuse.Reused;
+        var (late, lateValues) = Range(0, 2 * First, s => s + 7.0);
+        await h.Engine.WriteAsync(Batch("w", ++seq, (Key("late"), late, lateValues)));
+        Assert.True(h.Engine.HeadChunkReuse.Reused >= before + 2, $"reused {h.Engine.HeadChunkReuse.Reused - before} chunks");
+        Assert.Equal(values, h.Read(Key("held"))!.Values);
+        Assert.Equal(lateValues, h.Read(Key("late"))!.Values);
+        Assert.Equal(-1.0, h.Read(Key("other3"), 0, 0)!.Values[0]);
     }
 
     [Fact]

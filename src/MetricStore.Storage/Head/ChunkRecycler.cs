@@ -1,9 +1,11 @@
 namespace MetricStore.Storage.Head;
 
 /// <summary>
-/// Reuses full-size head chunks after their points were sealed, so the head stops allocating
-/// (and the kernel stops zeroing) some 100 MB of fresh large-object-heap arrays per seal, and the
-/// large object heap stops fragmenting.
+/// Reuses head chunks of the sizes whose arrays live on the large object heap (16k, 32k and 64k
+/// points, <see cref="IsPooled"/>): full-size chunks after their points were sealed, and the 16k
+/// and 32k chunks a series outgrows on its way to full size after every seal. So the head stops
+/// allocating (and the kernel stops zeroing) some 100 MB of fresh large-object-heap arrays per
+/// seal, and stops leaving holes of three sizes in that heap.
 /// </summary>
 /// <remarks>
 /// Readers hold views of head chunks without a copy (a streamed Arrow read may hold one for a
@@ -27,20 +29,23 @@ internal sealed class ChunkRecycler
     private readonly Lock _lock = new();
     private readonly Dictionary<long, int> _readers = [];
     private readonly Queue<(long Epoch, List<HeadChunk> Chunks)> _retired = new();
-    private readonly Stack<HeadChunk> _free = new();
-    private readonly int _maxChunks;
+    private readonly Stack<HeadChunk>[] _free = [new(), new(), new()]; // by size class: 16k, 32k, 64k points
+    private readonly long _maxPoints;
     private readonly Queue<(long Epoch, SeriesColumns Columns)> _retiredColumns = new();
     private readonly LinkedList<SeriesColumns> _freeColumns = new(); // oldest first
     private readonly long _maxColumnBytes;
     private long _columnBytes; // retired and free columns
     private long _epoch;
-    private int _retiredChunks;
+    private long _keptPoints; // capacity of the retired and free chunks
 
-    /// <param name="maxChunks">Most chunks kept, retired and free together (each holds 64k points: 1.5 MiB of columns).</param>
+    /// <summary>The smallest pooled chunk: its step and timestamp arrays (128 KiB each) are the first on the large object heap.</summary>
+    public const int SmallestPooled = SeriesHead.ChunkSize / 4;
+
+    /// <param name="maxChunks">Most capacity kept, retired and free together, in full-size chunks (each holds 64k points: 1.5 MiB of columns).</param>
     /// <param name="maxColumnBytes">Most bytes of decoded row-group columns kept for reuse, retired and free together.</param>
     public ChunkRecycler(int maxChunks, long maxColumnBytes = 0)
     {
-        _maxChunks = maxChunks;
+        _maxPoints = (long)maxChunks * SeriesHead.ChunkSize;
         _maxColumnBytes = maxColumnBytes;
     }
 
@@ -62,17 +67,28 @@ internal sealed class ChunkRecycler
     /// <summary>Chunks handed out again instead of allocated (for tests and logs).</summary>
     public long Reused { get; private set; }
 
-    /// <summary>Chunks waiting for readers or ready for reuse.</summary>
-    public int Kept
+    /// <summary>Capacity in points of the chunks waiting for readers or ready for reuse.</summary>
+    public long KeptPoints
     {
         get
         {
             lock (_lock)
             {
-                return _retiredChunks + _free.Count;
+                return _keptPoints;
             }
         }
     }
+
+    /// <summary>Whether chunks of this capacity are pooled: 16k, 32k or 64k points.</summary>
+    public static bool IsPooled(int capacity) => capacity is SmallestPooled or SmallestPooled * 2 or SeriesHead.ChunkSize;
+
+    private static int SizeClass(int capacity) => capacity switch
+    {
+        SmallestPooled => 0,
+        SmallestPooled * 2 => 1,
+        SeriesHead.ChunkSize => 2,
+        _ => throw new ArgumentOutOfRangeException(nameof(capacity), capacity, "not a pooled chunk size"),
+    };
 
     /// <summary>Marks a reader active; pass the result to <see cref="ExitRead"/> when it no longer touches head points.</summary>
     public long EnterRead()
@@ -103,20 +119,25 @@ internal sealed class ChunkRecycler
         }
     }
 
-    /// <summary>These sealed chunks have left every series' head: reuse them once no reader can see them.</summary>
+    /// <summary>
+    /// These chunks have left every series' head (sealed, or outgrown and copied into a larger
+    /// chunk): reuse the pooled sizes once no reader can see them. Call it after the chunks left
+    /// the series, so a reader that enters later cannot find them.
+    /// </summary>
     public void Retire(List<HeadChunk> chunks)
     {
-        var full = chunks.FindAll(static c => c.Capacity == SeriesHead.ChunkSize);
+        var pooled = chunks.FindAll(static c => IsPooled(c.Capacity));
         lock (_lock)
         {
-            if (full.Count > 0)
+            if (pooled.Count > 0)
             {
-                _retired.Enqueue((_epoch, full));
-                _retiredChunks += full.Count;
-                while (_retiredChunks + _free.Count > _maxChunks && _retired.Count > 0)
+                _retired.Enqueue((_epoch, pooled));
+                foreach (var chunk in pooled)
                 {
-                    _retiredChunks -= _retired.Dequeue().Chunks.Count; // to the GC: a reader may still hold them
+                    _keptPoints += chunk.Capacity;
                 }
+
+                Trim();
             }
 
             _epoch++;
@@ -180,25 +201,27 @@ internal sealed class ChunkRecycler
     /// <summary>Memory of columns, by their capacity.</summary>
     public static long ColumnsBytes(SeriesColumns columns) => (long)columns.Steps.Length * HeadChunk.ColumnBytesPerPoint;
 
-    /// <summary>An empty full-size chunk: a reclaimed one when there is one, else a new one.</summary>
-    public HeadChunk Rent()
+    /// <summary>An empty chunk of a pooled capacity (full size by default): a reclaimed one when there is one, else a new one.</summary>
+    public HeadChunk Rent(int capacity = SeriesHead.ChunkSize)
     {
+        var free = _free[SizeClass(capacity)];
         lock (_lock)
         {
-            if (_free.Count == 0)
+            if (free.Count == 0)
             {
                 Reclaim();
             }
 
-            if (_free.TryPop(out var chunk))
+            if (free.TryPop(out var chunk))
             {
                 Reused++;
+                _keptPoints -= capacity;
                 chunk.Reset();
                 return chunk;
             }
         }
 
-        return new HeadChunk(SeriesHead.ChunkSize);
+        return new HeadChunk(capacity);
     }
 
     /// <summary>Under the lock: frees the retired chunks no active reader entered early enough to see.</summary>
@@ -207,11 +230,43 @@ internal sealed class ChunkRecycler
         var oldestReader = OldestReader();
         while (_retired.Count > 0 && _retired.Peek().Epoch < oldestReader)
         {
-            var (_, chunks) = _retired.Dequeue();
-            _retiredChunks -= chunks.Count;
-            foreach (var chunk in chunks)
+            foreach (var chunk in _retired.Dequeue().Chunks)
             {
-                _free.Push(chunk);
+                _free[SizeClass(chunk.Capacity)].Push(chunk);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Under the lock: over the bound, lets go of just enough chunks, free ones first (full-size
+    /// first: the seals retire those), then the oldest retired ones. What it lets go of is left to
+    /// the GC, which is safe whether or not a reader still holds it. (Dropping a whole retired seal
+    /// at once, as it once did, threw away a hundred chunks that the next seconds of writes
+    /// allocated again.)
+    /// </summary>
+    private void Trim()
+    {
+        if (_keptPoints <= _maxPoints)
+        {
+            return;
+        }
+
+        Reclaim();
+        for (var size = _free.Length - 1; size >= 0; size--)
+        {
+            while (_keptPoints > _maxPoints && _free[size].TryPop(out var chunk))
+            {
+                _keptPoints -= chunk.Capacity;
+            }
+        }
+
+        while (_keptPoints > _maxPoints && _retired.TryPeek(out var oldest))
+        {
+            _keptPoints -= oldest.Chunks[^1].Capacity;
+            oldest.Chunks.RemoveAt(oldest.Chunks.Count - 1);
+            if (oldest.Chunks.Count == 0)
+            {
+                _retired.Dequeue();
             }
         }
     }

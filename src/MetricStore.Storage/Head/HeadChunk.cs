@@ -78,6 +78,25 @@ internal sealed class HeadChunk
         Levels = levels;
     }
 
+    /// <summary>Takes over the points and rollup of a smaller chunk (this one empty, from the recycler or new).</summary>
+    public void CopyFrom(HeadChunk source)
+    {
+        var n = source.Count;
+        Array.Copy(source.Columns.Steps, Columns.Steps, n);
+        Array.Copy(source.Columns.Values, Columns.Values, n);
+        Array.Copy(source.Columns.Timestamps, Columns.Timestamps, n);
+        for (var level = 0; level < Math.Min(Levels.Length, source.Levels.Length); level++)
+        {
+            Array.Copy(source.Levels[level], Levels[level], Math.Min(Levels[level].Length, source.Levels[level].Length));
+        }
+
+        Columns.Count = n;
+        Valid = source.Valid;
+        MinStep = source.MinStep;
+        MaxStep = source.MaxStep;
+        Sorted = source.Sorted;
+    }
+
     private static int LevelCount(int capacity)
     {
         var levels = 1;

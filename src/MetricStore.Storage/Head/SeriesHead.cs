@@ -369,8 +369,10 @@ internal sealed class SeriesHead
 
     /// <summary>
     /// The chunk to append to. A series starts small (most series of a run are short) and grows by
-    /// doubling up to <see cref="ChunkSize"/>; after that it adds whole chunks, reused ones when the
-    /// recycler has them, and never copies.
+    /// doubling up to <see cref="ChunkSize"/>; after that it adds whole chunks and never copies.
+    /// From 16k points on (arrays on the large object heap) a grown chunk is a copy into a chunk of
+    /// the recycler's, which takes the outgrown one back once no reader can see it: a series that
+    /// grows again after every seal used to leave 16k, 32k and 64k-point arrays behind each time.
     /// </summary>
     private HeadChunk WritableChunk()
     {
@@ -389,8 +391,18 @@ internal sealed class SeriesHead
 
         if (last.Capacity < ChunkSize)
         {
-            last.Grow(Math.Min(ChunkSize, last.Capacity * 2));
-            return last;
+            var capacity = Math.Min(ChunkSize, last.Capacity * 2);
+            if (!ChunkRecycler.IsPooled(capacity))
+            {
+                last.Grow(capacity);
+                return last;
+            }
+
+            var grown = _recycler.Rent(capacity);
+            grown.CopyFrom(last);
+            _chunks[^1] = grown;
+            _recycler.Retire([last]); // after it left the series: readers holding a view keep it from reuse
+            return grown;
         }
 
         var chunk = _recycler.Rent();
