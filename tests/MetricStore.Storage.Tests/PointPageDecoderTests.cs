@@ -8,8 +8,8 @@ namespace MetricStore.Storage.Tests;
 
 /// <summary>
 /// <see cref="PointPageDecoder"/> reads point files written by <see cref="SegmentWriter"/> exactly as
-/// Parquet.Net does (bit for bit), hands other layouts back to Parquet.Net, and names the segment
-/// when a page contradicts its footer.
+/// Parquet.Net does (bit for bit, and as written), hands other layouts back to Parquet.Net, and names
+/// the segment when a page contradicts its footer.
 /// </summary>
 public sealed class PointPageDecoderTests
 {
@@ -42,10 +42,26 @@ public sealed class PointPageDecoderTests
         using var decoder = new PointPageDecoder();
         var groups = reader.RowGroupCount;
         Assert.Equal(points > SegmentWriter.MaxRowGroupRows ? 5 : 3, groups);
+        // What each row group holds: the series in order, a million points at most per row group.
+        var written = new List<SeriesColumns>();
+        foreach (var (_, _, columns) in series)
+        {
+            for (var offset = 0; offset < columns.Count; offset += SegmentWriter.MaxRowGroupRows)
+            {
+                var n = Math.Min(SegmentWriter.MaxRowGroupRows, columns.Count - offset);
+                var part = new SeriesColumns(n) { Count = n };
+                Array.Copy(columns.Steps, offset, part.Steps, 0, n);
+                Array.Copy(columns.Values, offset, part.Values, 0, n);
+                Array.Copy(columns.Timestamps, offset, part.Timestamps, 0, n);
+                written.Add(part);
+            }
+        }
+
         long compared = 0;
         for (var g = 0; g < groups; g++)
         {
             var expected = await SegmentFile.ReadAsync(path, g, float32, CancellationToken.None);
+            AssertSame(written[g], expected, $"row group {g} as Parquet.Net reads it");
             var actual = decoder.Read(stream.SafeFileHandle, reader.Metadata!, layout, g);
             AssertSame(expected, actual, $"row group {g}");
 

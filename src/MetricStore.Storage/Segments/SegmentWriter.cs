@@ -1,8 +1,7 @@
-using System.IO.Compression;
+using System.Buffers.Text;
 using MetricStore.Core;
 using MetricStore.Storage.Query;
 using Parquet;
-using Parquet.Schema;
 
 namespace MetricStore.Storage.Segments;
 
@@ -11,65 +10,62 @@ namespace MetricStore.Storage.Segments;
 /// points. The file appears under its name only after <see cref="CompleteAsync"/>
 /// (temp file, fsync, rename, directory fsync); disposing without completing deletes the temp file.
 /// </summary>
+/// <remarks>
+/// The pages come from <see cref="PointPageEncoder"/> and the footer (Parquet's FileMetaData in the
+/// Thrift compact protocol) is written here: Parquet.Net's writer allocated some 200 MB/s of
+/// large-object garbage at 15M points/s of ingest. The file is the layout Parquet.Net wrote for us:
+/// columns series_id (INT32, PLAIN), step (INT64, DELTA_BINARY_PACKED), value (FLOAT or DOUBLE,
+/// BYTE_STREAM_SPLIT), timestamp_ms (INT64, DELTA_BINARY_PACKED), all required, one v1 data page per
+/// column chunk, min/max statistics on the integer columns (DuckDB prunes row groups by them) and
+/// only a null count on the values, as Parquet.Net did.
+/// </remarks>
 internal sealed class SegmentWriter : IAsyncDisposable
 {
+    private static readonly byte[] s_magic = "PAR1"u8.ToArray();
     private readonly string _path;
     private readonly string _temp;
     private readonly bool _float32;
+    private readonly bool _compress;
     private readonly FileStream _stream;
-    private readonly ParquetWriter _writer;
-    private readonly Fields _fields;
+    private readonly PointPageEncoder _encoder;
     private readonly List<SegmentSeries> _series = [];
-    private int[] _ids = [];       // the series_id column, reused across row groups (large-object-heap churn otherwise)
-    private float[] _floats = [];  // the float32 value column, reused likewise
+    private readonly List<RowGroup> _groups = [];
+    private long _position;
     private bool _completed;
+    private bool _closed;
 
-    private SegmentWriter(string path, bool float32, FileStream stream, ParquetWriter writer, Fields fields)
+    private SegmentWriter(string path, bool float32, bool compress, FileStream stream)
     {
         _path = path;
         _temp = path + ".tmp";
         _float32 = float32;
+        _compress = compress;
         _stream = stream;
-        _writer = writer;
-        _fields = fields;
+        _encoder = PointPageEncoder.Rent();
+        _position = s_magic.Length;
     }
 
-    /// <summary>The columns of one file's schema (Parquet.Net binds a field to the schema it is part of).</summary>
-    private sealed class Fields
-    {
-        public DataField<int> SeriesId { get; } = new("series_id");
-
-        public DataField<long> Step { get; } = new("step");
-
-        public DataField<long> Timestamp { get; } = new("timestamp_ms");
-
-        public DataField<float> Float { get; } = new("value");
-
-        public DataField<double> Double { get; } = new("value");
-    }
+    /// <summary>A written row group: its rows, the step and timestamp ranges and its four column chunks.</summary>
+    private sealed record RowGroup(int SeriesId, int Rows, long MinStep, long MaxStep, long MinTimestamp, long MaxTimestamp, PointPageEncoder.Chunk[] Chunks);
 
     /// <summary>
-    /// Starts a point file with the given codec. Seals and compactions both use zstd today: snappy at
-    /// seal time (tiered compression, as LSM stores do) measured no clear ingest gain within this
-    /// machine's noise for 10% more bytes (docs/benchmarks.md).
+    /// Starts a point file, zstd-compressed (<see cref="CompressionMethod.Zstd"/>, what seals and
+    /// compactions write) or not (<see cref="CompressionMethod.None"/>). Snappy at seal time
+    /// (tiered compression, as LSM stores do) measured no clear ingest gain within this machine's
+    /// noise for 10% more bytes (docs/benchmarks.md), so no other codec is written.
     /// </summary>
     public static async Task<SegmentWriter> CreateAsync(string path, bool float32, CompressionMethod compression, CancellationToken cancellationToken)
     {
-        var stream = new FileStream(path + ".tmp", FileMode.Create, FileAccess.ReadWrite, FileShare.None);
+        if (compression is not (CompressionMethod.Zstd or CompressionMethod.None))
+        {
+            throw new ArgumentOutOfRangeException(nameof(compression), compression, "point files are written with zstd or uncompressed");
+        }
+
+        var stream = new FileStream(path + ".tmp", FileMode.Create, FileAccess.ReadWrite, FileShare.None, bufferSize: 1 << 16);
         try
         {
-            var fields = new Fields();
-            var value = float32 ? (DataField)fields.Float : fields.Double;
-            var schema = new ParquetSchema(fields.SeriesId, fields.Step, value, fields.Timestamp);
-            var options = new ParquetOptions { CompressionMethod = compression, CompressionLevel = CompressionLevel.Fastest };
-            // series_id stays PLAIN: it is constant within a row group, so zstd takes its 4 bytes a
-            // row down to a few hundred bytes a row group either way, and Parquet.Net's delta encoder
-            // was the slower path (EncodeSegment4MPoints in docs/benchmarks.md).
-            options.ColumnEncodingHints[fields.Step.Name] = EncodingHint.DeltaBinaryPacked;
-            options.ColumnEncodingHints[fields.Timestamp.Name] = EncodingHint.DeltaBinaryPacked;
-            options.ColumnEncodingHints[value.Name] = EncodingHint.ByteSplitStream;
-            var writer = await ParquetWriter.CreateAsync(schema, stream, options, cancellationToken: cancellationToken);
-            return new SegmentWriter(path, float32, stream, writer, fields);
+            await stream.WriteAsync(s_magic, cancellationToken);
+            return new SegmentWriter(path, float32, compression == CompressionMethod.Zstd, stream);
         }
         catch
         {
@@ -146,50 +142,55 @@ internal sealed class SegmentWriter : IAsyncDisposable
 
     private async Task AddRowGroupAsync(int seriesId, SeriesColumns points, int offset, int n, CancellationToken cancellationToken)
     {
-        using var group = _writer.CreateRowGroup();
-        if (_ids.Length < n)
-        {
-            _ids = new int[n];
-        }
-
-        Array.Fill(_ids, seriesId, 0, n);
-        await group.WriteAsync(_fields.SeriesId, new ReadOnlyMemory<int>(_ids, 0, n), cancellationToken: cancellationToken);
-        await group.WriteAsync(_fields.Step, new ReadOnlyMemory<long>(points.Steps, offset, n), cancellationToken: cancellationToken);
-        if (_float32)
-        {
-            if (_floats.Length < n)
-            {
-                _floats = new float[n];
-            }
-
-            for (var i = 0; i < n; i++)
-            {
-                _floats[i] = (float)points.Values[offset + i];
-            }
-
-            await group.WriteAsync(_fields.Float, new ReadOnlyMemory<float>(_floats, 0, n), cancellationToken: cancellationToken);
-        }
-        else
-        {
-            await group.WriteAsync(_fields.Double, new ReadOnlyMemory<double>(points.Values, offset, n), cancellationToken: cancellationToken);
-        }
-
-        await group.WriteAsync(_fields.Timestamp, new ReadOnlyMemory<long>(points.Timestamps, offset, n), cancellationToken: cancellationToken);
+        var chunks = new PointPageEncoder.Chunk[4];
+        chunks[0] = await Next(_encoder.WriteConstantInt32Async(_stream, _position, seriesId, n, _compress, cancellationToken));
+        chunks[1] = await Next(_encoder.WriteInt64Async(_stream, _position, points.Steps.AsSpan(offset, n), _compress, cancellationToken));
+        chunks[2] = await Next(_encoder.WriteValuesAsync(_stream, _position, points.Values.AsSpan(offset, n), _float32, _compress, cancellationToken));
+        chunks[3] = await Next(_encoder.WriteInt64Async(_stream, _position, points.Timestamps.AsSpan(offset, n), _compress, cancellationToken));
+        var (minTimestamp, maxTimestamp) = Range(points.Timestamps.AsSpan(offset, n));
+        var minStep = points.Steps[offset];
+        var maxStep = points.Steps[offset + n - 1];
+        _groups.Add(new RowGroup(seriesId, n, minStep, maxStep, minTimestamp, maxTimestamp, chunks));
         var rollup = Rollup.Build(points.Steps, points.Values, points.Timestamps, offset, n, Rollup.Coarse);
-        _series.Add(new SegmentSeries { SeriesId = seriesId, RowGroup = _series.Count, Rows = n, MinStep = points.Steps[offset], MaxStep = points.Steps[offset + n - 1], Rollup = rollup });
+        _series.Add(new SegmentSeries { SeriesId = seriesId, RowGroup = _series.Count, Rows = n, MinStep = minStep, MaxStep = maxStep, Rollup = rollup });
+    }
+
+    /// <summary>Moves the file position past a chunk just written.</summary>
+    private async ValueTask<PointPageEncoder.Chunk> Next(ValueTask<PointPageEncoder.Chunk> write)
+    {
+        var chunk = await write;
+        _position += chunk.CompressedSize;
+        return chunk;
+    }
+
+    private static (long Min, long Max) Range(ReadOnlySpan<long> values)
+    {
+        var min = long.MaxValue;
+        var max = long.MinValue;
+        foreach (var v in values)
+        {
+            min = Math.Min(min, v);
+            max = Math.Max(max, v);
+        }
+
+        return (min, max);
     }
 
     /// <summary>Finishes the file durably under its final name.</summary>
     public async Task<SegmentInfo> CompleteAsync(CancellationToken cancellationToken)
     {
-        _writer.CustomMetadata = new Dictionary<string, string>
-        {
-            [RollupMetadataKey] = Convert.ToBase64String(Rollup.Serialize(_series.Select(s => (s.RowGroup, s.Rollup!)).ToList())),
-        };
-        await _writer.DisposeAsync();
+        var rollups = Rollup.Serialize(_series.Select(s => (s.RowGroup, s.Rollup!)).ToList());
+        var footer = _encoder.Footer;
+        footer.Reset();
+        WriteFooter(footer, rollups);
+        var tail = new byte[8];
+        BitConverter.TryWriteBytes(tail, footer.Length);
+        s_magic.CopyTo(tail, 4);
+        await _stream.WriteAsync(footer.Written, cancellationToken);
+        await _stream.WriteAsync(tail, cancellationToken);
         await _stream.FlushAsync(cancellationToken);
         _stream.Flush(flushToDisk: true);
-        await _stream.DisposeAsync();
+        await CloseAsync();
         File.Move(_temp, _path, overwrite: false);
         DirectorySync.Sync(Path.GetDirectoryName(_path)!);
         _completed = true;
@@ -203,6 +204,98 @@ internal sealed class SegmentWriter : IAsyncDisposable
         };
     }
 
+    /// <summary>FileMetaData (parquet.thrift): version, schema, rows, row groups, the rollups as key-value metadata, created_by.</summary>
+    private void WriteFooter(ThriftCompactWriter w, byte[] rollups)
+    {
+        const int Int32 = 1, Int64 = 2, Float = 4, Double = 5, Required = 0, Zstd = 6, Uncompressed = 0;
+        var columns = new (string Name, int Type)[] { ("series_id", Int32), ("step", Int64), ("value", _float32 ? Float : Double), ("timestamp_ms", Int64) };
+        w.WriteI32(1, 1); // version
+        w.BeginList(2, ThriftCompactWriter.Struct, 1 + columns.Length); // schema: the root, then the leaves
+        w.BeginListStruct();
+        w.WriteString(4, "schema");
+        w.WriteI32(5, columns.Length); // num_children
+        w.EndStruct();
+        foreach (var (name, type) in columns)
+        {
+            w.BeginListStruct();
+            w.WriteI32(1, type);
+            w.WriteI32(3, Required); // repetition_type
+            w.WriteString(4, name);
+            w.EndStruct();
+        }
+
+        w.WriteI64(3, _groups.Sum(g => (long)g.Rows)); // num_rows
+        w.BeginList(4, ThriftCompactWriter.Struct, _groups.Count); // row_groups
+        Span<byte> statistic = stackalloc byte[8];
+        foreach (var group in _groups)
+        {
+            w.BeginListStruct();
+            w.BeginList(1, ThriftCompactWriter.Struct, columns.Length); // columns
+            for (var c = 0; c < columns.Length; c++)
+            {
+                var chunk = group.Chunks[c];
+                w.BeginListStruct();
+                w.WriteI64(2, chunk.Offset); // file_offset
+                w.BeginStruct(3); // meta_data
+                w.WriteI32(1, columns[c].Type);
+                w.BeginList(2, ThriftCompactWriter.I32, 2); // encodings
+                w.WriteI32Value(chunk.Encoding);
+                w.WriteI32Value(PointPageEncoder.Rle);
+                w.BeginList(3, ThriftCompactWriter.Binary, 1); // path_in_schema
+                w.WriteStringValue(columns[c].Name);
+                w.WriteI32(4, _compress ? Zstd : Uncompressed); // codec
+                w.WriteI64(5, chunk.Values); // num_values
+                w.WriteI64(6, chunk.UncompressedSize); // total_uncompressed_size (page headers included)
+                w.WriteI64(7, chunk.CompressedSize); // total_compressed_size
+                w.WriteI64(9, chunk.Offset); // data_page_offset
+                w.BeginStruct(12); // statistics
+                (long Min, long Max)? range = c switch
+                {
+                    0 => (group.SeriesId, group.SeriesId),
+                    1 => (group.MinStep, group.MaxStep),
+                    3 => (group.MinTimestamp, group.MaxTimestamp),
+                    _ => null, // values: a null count only (NaN has no order)
+                };
+                var width = columns[c].Type == Int32 ? 4 : 8;
+                if (range is { } r)
+                {
+                    BitConverter.TryWriteBytes(statistic, r.Max);
+                    w.WriteBinary(1, statistic[..width]); // max (deprecated, still read by older readers)
+                    BitConverter.TryWriteBytes(statistic, r.Min);
+                    w.WriteBinary(2, statistic[..width]); // min
+                }
+
+                w.WriteI64(3, 0); // null_count
+                if (range is { } v)
+                {
+                    BitConverter.TryWriteBytes(statistic, v.Max);
+                    w.WriteBinary(5, statistic[..width]); // max_value
+                    BitConverter.TryWriteBytes(statistic, v.Min);
+                    w.WriteBinary(6, statistic[..width]); // min_value
+                }
+
+                w.EndStruct(); // statistics
+                w.EndStruct(); // meta_data
+                w.EndStruct(); // column chunk
+            }
+
+            w.WriteI64(2, group.Chunks.Sum(c => c.UncompressedSize)); // total_byte_size
+            w.WriteI64(3, group.Rows); // num_rows
+            w.WriteI64(5, group.Chunks[0].Offset); // file_offset
+            w.WriteI64(6, group.Chunks.Sum(c => c.CompressedSize)); // total_compressed_size
+            w.EndStruct();
+        }
+
+        w.BeginList(5, ThriftCompactWriter.Struct, 1); // key_value_metadata
+        w.BeginListStruct();
+        w.WriteString(1, RollupMetadataKey);
+        var base64 = w.WriteBinary(2, Base64.GetMaxEncodedToUtf8Length(rollups.Length)); // straight into the footer, no string
+        Base64.EncodeToUtf8(rollups, base64, out _, out _);
+        w.EndStruct();
+        w.WriteString(6, "MetricStore");
+        w.End();
+    }
+
     public async ValueTask DisposeAsync()
     {
         if (_completed)
@@ -210,8 +303,20 @@ internal sealed class SegmentWriter : IAsyncDisposable
             return;
         }
 
-        await _writer.DisposeAsync();
-        await _stream.DisposeAsync();
+        await CloseAsync();
         File.Delete(_temp);
+    }
+
+    /// <summary>Closes the file and gives the encoder back, once.</summary>
+    private async ValueTask CloseAsync()
+    {
+        if (_closed)
+        {
+            return;
+        }
+
+        _closed = true;
+        await _stream.DisposeAsync();
+        PointPageEncoder.Return(_encoder);
     }
 }

@@ -1,0 +1,276 @@
+using System.Buffers.Binary;
+using System.Collections.Concurrent;
+using System.Numerics;
+using System.Runtime.InteropServices;
+using ZstdSharp;
+
+namespace MetricStore.Storage.Segments;
+
+/// <summary>
+/// Encodes the column chunks of point files, the mirror of <see cref="PointPageDecoder"/>: one v1
+/// data page per column chunk, PLAIN int32, DELTA_BINARY_PACKED int64 and BYTE_STREAM_SPLIT float
+/// or double, then zstd at level 1 (or none), into scratch buffers it keeps. Parquet.Net allocated
+/// each page's encoded bytes, its zstd output (a compress bound of the page, 4 MB for a million
+/// floats) and, in our writer, the float and series-id columns it was given: most of the server's
+/// large-object garbage under ingest (an allocation trace in docs/benchmarks.md). Encoders are
+/// pooled process-wide (<see cref="Rent"/>): a seal and a compaction may each hold one.
+/// </summary>
+internal sealed class PointPageEncoder : IDisposable
+{
+    /// <summary>Values per DELTA_BINARY_PACKED block and per miniblock (4 miniblocks a block), as parquet-mr and Parquet.Net write them.</summary>
+    private const int BlockSize = 128;
+    private const int MiniblockSize = 32;
+    private const int MaxPooled = 4;
+
+    private static readonly ConcurrentBag<PointPageEncoder> s_pool = [];
+
+    private readonly Compressor _zstd = new(1);
+    private readonly ThriftCompactWriter _header = new(64);
+    private readonly ulong[] _deltas = new ulong[BlockSize];
+    private byte[] _page = new byte[64 * 1024];
+    private byte[] _compressed = new byte[64 * 1024];
+
+    /// <summary>A buffer for the file's footer, kept with the encoder (the rollups in it are half a megabyte for a large file).</summary>
+    public ThriftCompactWriter Footer { get; } = new(64 * 1024);
+
+    /// <summary>A column chunk as written: where, how large, how encoded.</summary>
+    public readonly record struct Chunk(long Offset, long CompressedSize, long UncompressedSize, int Values, int Encoding);
+
+    /// <summary>Parquet encodings (parquet.thrift).</summary>
+    public const int Plain = 0;
+    public const int Rle = 3;
+    public const int DeltaBinaryPacked = 5;
+    public const int ByteStreamSplit = 9;
+
+    /// <summary>An encoder from the pool (a new one when it is empty); give it back with <see cref="Return"/>.</summary>
+    public static PointPageEncoder Rent() => s_pool.TryTake(out var encoder) ? encoder : new PointPageEncoder();
+
+    public static void Return(PointPageEncoder encoder)
+    {
+        if (s_pool.Count < MaxPooled)
+        {
+            s_pool.Add(encoder);
+        }
+        else
+        {
+            encoder.Dispose();
+        }
+    }
+
+    public void Dispose() => _zstd.Dispose();
+
+    /// <summary>A PLAIN int32 chunk of <paramref name="count"/> copies of <paramref name="value"/> (the series_id column).</summary>
+    public ValueTask<Chunk> WriteConstantInt32Async(Stream stream, long offset, int value, int count, bool compress, CancellationToken cancellationToken)
+    {
+        var page = Page(4 * count);
+        MemoryMarshal.Cast<byte, int>(page).Fill(BitConverter.IsLittleEndian ? value : BinaryPrimitives.ReverseEndianness(value));
+        return WritePageAsync(stream, offset, page.Length, count, Plain, compress, cancellationToken);
+    }
+
+    /// <summary>A DELTA_BINARY_PACKED int64 chunk.</summary>
+    public ValueTask<Chunk> WriteInt64Async(Stream stream, long offset, ReadOnlySpan<long> values, bool compress, CancellationToken cancellationToken)
+    {
+        var length = EncodeDeltaBinaryPacked(values, Page(MaxDeltaBinaryPackedBytes(values.Length)));
+        return WritePageAsync(stream, offset, length, values.Length, DeltaBinaryPacked, compress, cancellationToken);
+    }
+
+    /// <summary>A BYTE_STREAM_SPLIT chunk of the values as float32 (<paramref name="float32"/>, each exactly a float) or float64.</summary>
+    public ValueTask<Chunk> WriteValuesAsync(Stream stream, long offset, ReadOnlySpan<double> values, bool float32, bool compress, CancellationToken cancellationToken)
+    {
+        var n = values.Length;
+        var page = Page((float32 ? 4 : 8) * n);
+        if (float32)
+        {
+            EncodeByteStreamSplitFloat(values, page);
+        }
+        else
+        {
+            EncodeByteStreamSplitDouble(values, page);
+        }
+
+        return WritePageAsync(stream, offset, page.Length, n, ByteStreamSplit, compress, cancellationToken);
+    }
+
+    /// <summary>The most bytes DELTA_BINARY_PACKED takes for <paramref name="count"/> int64 values.</summary>
+    internal static int MaxDeltaBinaryPackedBytes(int count) => 40 + (((count / BlockSize) + 1) * (10 + 4 + (BlockSize * 8)));
+
+    /// <summary>
+    /// DELTA_BINARY_PACKED (parquet-format Encodings.md): a header (128 values per block, 4
+    /// miniblocks, the value count, the first value), then per block of 128 deltas the smallest
+    /// delta and each miniblock's bit width, then the miniblocks: each delta minus the smallest,
+    /// bit-packed from the least significant bit, 32 to a miniblock. Differences wrap, so any
+    /// int64 sequence round-trips. A last block's unused miniblocks have width 0 and no bytes.
+    /// </summary>
+    internal int EncodeDeltaBinaryPacked(ReadOnlySpan<long> values, Span<byte> output)
+    {
+        var position = 0;
+        Uleb(output, ref position, BlockSize);
+        Uleb(output, ref position, BlockSize / MiniblockSize);
+        Uleb(output, ref position, (ulong)values.Length);
+        Uleb(output, ref position, ZigZag(values.IsEmpty ? 0 : values[0]));
+        var deltas = _deltas.AsSpan();
+        for (var start = 1; start < values.Length; start += BlockSize)
+        {
+            var n = Math.Min(BlockSize, values.Length - start);
+            var min = long.MaxValue;
+            for (var i = 0; i < n; i++)
+            {
+                var delta = unchecked(values[start + i] - values[start + i - 1]);
+                deltas[i] = (ulong)delta;
+                min = Math.Min(min, delta);
+            }
+
+            Uleb(output, ref position, ZigZag(min));
+            var widthsAt = position;
+            position += BlockSize / MiniblockSize;
+            for (var m = 0; m < BlockSize / MiniblockSize; m++)
+            {
+                var from = m * MiniblockSize;
+                if (from >= n)
+                {
+                    output[widthsAt + m] = 0;
+                    continue;
+                }
+
+                var take = Math.Min(MiniblockSize, n - from);
+                ulong any = 0;
+                for (var i = from; i < from + take; i++)
+                {
+                    deltas[i] = unchecked(deltas[i] - (ulong)min);
+                    any |= deltas[i];
+                }
+
+                var width = 64 - BitOperations.LeadingZeroCount(any);
+                output[widthsAt + m] = (byte)width;
+                deltas[(from + take)..(from + MiniblockSize)].Clear(); // a short last miniblock is padded with zeros
+                position += Pack(deltas.Slice(from, MiniblockSize), width, output[position..]);
+            }
+        }
+
+        return position;
+    }
+
+    /// <summary>BYTE_STREAM_SPLIT of the values as float32: byte k of value i at k × n + i.</summary>
+    internal static void EncodeByteStreamSplitFloat(ReadOnlySpan<double> values, Span<byte> output)
+    {
+        var n = values.Length;
+        var b0 = output[..n];
+        var b1 = output.Slice(n, n);
+        var b2 = output.Slice(2 * n, n);
+        var b3 = output.Slice(3 * n, n);
+        for (var i = 0; i < n; i++)
+        {
+            var bits = BitConverter.SingleToUInt32Bits((float)values[i]);
+            b0[i] = (byte)bits;
+            b1[i] = (byte)(bits >> 8);
+            b2[i] = (byte)(bits >> 16);
+            b3[i] = (byte)(bits >> 24);
+        }
+    }
+
+    /// <summary>BYTE_STREAM_SPLIT of float64 values: byte k of value i at k × n + i.</summary>
+    internal static void EncodeByteStreamSplitDouble(ReadOnlySpan<double> values, Span<byte> output)
+    {
+        var n = values.Length;
+        for (var i = 0; i < n; i++)
+        {
+            var bits = BitConverter.DoubleToUInt64Bits(values[i]);
+            for (var k = 0; k < 8; k++)
+            {
+                output[(k * n) + i] = (byte)(bits >> (8 * k));
+            }
+        }
+    }
+
+    /// <summary>Bit-packs 32 values of <paramref name="width"/> bits, least significant bit first: 4 × width bytes.</summary>
+    private static int Pack(ReadOnlySpan<ulong> values, int width, Span<byte> output)
+    {
+        if (width == 0)
+        {
+            return 0;
+        }
+
+        var written = 0;
+        ulong word = 0;
+        var bits = 0;
+        foreach (var value in values)
+        {
+            word |= value << bits; // a shift by 64 or more is masked in C#; bits stays below 64 here
+            if (bits + width >= 64)
+            {
+                BinaryPrimitives.WriteUInt64LittleEndian(output[written..], word);
+                written += 8;
+                word = bits == 0 ? 0 : value >> (64 - bits);
+                bits = bits + width - 64;
+            }
+            else
+            {
+                bits += width;
+            }
+        }
+
+        for (; bits > 0; bits -= 8)
+        {
+            output[written++] = (byte)word;
+            word >>= 8;
+        }
+
+        return written;
+    }
+
+    private static ulong ZigZag(long value) => (ulong)((value << 1) ^ (value >> 63));
+
+    private static void Uleb(Span<byte> output, ref int position, ulong value)
+    {
+        while (value >= 0x80)
+        {
+            output[position++] = (byte)(value | 0x80);
+            value >>= 7;
+        }
+
+        output[position++] = (byte)value;
+    }
+
+    /// <summary>The page buffer, at least <paramref name="bytes"/> long, sliced to that length.</summary>
+    private Span<byte> Page(int bytes)
+    {
+        if (_page.Length < bytes)
+        {
+            _page = new byte[Math.Max(bytes, _page.Length * 2)];
+        }
+
+        return _page.AsSpan(0, bytes);
+    }
+
+    /// <summary>Compresses the page of <paramref name="length"/> bytes in the page buffer and writes it with its header at <paramref name="offset"/>.</summary>
+    private async ValueTask<Chunk> WritePageAsync(Stream stream, long offset, int length, int values, int encoding, bool compress, CancellationToken cancellationToken)
+    {
+        ReadOnlyMemory<byte> body = _page.AsMemory(0, length);
+        if (compress)
+        {
+            var bound = Compressor.GetCompressBound(length);
+            if (_compressed.Length < bound)
+            {
+                _compressed = new byte[Math.Max(bound, _compressed.Length * 2)];
+            }
+
+            body = _compressed.AsMemory(0, _zstd.Wrap(_page.AsSpan(0, length), _compressed));
+        }
+
+        _header.Reset();
+        _header.WriteI32(1, 0); // type: DATA_PAGE
+        _header.WriteI32(2, length); // uncompressed_page_size
+        _header.WriteI32(3, body.Length); // compressed_page_size
+        _header.BeginStruct(5); // data_page_header
+        _header.WriteI32(1, values); // num_values
+        _header.WriteI32(2, encoding);
+        _header.WriteI32(3, Rle); // definition_level_encoding (required columns: no levels written)
+        _header.WriteI32(4, Rle); // repetition_level_encoding
+        _header.EndStruct();
+        _header.End();
+        var headerBytes = _header.Length;
+        await stream.WriteAsync(_header.Written, cancellationToken);
+        await stream.WriteAsync(body, cancellationToken);
+        return new Chunk(offset, headerBytes + body.Length, headerBytes + length, values, encoding);
+    }
+}

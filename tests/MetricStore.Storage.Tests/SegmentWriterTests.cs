@@ -1,0 +1,180 @@
+using System.Globalization;
+using DuckDB.NET.Data;
+using MetricStore.Core;
+using MetricStore.Storage.Query;
+using MetricStore.Storage.Segments;
+using MetricStore.Tests;
+using Parquet;
+
+namespace MetricStore.Storage.Tests;
+
+/// <summary>
+/// Point files from our own page encoder and footer writer (<see cref="SegmentWriter"/>,
+/// <see cref="PointPageEncoder"/>) are Parquet that Parquet.Net and DuckDB read back exactly, with
+/// the statistics DuckDB prunes row groups by.
+/// </summary>
+public sealed class SegmentWriterTests
+{
+    public static TheoryData<int> Lengths() => [1, 2, 31, 32, 33, 127, 128, 129, 130, 161, 255, 256, 257, 1000, 4097];
+
+    [Theory]
+    [MemberData(nameof(Lengths))]
+    public void Delta_binary_packed_round_trips_any_int64_sequence(int n)
+    {
+        var random = new Random(n);
+        var sequences = new[]
+        {
+            Enumerable.Range(0, n).Select(i => (long)i).ToArray(), // steps: every delta 1, width 0
+            Enumerable.Range(0, n).Select(_ => random.NextInt64(long.MinValue, long.MaxValue)).ToArray(), // 64-bit wide deltas that wrap
+            Enumerable.Range(0, n).Select(i => i % 3 == 0 ? long.MinValue : long.MaxValue).ToArray(),
+            Enumerable.Range(0, n).Select(i => 1_700_000_000_000L + (i * 1000L) + random.Next(0, 50)).ToArray(), // timestamps
+            Enumerable.Range(0, n).Select(i => (long)random.Next(-5, 5) << random.Next(0, 60)).ToArray(), // widths that change per miniblock
+        };
+        using var encoder = new PointPageEncoder();
+        foreach (var values in sequences)
+        {
+            var page = new byte[PointPageEncoder.MaxDeltaBinaryPackedBytes(n) + 16];
+            var length = encoder.EncodeDeltaBinaryPacked(values, page);
+            var decoded = new long[n];
+            PointPageDecoder.DecodeDeltaBinaryPacked(page, length, decoded);
+            Assert.Equal(values, decoded);
+        }
+    }
+
+    [Fact]
+    public void A_short_last_miniblock_is_padded_with_zero_bits()
+    {
+        // A first block of wide random deltas, then a block of 5 deltas (0, 1, 2, 3, 4: 3 bits each).
+        var random = new Random(5);
+        var values = Enumerable.Range(0, 129).Select(_ => random.NextInt64()).Concat(Enumerable.Range(0, 5).Select(i => (long)i * (i + 1) / 2)).ToArray();
+        values[129] = values[128]; // the first delta of the last block is 0
+        for (var i = 130; i < values.Length; i++)
+        {
+            values[i] = values[i - 1] + (i - 129);
+        }
+
+        using var encoder = new PointPageEncoder();
+        var page = new byte[PointPageEncoder.MaxDeltaBinaryPackedBytes(values.Length)];
+        var length = encoder.EncodeDeltaBinaryPacked(values, page);
+
+        // The last miniblock is 32 values of 3 bits (12 bytes), of which the first 15 bits are used.
+        Assert.Equal(3, page[length - 12 - 4]);
+        Assert.Equal(0, page[length - 11] & 0x80);
+        Assert.All(page[(length - 10)..length], b => Assert.Equal(0, b));
+        var decoded = new long[values.Length];
+        PointPageDecoder.DecodeDeltaBinaryPacked(page, length, decoded);
+        Assert.Equal(values, decoded);
+    }
+
+    [Fact]
+    public async Task Parquet_Net_and_DuckDB_read_every_point_the_statistics_and_the_rollups_back()
+    {
+        using var directory = new TempDirectory();
+        var random = new Random(11);
+        var series = new List<(int Id, SeriesKey Key, SeriesColumns Points)>();
+        foreach (var (id, n) in new[] { (7, 1), (3, 5000), (12, 129) })
+        {
+            var points = new SeriesColumns(n) { Count = n };
+            for (var i = 0; i < n; i++)
+            {
+                points.Steps[i] = (i * 3L) + id;
+                points.Values[i] = i % 97 == 5 ? float.NaN : (float)(random.NextDouble() - 0.5);
+                points.Timestamps[i] = 1_700_000_000_000L + (i * 250L) - random.Next(0, 1000); // not sorted
+            }
+
+            series.Add((id, SeriesKey.Create("key", RunId.New(), $"m{id}"), points));
+        }
+
+        var path = Path.Combine(directory.Path, "points.parquet");
+        var info = await SegmentFile.WriteAsync(path, series, float32: true, CompressionMethod.Zstd, CancellationToken.None);
+        Assert.Equal(new FileInfo(path).Length, info.Bytes);
+        Assert.Equal(5130, info.Rows);
+
+        // Parquet.Net: the schema, every row group's points and statistics, and the rollups.
+        await using (var stream = File.OpenRead(path))
+        await using (var reader = await ParquetReader.CreateAsync(stream))
+        {
+            Assert.Equal(["series_id", "step", "value", "timestamp_ms"], reader.Schema.DataFields.Select(f => f.Name));
+            Assert.Equal([typeof(int), typeof(long), typeof(float), typeof(long)], reader.Schema.DataFields.Select(f => f.ClrType));
+            Assert.Equal(series.Count, reader.RowGroupCount);
+            var rollups = Rollup.Deserialize(Convert.FromBase64String(reader.CustomMetadata[SegmentWriter.RollupMetadataKey]));
+            for (var g = 0; g < series.Count; g++)
+            {
+                var (id, _, points) = series[g];
+                var read = await SegmentFile.ReadAsync(reader, path, g, float32: true, CancellationToken.None);
+                Assert.Equal(points.Steps.AsSpan(0, points.Count).ToArray(), read.Steps.AsSpan(0, read.Count).ToArray());
+                Assert.Equal(points.Timestamps.AsSpan(0, points.Count).ToArray(), read.Timestamps.AsSpan(0, read.Count).ToArray());
+                Assert.Equal(points.Values.AsSpan(0, points.Count).ToArray(), read.Values.AsSpan(0, read.Count).ToArray());
+
+                var columns = reader.Metadata!.RowGroups[g].Columns;
+                Assert.All(columns, c => Assert.Equal(Parquet.Meta.CompressionCodec.ZSTD, c.MetaData!.Codec));
+                Assert.Equal(BitConverter.GetBytes(id), columns[0].MetaData!.Statistics!.MinValue);
+                Assert.Equal(BitConverter.GetBytes(id), columns[0].MetaData!.Statistics!.MaxValue);
+                Assert.Equal(BitConverter.GetBytes(points.Steps[0]), columns[1].MetaData!.Statistics!.MinValue);
+                Assert.Equal(BitConverter.GetBytes(points.Steps[points.Count - 1]), columns[1].MetaData!.Statistics!.MaxValue);
+                Assert.Equal(BitConverter.GetBytes(points.Timestamps.AsSpan(0, points.Count).ToArray().Max()), columns[3].MetaData!.Statistics!.MaxValue);
+                Assert.Equal(BitConverter.GetBytes(points.Timestamps.AsSpan(0, points.Count).ToArray().Min()), columns[3].MetaData!.Statistics!.MinValue);
+
+                var expected = Rollup.Build(points.Steps, points.Values, points.Timestamps, 0, points.Count, Rollup.Coarse).Total();
+                var total = rollups[g].Total();
+                Assert.Equal((expected.Count, expected.First, expected.Last), (total.Count, total.First, total.Last));
+            }
+        }
+
+        // DuckDB: every row in file order, and its own view of the statistics.
+        using var connection = new DuckDBConnection("Data Source=:memory:");
+        connection.Open();
+        using var command = connection.CreateCommand();
+        var file = path.Replace("'", "''", StringComparison.Ordinal);
+        command.CommandText = $"SELECT series_id, step, value, timestamp_ms FROM read_parquet('{file}')";
+        using (var rows = command.ExecuteReader())
+        {
+            foreach (var (id, _, points) in series)
+            {
+                for (var i = 0; i < points.Count; i++)
+                {
+                    Assert.True(rows.Read(), $"DuckDB ran out of rows at series {id}, point {i}");
+                    Assert.Equal(id, rows.GetInt32(0));
+                    Assert.Equal(points.Steps[i], rows.GetInt64(1));
+                    Assert.Equal((float)points.Values[i], rows.GetFloat(2));
+                    Assert.Equal(points.Timestamps[i], rows.GetInt64(3));
+                }
+            }
+
+            Assert.False(rows.Read());
+        }
+
+        command.CommandText = $"SELECT row_group_id, stats_min, stats_max FROM parquet_metadata('{file}') WHERE path_in_schema = 'step' ORDER BY row_group_id";
+        using (var stats = command.ExecuteReader())
+        {
+            foreach (var (_, _, points) in series)
+            {
+                Assert.True(stats.Read());
+                Assert.Equal(points.Steps[0].ToString(CultureInfo.InvariantCulture), stats.GetString(1));
+                Assert.Equal(points.Steps[points.Count - 1].ToString(CultureInfo.InvariantCulture), stats.GetString(2));
+            }
+        }
+    }
+
+    [Fact]
+    public async Task Uncompressed_and_double_files_read_back_and_other_codecs_are_refused()
+    {
+        using var directory = new TempDirectory();
+        var points = new SeriesColumns(3000) { Count = 3000 };
+        for (var i = 0; i < points.Count; i++)
+        {
+            points.Steps[i] = i;
+            points.Values[i] = Math.PI * i;
+            points.Timestamps[i] = i * 10L;
+        }
+
+        var path = Path.Combine(directory.Path, "points.parquet");
+        await SegmentFile.WriteAsync(path, [(0, SeriesKey.Create("key", RunId.New(), "m"), points)], float32: false, CompressionMethod.None, CancellationToken.None);
+        var read = await SegmentFile.ReadAsync(path, 0, float32: false, CancellationToken.None);
+        Assert.Equal(points.Values.AsSpan(0, points.Count).ToArray(), read.Values.AsSpan(0, read.Count).ToArray());
+        Assert.True(new FileInfo(path).Length > points.Count * 8, "the double values are stored uncompressed");
+
+        await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => SegmentWriter.CreateAsync(Path.Combine(directory.Path, "snappy.parquet"), float32: true, CompressionMethod.Snappy, CancellationToken.None));
+        Assert.Empty(Directory.GetFiles(directory.Path, "snappy*"));
+    }
+}
