@@ -218,18 +218,9 @@ internal sealed class PointPageEncoder : IDisposable
         return written;
     }
 
-    private static ulong ZigZag(long value) => (ulong)((value << 1) ^ (value >> 63));
+    private static ulong ZigZag(long value) => ThriftCompactWriter.ZigZag(value);
 
-    private static void Uleb(Span<byte> output, ref int position, ulong value)
-    {
-        while (value >= 0x80)
-        {
-            output[position++] = (byte)(value | 0x80);
-            value >>= 7;
-        }
-
-        output[position++] = (byte)value;
-    }
+    private static void Uleb(Span<byte> output, ref int position, ulong value) => position += ThriftCompactWriter.WriteVarint(output[position..], value);
 
     /// <summary>The page buffer, at least <paramref name="bytes"/> long, sliced to that length.</summary>
     private Span<byte> Page(int bytes)

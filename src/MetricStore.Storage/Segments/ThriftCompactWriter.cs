@@ -122,7 +122,22 @@ internal sealed class ThriftCompactWriter
     /// <summary>Ends the top-level struct.</summary>
     public void End() => Byte(0);
 
-    private static ulong ZigZag(long value) => (ulong)((value << 1) ^ (value >> 63));
+    /// <summary>Zigzag: small negative and positive numbers both become small unsigned ones (Thrift and Parquet's delta encoding).</summary>
+    internal static ulong ZigZag(long value) => (ulong)((value << 1) ^ (value >> 63));
+
+    /// <summary>Writes an unsigned LEB128 varint at the start of <paramref name="output"/>; returns its length (at most 10).</summary>
+    internal static int WriteVarint(Span<byte> output, ulong value)
+    {
+        var n = 0;
+        while (value >= 0x80)
+        {
+            output[n++] = (byte)(value | 0x80);
+            value >>= 7;
+        }
+
+        output[n++] = (byte)value;
+        return n;
+    }
 
     private void FieldHeader(short field, byte type)
     {
@@ -140,19 +155,7 @@ internal sealed class ThriftCompactWriter
         _lastField = field;
     }
 
-    private void Varint(ulong value)
-    {
-        var span = Reserve(10);
-        var n = 0;
-        while (value >= 0x80)
-        {
-            span[n++] = (byte)(value | 0x80);
-            value >>= 7;
-        }
-
-        span[n++] = (byte)value;
-        Length += n;
-    }
+    private void Varint(ulong value) => Length += WriteVarint(Reserve(10), value);
 
     private void Byte(byte value)
     {
