@@ -225,12 +225,20 @@ internal sealed class PointPageEncoder : IDisposable
     /// <summary>The page buffer, at least <paramref name="bytes"/> long, sliced to that length.</summary>
     private Span<byte> Page(int bytes)
     {
-        if (_page.Length < bytes)
-        {
-            _page = new byte[Math.Max(bytes, _page.Length * 2)];
-        }
-
+        Grow(ref _page, bytes);
         return _page.AsSpan(0, bytes);
+    }
+
+    /// <summary>
+    /// Grows a scratch buffer to the next whole MiB above <paramref name="bytes"/>: a 1M-row group
+    /// asks for at most about 8.5 MB (the delta encoding's bound), which doubling would have made 16.
+    /// </summary>
+    private static void Grow(ref byte[] buffer, int bytes)
+    {
+        if (buffer.Length < bytes)
+        {
+            buffer = new byte[(int)Math.Min(Array.MaxLength, (bytes + (1L << 20) - 1) & ~((1L << 20) - 1))];
+        }
     }
 
     /// <summary>Compresses the page of <paramref name="length"/> bytes in the page buffer and writes it with its header at <paramref name="offset"/>.</summary>
@@ -239,11 +247,7 @@ internal sealed class PointPageEncoder : IDisposable
         ReadOnlyMemory<byte> body = _page.AsMemory(0, length);
         if (compress)
         {
-            var bound = Compressor.GetCompressBound(length);
-            if (_compressed.Length < bound)
-            {
-                _compressed = new byte[Math.Max(bound, _compressed.Length * 2)];
-            }
+            Grow(ref _compressed, Compressor.GetCompressBound(length));
 
             body = _compressed.AsMemory(0, _zstd.Wrap(_page.AsSpan(0, length), _compressed));
         }
