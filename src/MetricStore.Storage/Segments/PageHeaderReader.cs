@@ -100,20 +100,20 @@ internal static class PageHeaderReader
         }
     }
 
-    // Compact protocol wire types.
-    private const int Stop = 0;
-    private const int True = 1;
-    private const int False = 2;
-    private const int Byte = 3;
-    private const int I16 = 4;
-    private const int I32 = 5;
-    private const int I64 = 6;
-    private const int Double = 7;
-    private const int Binary = 8;
-    private const int List = 9;
-    private const int Set = 10;
-    private const int Map = 11;
-    private const int Struct = 12;
+    // Compact protocol wire types (ThriftCompactWriter writes the same).
+    internal const int Stop = 0;
+    internal const int True = 1;
+    internal const int False = 2;
+    internal const int Byte = 3;
+    internal const int I16 = 4;
+    internal const int I32 = 5;
+    internal const int I64 = 6;
+    internal const int Double = 7;
+    internal const int Binary = 8;
+    internal const int List = 9;
+    internal const int Set = 10;
+    internal const int Map = 11;
+    internal const int Struct = 12;
 
     private static (short Id, int Wire) FieldHeader(ReadOnlySpan<byte> data, ref int position, ref short last)
     {

@@ -36,11 +36,11 @@ internal sealed class PointPageEncoder : IDisposable
     /// <summary>A column chunk as written: where, how large, how encoded.</summary>
     public readonly record struct Chunk(long Offset, long CompressedSize, long UncompressedSize, int Values, int Encoding);
 
-    /// <summary>Parquet encodings (parquet.thrift).</summary>
-    public const int Plain = 0;
-    public const int Rle = 3;
-    public const int DeltaBinaryPacked = 5;
-    public const int ByteStreamSplit = 9;
+    // Parquet's encodings, as Parquet.Meta (parquet.thrift) numbers them.
+    public const int Plain = (int)Parquet.Meta.Encoding.PLAIN;
+    public const int Rle = (int)Parquet.Meta.Encoding.RLE;
+    public const int DeltaBinaryPacked = (int)Parquet.Meta.Encoding.DELTA_BINARY_PACKED;
+    public const int ByteStreamSplit = (int)Parquet.Meta.Encoding.BYTE_STREAM_SPLIT;
 
     /// <summary>An encoder from the pool (a new one when it is empty); give it back with <see cref="Return"/>.</summary>
     public static PointPageEncoder Rent() => s_pool.TryTake(out var encoder) ? encoder : new PointPageEncoder();
@@ -253,7 +253,7 @@ internal sealed class PointPageEncoder : IDisposable
         }
 
         _header.Reset();
-        _header.WriteI32(1, 0); // type: DATA_PAGE
+        _header.WriteI32(1, (int)Parquet.Meta.PageType.DATA_PAGE); // type
         _header.WriteI32(2, length); // uncompressed_page_size
         _header.WriteI32(3, body.Length); // compressed_page_size
         _header.BeginStruct(5); // data_page_header

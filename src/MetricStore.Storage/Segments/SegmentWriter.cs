@@ -207,7 +207,8 @@ internal sealed class SegmentWriter : IAsyncDisposable
     /// <summary>FileMetaData (parquet.thrift): version, schema, rows, row groups, the rollups as key-value metadata, created_by.</summary>
     private void WriteFooter(ThriftCompactWriter w, byte[] rollups)
     {
-        const int Int32 = 1, Int64 = 2, Float = 4, Double = 5, Required = 0, Zstd = 6, Uncompressed = 0;
+        const int Int32 = (int)Parquet.Meta.Type.INT32, Int64 = (int)Parquet.Meta.Type.INT64, Float = (int)Parquet.Meta.Type.FLOAT, Double = (int)Parquet.Meta.Type.DOUBLE;
+        const int Required = (int)Parquet.Meta.FieldRepetitionType.REQUIRED, Zstd = (int)Parquet.Meta.CompressionCodec.ZSTD, Uncompressed = (int)Parquet.Meta.CompressionCodec.UNCOMPRESSED;
         var columns = new (string Name, int Type)[] { ("series_id", Int32), ("step", Int64), ("value", _float32 ? Float : Double), ("timestamp_ms", Int64) };
         w.WriteI32(1, 1); // version
         w.BeginList(2, ThriftCompactWriter.Struct, 1 + columns.Length); // schema: the root, then the leaves

@@ -9,11 +9,12 @@ namespace MetricStore.Storage.Segments;
 /// </summary>
 internal sealed class ThriftCompactWriter
 {
-    public const byte I32 = 5;
-    public const byte Binary = 8;
-    public const byte Struct = 12;
-    private const byte I64 = 6;
-    private const byte List = 9;
+    // Wire types: PageHeaderReader's, the reading side of the same protocol.
+    public const byte I32 = PageHeaderReader.I32;
+    public const byte Binary = PageHeaderReader.Binary;
+    public const byte Struct = PageHeaderReader.Struct;
+    private const byte I64 = PageHeaderReader.I64;
+    private const byte List = PageHeaderReader.List;
 
     private readonly Stack<short> _enclosing = new(); // the last field id of each enclosing struct
     private byte[] _buffer;
