@@ -3,6 +3,7 @@ using Google.Protobuf;
 using MetricStore.Core;
 using MetricStore.Protocol;
 using MetricStore.Server.Grpc;
+using MetricStore.Storage.Head;
 using MetricStore.Storage.Ingest;
 using MetricStore.Storage.Wal;
 using MetricStore.Tracking;
@@ -18,6 +19,7 @@ namespace MetricStore.Benchmarks;
 public class IngestKernelBenchmarks
 {
     private const int Points = 10_000;
+    private const int RequestsPerSeal = 60;
     private readonly BoundedMpscQueue<object> _ring = new(1024);
     private readonly object _item = new();
     private byte[] _wire = [];
@@ -26,6 +28,10 @@ public class IngestKernelBenchmarks
     private RunDirectory _runs = null!;
     private TrackingStore _tracking = null!;
     private WalSegmentWriter _wal = null!;
+    private readonly ChunkRecycler _recycler = new(16);
+    private SeriesHead _head = null!;
+    private SeriesPoints[] _run = [];
+    private int _appended;
     private string _directory = "";
 
     [GlobalSetup]
@@ -53,6 +59,18 @@ public class IngestKernelBenchmarks
         _batch = IngestDecoder.Decode(WriteRequestReader.Read(_wire), _runs, 0, []);
         Directory.CreateDirectory(Path.Combine(_directory, "wal"));
         _wal = new WalSegmentWriter(Path.Combine(_directory, "wal"), 1, 64L * 1024 * 1024, int.MaxValue);
+        var points = _batch.Series[0];
+        _run = [.. Enumerable.Range(0, RequestsPerSeal).Select(k => new SeriesPoints
+        {
+            Key = points.Key,
+            Count = points.Count,
+            Steps = [.. points.Steps.Take(points.Count).Select(step => step + ((long)k * Points))], // a run logging in step order
+            Values = points.Values,
+            Timestamps = points.Timestamps,
+            SharedTimestamp = points.SharedTimestamp,
+            Float32Origin = points.Float32Origin,
+        })];
+        _head = new SeriesHead(0, points.Key, _recycler);
     }
 
     [GlobalCleanup]
@@ -89,6 +107,23 @@ public class IngestKernelBenchmarks
     /// <summary>Encoding a request into a WAL record (float32 values, arithmetic steps).</summary>
     [Benchmark]
     public int WalEncode() => WalRecords.EncodeWrite(ref _record, _batch, [0]);
+
+    /// <summary>
+    /// The request's points appended to a series' head: copied into a chunk, the step range and
+    /// order checked, the fine rollup's blocks and the series summary computed. Every 60 requests
+    /// (600k points, in step order) the head is frozen and its chunks go back to the recycler, as a seal does.
+    /// </summary>
+    [Benchmark]
+    public void HeadAppend()
+    {
+        _head.Append(_run[_appended]);
+        if (++_appended == RequestsPerSeal)
+        {
+            _recycler.Retire(_head.Freeze()!);
+            _head = new SeriesHead(0, _run[0].Key, _recycler);
+            _appended = 0;
+        }
+    }
 
     /// <summary>Encode + frame (CRC-32C) + write to the segment file, without fsync.</summary>
     [Benchmark]

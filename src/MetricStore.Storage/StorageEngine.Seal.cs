@@ -305,7 +305,7 @@ public sealed partial class StorageEngine
             }
 
             Points = Parts.Sum(p => (long)p.Count);
-            Float32Exact = Parts.All(p => SegmentFile.IsFloat32Exact(p.Values.AsSpan(0, p.Count)));
+            Float32Exact = Parts.All(p => ColumnKernels.IsFloat32Exact(p.Values.AsSpan(0, p.Count)));
         }
 
         public SeriesHead Head { get; }

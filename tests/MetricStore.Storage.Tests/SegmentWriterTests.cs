@@ -42,6 +42,41 @@ public sealed class SegmentWriterTests
     }
 
     [Fact]
+    public void Byte_stream_split_float_puts_byte_k_of_value_i_at_k_times_n_plus_i()
+    {
+        var random = new Random(7);
+        for (var n = 0; n <= 41; n++)
+        {
+            var values = Enumerable.Range(0, n).Select(i => i % 7 == 3 ? double.NaN : i % 5 == 2 ? -0.0 : (double)(float)((random.NextDouble() * 200) - 100)).ToArray();
+            var output = new byte[4 * n];
+            PointPageEncoder.EncodeByteStreamSplitFloat(values, output);
+            for (var i = 0; i < n; i++)
+            {
+                var bits = BitConverter.SingleToUInt32Bits((float)values[i]);
+                for (var k = 0; k < 4; k++)
+                {
+                    Assert.True((byte)(bits >> (8 * k)) == output[(k * n) + i], $"n={n}: byte {k} of value {i} ({values[i]})");
+                }
+            }
+        }
+    }
+
+    [Fact]
+    public void Deltas_are_each_difference_and_their_minimum()
+    {
+        var random = new Random(8);
+        for (var n = 0; n <= 41; n++)
+        {
+            var values = Enumerable.Range(0, n + 1).Select(i => i % 4 == 1 ? random.NextInt64(long.MinValue, long.MaxValue) : 1_700_000_000_000L + (i * 1000L)).ToArray();
+            var deltas = new ulong[n];
+            var min = PointPageEncoder.Deltas(values, deltas);
+            var expected = Enumerable.Range(0, n).Select(i => unchecked(values[i + 1] - values[i])).ToArray();
+            Assert.Equal(expected.Select(d => (ulong)d), deltas);
+            Assert.Equal(n == 0 ? long.MaxValue : expected.Min(), min);
+        }
+    }
+
+    [Fact]
     public void A_short_last_miniblock_is_padded_with_zero_bits()
     {
         // A first block of wide random deltas, then a block of 5 deltas (0, 1, 2, 3, 4: 3 bits each).

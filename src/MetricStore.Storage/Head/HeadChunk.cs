@@ -112,22 +112,17 @@ internal sealed class HeadChunk
     public void Appended(int at, int take)
     {
         var steps = Columns.Steps;
-        var previous = at == 0 ? long.MinValue : steps[at - 1];
-        var min = MinStep;
-        var max = MaxStep;
-        var sorted = Sorted;
-        for (var i = at; i < at + take; i++)
+        if (take > 0)
         {
-            var s = steps[i];
-            sorted &= s > previous;
-            previous = s;
-            min = Math.Min(min, s);
-            max = Math.Max(max, s);
+            var added = steps.AsSpan(at, take);
+            var previous = at == 0 ? long.MinValue : steps[at - 1];
+            var increasing = added[0] > previous && ColumnKernels.StrictlyIncreasing(added);
+            var (min, max) = increasing ? (added[0], added[^1]) : ColumnKernels.MinMax(added);
+            MinStep = Math.Min(MinStep, min);
+            MaxStep = Math.Max(MaxStep, max);
+            Sorted &= increasing;
         }
 
-        MinStep = min;
-        MaxStep = max;
-        Sorted = sorted;
         Columns.Count = at + take;
         var size = 1 << s_shape.BlockShift;
         var fanout = 1 << s_shape.FanoutShift;

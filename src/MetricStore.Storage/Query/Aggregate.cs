@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 
 namespace MetricStore.Storage.Query;
 
@@ -68,7 +69,13 @@ public struct Aggregate
         LastTimestamp = next.LastTimestamp;
     }
 
-    /// <summary>The aggregate of points [from, to) of sorted columns, by a plain scan.</summary>
+    /// <summary>
+    /// The aggregate of points [from, to) of sorted columns. With 256-bit vectors and no NaN or ±Inf
+    /// among them, the sum is taken in eight interleaved partial sums (so not in step order: it can
+    /// differ from a sequential sum in the last bits, as any combination of blocks does), min and
+    /// max lane-wise, and their steps are those of the first value equal to each, as in the plain
+    /// scan (<see cref="ScanScalar"/>), which every other case takes.
+    /// </summary>
     public static Aggregate Scan(long[] steps, double[] values, long[] timestamps, int from, int to)
     {
         var a = Empty;
@@ -83,12 +90,31 @@ public struct Aggregate
         a.LastStep = steps[to - 1];
         a.Last = values[to - 1];
         a.LastTimestamp = timestamps[to - 1];
+        var v = values.AsSpan(from, to - from);
+        if (!Vector256.IsHardwareAccelerated || v.Length < 2 * Vector256<double>.Count || !TryScanFinite(v, ref a))
+        {
+            ScanScalar(v, ref a);
+        }
+
+        if (a.Min != double.PositiveInfinity)
+        {
+            // The first occurrence of each, and its own sign of zero, as the scan's "x < min" keeps.
+            var (minAt, maxAt) = FirstEqual(v, a.Min, a.Max);
+            (a.Min, a.MinStep) = (v[minAt], steps[from + minAt]);
+            (a.Max, a.MaxStep) = (v[maxAt], steps[from + maxAt]);
+        }
+
+        return a;
+    }
+
+    /// <summary>Sum, min, max and the non-finite counts of <paramref name="v"/>, one value after another.</summary>
+    internal static void ScanScalar(ReadOnlySpan<double> v, ref Aggregate a)
+    {
         double sum = 0;
         var min = double.PositiveInfinity;
         var max = double.NegativeInfinity;
-        int minAt = -1, maxAt = -1;
         long nonFinite = 0;
-        var v = values.AsSpan(from, to - from);
+        long nan = 0;
         for (var i = 0; i < v.Length; i++)
         {
             var x = v[i];
@@ -97,32 +123,89 @@ public struct Aggregate
                 nonFinite++;
                 if (double.IsNaN(x))
                 {
-                    a.NanCount++;
+                    nan++;
                 }
 
                 continue;
             }
 
             sum += x;
-            if (x < min)
-            {
-                min = x;
-                minAt = i;
-            }
-
-            if (x > max)
-            {
-                max = x;
-                maxAt = i;
-            }
+            min = x < min ? x : min;
+            max = x > max ? x : max;
         }
 
-        a.InfCount = nonFinite - a.NanCount;
+        a.NanCount = nan;
+        a.InfCount = nonFinite - nan;
         a.Sum = sum;
         a.Min = min;
         a.Max = max;
-        a.MinStep = minAt < 0 ? 0 : steps[from + minAt];
-        a.MaxStep = maxAt < 0 ? 0 : steps[from + maxAt];
-        return a;
+    }
+
+    /// <summary>Sum, min and max of values that are all finite, eight at a time; false (nothing set) if one is not.</summary>
+    private static bool TryScanFinite(ReadOnlySpan<double> v, ref Aggregate a)
+    {
+        ref var start = ref MemoryMarshal.GetReference(v);
+        var width = Vector256<double>.Count;
+        var sum0 = Vector256<double>.Zero;
+        var sum1 = Vector256<double>.Zero;
+        var min = Vector256.Create(double.PositiveInfinity);
+        var max = Vector256.Create(double.NegativeInfinity);
+        var finite = Vector256<double>.AllBitsSet;
+        var i = 0;
+        for (; i <= v.Length - (2 * width); i += 2 * width)
+        {
+            var x0 = Vector256.LoadUnsafe(ref start, (nuint)i);
+            var x1 = Vector256.LoadUnsafe(ref start, (nuint)(i + width));
+            finite &= Vector256.Equals(x0 - x0, Vector256<double>.Zero) & Vector256.Equals(x1 - x1, Vector256<double>.Zero); // NaN for NaN and ±Inf
+            sum0 += x0;
+            sum1 += x1;
+            min = Vector256.Min(min, Vector256.Min(x0, x1));
+            max = Vector256.Max(max, Vector256.Max(x0, x1));
+        }
+
+        if (finite.AsUInt64() != Vector256<ulong>.AllBitsSet) // as bits: an all-ones double is a NaN, unequal to itself
+        {
+            return false;
+        }
+
+        var sum = Vector256.Sum(sum0 + sum1);
+        var lo = double.PositiveInfinity;
+        var hi = double.NegativeInfinity;
+        for (var lane = 0; lane < width; lane++)
+        {
+            lo = Math.Min(lo, min.GetElement(lane));
+            hi = Math.Max(hi, max.GetElement(lane));
+        }
+
+        for (; i < v.Length; i++)
+        {
+            var x = v[i];
+            if (!double.IsFinite(x))
+            {
+                return false;
+            }
+
+            sum += x;
+            lo = Math.Min(lo, x);
+            hi = Math.Max(hi, x);
+        }
+
+        a.Sum = sum;
+        a.Min = lo;
+        a.Max = hi;
+        return true;
+    }
+
+    /// <summary>The first indexes whose values equal <paramref name="min"/> and <paramref name="max"/> (0.0 and -0.0 are equal, as in the scan's comparisons).</summary>
+    private static (int MinAt, int MaxAt) FirstEqual(ReadOnlySpan<double> v, double min, double max)
+    {
+        int minAt = -1, maxAt = -1;
+        for (var i = 0; i < v.Length && (minAt < 0 || maxAt < 0); i++)
+        {
+            minAt = minAt < 0 && v[i] == min ? i : minAt;
+            maxAt = maxAt < 0 && v[i] == max ? i : maxAt;
+        }
+
+        return minAt >= 0 && maxAt >= 0 ? (minAt, maxAt) : throw new InvalidOperationException($"no value equals the min {min} or the max {max}");
     }
 }

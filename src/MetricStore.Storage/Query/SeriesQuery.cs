@@ -58,7 +58,7 @@ internal sealed class SortedRun
         var p = _part!.Points;
         var lo = LowerBound(p.Steps, Count, from);
         var hi = to == long.MaxValue ? Count : LowerBound(p.Steps, Count, to + 1);
-        return Segments.SegmentFile.IsFloat32Exact(p.Values.AsSpan(lo, hi - lo));
+        return ColumnKernels.IsFloat32Exact(p.Values.AsSpan(lo, hi - lo));
     }
 
     public async ValueTask<SeriesColumns> PointsAsync() => (await PartAsync()).Points;

@@ -25,20 +25,6 @@ internal static class SegmentFile
     // fields and every read uses the fields of the file's schema (a shared static field read fine
     // only in the process that had written with it: the SIGKILL test caught that).
 
-    /// <summary>True when every value survives a round trip through float32 (NaN counts as exact).</summary>
-    public static bool IsFloat32Exact(ReadOnlySpan<double> values)
-    {
-        foreach (var v in values)
-        {
-            if ((double)(float)v != v && !double.IsNaN(v))
-            {
-                return false;
-            }
-        }
-
-        return true;
-    }
-
     /// <summary>Labels as one readable string, "k1=v1,k2=v2" sorted by key ("" for none).</summary>
     public static string LabelsText(SeriesKey key) => string.Join(',', key.Labels.Select(l => $"{l.Key}={l.Value}"));
 

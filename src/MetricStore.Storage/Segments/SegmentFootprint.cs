@@ -21,7 +21,7 @@ public sealed record SegmentFootprint(long Points, long FileBytes, IReadOnlyDict
     public static async Task<SegmentFootprint> MeasureAsync(string directory, IReadOnlyList<(long[] Steps, double[] Values, long[] Timestamps)> series, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(series);
-        var float32 = series.All(s => SegmentFile.IsFloat32Exact(s.Values));
+        var float32 = series.All(s => ColumnKernels.IsFloat32Exact(s.Values));
         var path = Path.Combine(directory, $"footprint-{Guid.NewGuid():N}.parquet");
         try
         {

@@ -147,7 +147,7 @@ internal sealed class SegmentWriter : IAsyncDisposable
         chunks[1] = await Next(_encoder.WriteInt64Async(_stream, _position, points.Steps.AsSpan(offset, n), _compress, cancellationToken));
         chunks[2] = await Next(_encoder.WriteValuesAsync(_stream, _position, points.Values.AsSpan(offset, n), _float32, _compress, cancellationToken));
         chunks[3] = await Next(_encoder.WriteInt64Async(_stream, _position, points.Timestamps.AsSpan(offset, n), _compress, cancellationToken));
-        var (minTimestamp, maxTimestamp) = Range(points.Timestamps.AsSpan(offset, n));
+        var (minTimestamp, maxTimestamp) = ColumnKernels.MinMax(points.Timestamps.AsSpan(offset, n));
         var minStep = points.Steps[offset];
         var maxStep = points.Steps[offset + n - 1];
         _groups.Add(new RowGroup(seriesId, n, minStep, maxStep, minTimestamp, maxTimestamp, chunks));
@@ -161,19 +161,6 @@ internal sealed class SegmentWriter : IAsyncDisposable
         var chunk = await write;
         _position += chunk.CompressedSize;
         return chunk;
-    }
-
-    private static (long Min, long Max) Range(ReadOnlySpan<long> values)
-    {
-        var min = long.MaxValue;
-        var max = long.MinValue;
-        foreach (var v in values)
-        {
-            min = Math.Min(min, v);
-            max = Math.Max(max, v);
-        }
-
-        return (min, max);
     }
 
     /// <summary>Finishes the file durably under its final name.</summary>
