@@ -31,6 +31,7 @@ internal sealed class SegmentWriter : IAsyncDisposable
     private readonly List<SegmentSeries> _series = [];
     private readonly List<RowGroup> _groups = [];
     private long _position;
+    private long _writebackStarted; // the file is being written back to disk up to here (FileWriteback)
     private bool _completed;
     private bool _closed;
 
@@ -152,8 +153,29 @@ internal sealed class SegmentWriter : IAsyncDisposable
         var maxStep = points.Steps[offset + n - 1];
         _groups.Add(new RowGroup(seriesId, n, minStep, maxStep, minTimestamp, maxTimestamp, chunks));
         var rollup = Rollup.Build(points.Steps, points.Values, points.Timestamps, offset, n, Rollup.Coarse);
+        await StartWritebackAsync(cancellationToken);
         _series.Add(new SegmentSeries { SeriesId = seriesId, RowGroup = _series.Count, Rows = n, MinStep = minStep, MaxStep = maxStep, Rollup = rollup });
     }
+
+    /// <summary>Every <see cref="FileWriteback.BytesPerSync"/> bytes, starts writing back what was written since the last time, so a large file is never mostly dirty when it is fsynced.</summary>
+    private async ValueTask StartWritebackAsync(CancellationToken cancellationToken)
+    {
+        if (_position - _writebackStarted < FileWriteback.BytesPerSync)
+        {
+            return;
+        }
+
+        await _stream.FlushAsync(cancellationToken); // the FileStream's own buffer to the kernel
+        if (FileWriteback.Start(_stream.SafeFileHandle, _writebackStarted, _position - _writebackStarted))
+        {
+            WritebackBytes += _position - _writebackStarted;
+        }
+
+        _writebackStarted = _position;
+    }
+
+    /// <summary>Bytes whose writeback this writer started before its final fsync (0 where the call is not available).</summary>
+    internal long WritebackBytes { get; private set; }
 
     /// <summary>Moves the file position past a chunk just written.</summary>
     private async ValueTask<PointPageEncoder.Chunk> Next(ValueTask<PointPageEncoder.Chunk> write)
