@@ -108,7 +108,7 @@ public struct Aggregate
     }
 
     /// <summary>Sum, min, max and the non-finite counts of <paramref name="v"/>, one value after another.</summary>
-    internal static void ScanScalar(ReadOnlySpan<double> v, ref Aggregate a)
+    private static void ScanScalar(ReadOnlySpan<double> v, ref Aggregate a)
     {
         double sum = 0;
         var min = double.PositiveInfinity;

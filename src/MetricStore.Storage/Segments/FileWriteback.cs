@@ -32,9 +32,9 @@ internal static partial class FileWriteback
             handle.DangerousAddRef(ref added);
             return SyncFileRange((int)handle.DangerousGetHandle(), offset, length, SyncFileRangeWrite) == 0;
         }
-        catch (EntryPointNotFoundException)
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
         {
-            return false;
+            return false; // a libc without it: the final fsync writes everything
         }
         finally
         {

@@ -153,9 +153,12 @@ internal sealed class SegmentWriter : IAsyncDisposable
         var maxStep = points.Steps[offset + n - 1];
         _groups.Add(new RowGroup(seriesId, n, minStep, maxStep, minTimestamp, maxTimestamp, chunks));
         var rollup = Rollup.Build(points.Steps, points.Values, points.Timestamps, offset, n, Rollup.Coarse);
-        await StartWritebackAsync(cancellationToken);
         _series.Add(new SegmentSeries { SeriesId = seriesId, RowGroup = _series.Count, Rows = n, MinStep = minStep, MaxStep = maxStep, Rollup = rollup });
+        await StartWritebackAsync(cancellationToken);
     }
+
+    /// <summary>Bytes whose writeback this writer started before its final fsync (0 where the call is not available).</summary>
+    internal long WritebackBytes { get; private set; }
 
     /// <summary>Every <see cref="FileWriteback.BytesPerSync"/> bytes, starts writing back what was written since the last time, so a large file is never mostly dirty when it is fsynced.</summary>
     private async ValueTask StartWritebackAsync(CancellationToken cancellationToken)
@@ -173,9 +176,6 @@ internal sealed class SegmentWriter : IAsyncDisposable
 
         _writebackStarted = _position;
     }
-
-    /// <summary>Bytes whose writeback this writer started before its final fsync (0 where the call is not available).</summary>
-    internal long WritebackBytes { get; private set; }
 
     /// <summary>Moves the file position past a chunk just written.</summary>
     private async ValueTask<PointPageEncoder.Chunk> Next(ValueTask<PointPageEncoder.Chunk> write)
