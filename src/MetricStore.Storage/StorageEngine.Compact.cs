@@ -21,6 +21,11 @@ public sealed partial class StorageEngine
     private Task? _compaction;
     private long _compactions;
 
+    private long _compactionCopiedRows;
+
+    /// <summary>Points compaction copied in row groups unchanged (not decoded and re-encoded) since open.</summary>
+    public long CompactionCopiedRows => Interlocked.Read(ref _compactionCopiedRows);
+
     /// <summary>Compactions completed since open.</summary>
     public long Compactions => Interlocked.Read(ref _compactions);
 
@@ -123,19 +128,9 @@ public sealed partial class StorageEngine
         var free = new Stack<SeriesColumns>(); // row-group columns reused across the whole compaction
         try
         {
+            var raw = new byte[64 * 1024]; // copied row groups pass through this buffer (grown to the largest)
             foreach (var (seriesId, list) in parts)
             {
-                // Streamed: at most one row group per input file and one output row group in memory,
-                // however long the series. A series stays float32 when every input stored it so.
-                var byFile = list.GroupBy(p => p.File)
-                    .Select(g => new StreamingMerge.Input(
-                        g.Select(p => p.Part).OrderBy(p => p.MinStep).ToList(),
-                        async (part, spare) =>
-                        {
-                            await YieldToSealAsync();
-                            return await _readers.ReadAsync(Path.Combine(_options.SegmentDirectory, g.Key.File), part.RowGroup, g.Key.ValueType == "float", CancellationToken.None, spare);
-                        }))
-                    .ToList();
                 SegmentWriter writer;
                 if (list.All(p => p.File.ValueType == "float"))
                 {
@@ -146,11 +141,85 @@ public sealed partial class StorageEngine
                     writer = doubles ??= await SegmentWriter.CreateAsync(FilePath(number, "d"), float32: false, Parquet.CompressionMethod.Zstd, CancellationToken.None);
                 }
 
-                await StreamingMerge.MergeAsync(byFile, SegmentWriter.MaxRowGroupRows, async merged =>
+                // Streamed: at most one row group per input file and one output row group in memory,
+                // however long the series. A series stays float32 when every input stored it so.
+                async Task MergeAsync(IEnumerable<(SegmentInfo File, SegmentSeries Part)> merged)
                 {
+                    var byFile = merged.GroupBy(p => p.File)
+                        .Select(g => new StreamingMerge.Input(
+                            g.Select(p => p.Part).OrderBy(p => p.MinStep).ToList(),
+                            async (part, spare) =>
+                            {
+                                await YieldToSealAsync();
+                                return await _readers.ReadAsync(Path.Combine(_options.SegmentDirectory, g.Key.File), part.RowGroup, g.Key.ValueType == "float", CancellationToken.None, spare);
+                            }))
+                        .ToList();
+                    await StreamingMerge.MergeAsync(byFile, SegmentWriter.MaxRowGroupRows, async rows =>
+                    {
+                        await YieldToSealAsync();
+                        await writer.AddAsync(seriesId, rows, CancellationToken.None);
+                    }, free);
+                }
+
+                // Copied where no merge is needed: a series whose row groups, in file order, each
+                // start after the one before ends (a training log, sealed in step order, not
+                // re-logged) has no step to resolve. Its large row groups are copied as they are;
+                // runs of smaller ones are merged into larger ones, so each point is re-encoded only
+                // until its row group is large, not at every tier.
+                if (!InStepOrder(list))
+                {
+                    await MergeAsync(list);
+                    continue;
+                }
+
+                var pending = new List<(SegmentInfo File, SegmentSeries Part)>();
+                async Task FlushAsync()
+                {
+                    // A lone small row group gains nothing from a re-encode: copied too.
+                    if (pending.Count > 1 || (pending.Count == 1 && !await TryCopyAsync(pending[0])))
+                    {
+                        await MergeAsync(pending);
+                    }
+
+                    pending.Clear();
+                }
+
+                async Task<bool> TryCopyAsync((SegmentInfo File, SegmentSeries Part) item)
+                {
+                    if (item.Part.Rollup is not { } rollup)
+                    {
+                        return false;
+                    }
+
+                    // Null for a float32 row group going to a double file (the merge widens it) and
+                    // for a layout our writer does not write (an older file): both re-encoded.
                     await YieldToSealAsync();
-                    await writer.AddAsync(seriesId, merged, CancellationToken.None);
-                }, free);
+                    if (await _readers.ReadRawAsync(Path.Combine(_options.SegmentDirectory, item.File.File), item.Part.RowGroup, writer.Float32, writer.Zstd, raw, CancellationToken.None) is not { } group)
+                    {
+                        return false;
+                    }
+
+                    raw = group.Bytes;
+                    await writer.AddRawAsync(seriesId, item.Part.MinStep, item.Part.MaxStep, rollup, group, CancellationToken.None);
+                    Interlocked.Add(ref _compactionCopiedRows, group.Rows);
+                    return true;
+                }
+
+                foreach (var item in list)
+                {
+                    if (item.Part.Rows >= _options.CompactionCopyRows)
+                    {
+                        await FlushAsync();
+                        if (await TryCopyAsync(item))
+                        {
+                            continue;
+                        }
+                    }
+
+                    pending.Add(item);
+                }
+
+                await FlushAsync();
             }
 
             if (floats is not null)
@@ -225,6 +294,24 @@ public sealed partial class StorageEngine
                 await doubles.DisposeAsync();
             }
         }
+    }
+
+    /// <summary>
+    /// Whether a series' row groups, in the order of the files being merged (each file's own in step
+    /// order), each start after the one before ends: then no step is in two of them and nothing needs
+    /// merging.
+    /// </summary>
+    internal static bool InStepOrder(IReadOnlyList<(SegmentInfo File, SegmentSeries Part)> parts)
+    {
+        for (var i = 1; i < parts.Count; i++)
+        {
+            if (parts[i].Part.MinStep <= parts[i - 1].Part.MaxStep)
+            {
+                return false;
+            }
+        }
+
+        return true;
     }
 
     private string FilePath(long number, string suffix) =>

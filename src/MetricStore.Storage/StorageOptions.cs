@@ -57,6 +57,15 @@ public sealed record StorageOptions
     public int CompactAtSegments { get; init; } = 8;
 
     /// <summary>
+    /// Compaction copies a series' row group of at least this many points byte for byte into the
+    /// merged file, without decoding and re-encoding it, when the series' row groups in the merged
+    /// files follow each other in step order (nothing to resolve). Smaller ones are merged into
+    /// row groups of up to a million points, so a point is re-encoded only until its row group is
+    /// this large, not at every tier. Default: half of a full row group.
+    /// </summary>
+    public int CompactionCopyRows { get; init; } = Segments.SegmentWriter.MaxRowGroupRows / 2;
+
+    /// <summary>
     /// Bytes of decoded sealed row groups kept for queries (24 per point; least recently used out).
     /// Bucket edges and raw reads need the points of the row groups they touch; a warm query finds
     /// them here instead of decoding Parquet again.

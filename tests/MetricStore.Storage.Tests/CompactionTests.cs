@@ -1,14 +1,60 @@
+using System.Globalization;
 using CsCheck;
+using DuckDB.NET.Data;
+using MetricStore.Core;
+using MetricStore.Storage.Query;
 using static MetricStore.Storage.Tests.EngineHarness;
 
 namespace MetricStore.Storage.Tests;
 
 public sealed class CompactionTests
 {
-    private static async Task<StorageEngine> OpenAsync(EngineHarness h, int compactAt)
+    private static async Task<StorageEngine> OpenAsync(EngineHarness h, int compactAt, int copyRows = int.MaxValue)
     {
         await h.CloseAsync();
-        return StorageEngine.Open(h.Options() with { CompactAtSegments = compactAt });
+        return StorageEngine.Open(h.Options() with { CompactAtSegments = compactAt, CompactionCopyRows = copyRows });
+    }
+
+    /// <summary>Per series_id, what DuckDB reads in the point files: count, sum, step range, timestamp range, and the count it finds at steps of at least <paramref name="fromStep"/> (pruned by row-group statistics).</summary>
+    private static Dictionary<int, (long Count, double Sum, long MinStep, long MaxStep, long MinTimestamp, long MaxTimestamp, long FromStep)> DuckDbPoints(EngineHarness h, long fromStep)
+    {
+        var segments = Path.Combine(h.DataDirectory, "segments").Replace("'", "''", StringComparison.Ordinal);
+        using var connection = new DuckDBConnection("Data Source=:memory:");
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = $"""
+            SELECT series_id, count(*), sum(value::DOUBLE), min(step), max(step), min(timestamp_ms), max(timestamp_ms), count(*) FILTER (WHERE step >= {fromStep})
+            FROM read_parquet('{segments}/*-[fd].parquet', union_by_name = true) GROUP BY series_id
+            """;
+        using var reader = command.ExecuteReader();
+        var result = new Dictionary<int, (long, double, long, long, long, long, long)>();
+        long Long(int i) => Convert.ToInt64(reader.GetValue(i), CultureInfo.InvariantCulture);
+        while (reader.Read())
+        {
+            result[reader.GetInt32(0)] = (Long(1), reader.GetDouble(2), Long(3), Long(4), Long(5), Long(6), Long(7));
+        }
+
+        return result;
+    }
+
+    /// <summary>Every bucket of a 13-bucket downsample and the summary equal a scan of the expected points.</summary>
+    private static async Task AssertAggregatesAsync(StorageEngine engine, SeriesKey key, long[] steps, double[] values)
+    {
+        var grid = BucketGrid.Create(steps[0], steps[^1], 13);
+        using var result = (await engine.DownsampleAsync(key, grid))!;
+        for (var b = 0; b < grid.Count; b++)
+        {
+            var lo = Array.BinarySearch(steps, grid.BucketStart(b));
+            var hi = Array.BinarySearch(steps, grid.BucketEnd(b));
+            var expected = Aggregate.Scan(steps, values, steps, lo, hi + 1);
+            var actual = result.Buckets[b];
+            Assert.Equal((expected.Count, expected.Min, expected.MinStep, expected.Max, expected.MaxStep, expected.First, expected.Last), (actual.Count, actual.Min, actual.MinStep, actual.Max, actual.MaxStep, actual.First, actual.Last));
+            Assert.Equal(expected.Sum, actual.Sum, 1e-6);
+        }
+
+        var summary = (await engine.GetSummaryAsync(key))!.Aggregate;
+        Assert.Equal((steps.LongLength, steps[0], steps[^1], values[^1]), (summary.Count, summary.FirstStep, summary.LastStep, summary.Last));
+        Assert.Equal(values.Sum(), summary.Sum, 1e-6);
     }
 
     private static string[] PointFiles(EngineHarness h) =>
@@ -115,6 +161,142 @@ public sealed class CompactionTests
         Assert.Equal(2, files.Length);
         Assert.Equal(big, files[0]); // still there, not rewritten
         Assert.Equal(Enumerable.Range(0, 24_000).Select(i => (double)i), Read(engine, Key())!.Values.AsSpan(0, 24_000).ToArray());
+    }
+
+    [Fact]
+    public async Task Row_groups_in_step_order_are_copied_unchanged_and_read_everywhere_as_before()
+    {
+        await using var h = EngineHarness.Open();
+        var floats = Key("loss");
+        var doubles = Key("lr");
+        var (steps, _) = Range(0, 20_000, s => s);
+        double FloatValue(long s) => (float)Math.Sin(s * 0.01);
+        double DoubleValue(long s) => 1e-3 / (1 + (s * 1e-4));
+        await using (var engine = await OpenAsync(h, compactAt: 8, copyRows: 1_000)) // each seal writes a float and a double file
+        {
+            for (var seal = 0; seal < 4; seal++)
+            {
+                var (s, f) = Range(seal * 5_000, 5_000, FloatValue);
+                var (_, d) = Range(seal * 5_000, 5_000, DoubleValue);
+                var timestamps = s.Select(step => 1_700_000_000_000 + (step * 10)).ToArray(); // one per point
+                await engine.WriteAsync(new WriteBatch
+                {
+                    WriterId = "w",
+                    Seq = (ulong)seal + 1,
+                    Series = [.. new[] { (floats, f), (doubles, d) }.Select(x => new SeriesPoints { Key = x.Item1, Count = s.Length, Steps = s, Values = x.Item2, Timestamps = timestamps })],
+                });
+                await engine.SealNowAsync();
+            }
+
+            await engine.CompactionIdleAsync();
+            Assert.Equal(1, engine.Compactions);
+            Assert.Equal(40_000, engine.CompactionCopiedRows); // every row group of both series
+            Assert.Equal(2, PointFiles(h).Length); // one float and one double file
+            Assert.Equal(steps.Select(FloatValue), Read(engine, floats)!.Values.AsSpan(0, 20_000).ToArray());
+            Assert.Equal(steps.Select(DoubleValue), Read(engine, doubles)!.Values.AsSpan(0, 20_000).ToArray());
+            Assert.Equal(Enumerable.Range(7_500, 5_000).Select(i => (long)i), Read(engine, doubles, 7_500, 12_499)!.Steps.AsSpan(0, 5_000).ToArray());
+            await AssertAggregatesAsync(engine, floats, steps, steps.Select(FloatValue).ToArray());
+            await AssertAggregatesAsync(engine, doubles, steps, steps.Select(DoubleValue).ToArray());
+        }
+
+        // Plain Parquet still: DuckDB reads the copies with the same counts, sums and statistics.
+        var duck = DuckDbPoints(h, fromStep: 12_000);
+        Assert.Equal(2, duck.Count);
+        var expectedSums = new[] { steps.Sum(FloatValue), steps.Sum(DoubleValue) };
+        foreach (var (count, sum, minStep, maxStep, minTimestamp, maxTimestamp, fromStep) in duck.Values)
+        {
+            Assert.Equal((20_000L, 0L, 19_999L, 1_700_000_000_000L, 1_700_000_199_990L, 8_000L), (count, minStep, maxStep, minTimestamp, maxTimestamp, fromStep));
+            Assert.Contains(expectedSums, e => Math.Abs(e - sum) < 1e-6);
+        }
+
+        await using (var reader = await Parquet.ParquetReader.CreateAsync(Path.Combine(h.DataDirectory, "segments", PointFiles(h)[0])))
+        {
+            Assert.Equal(4, reader.RowGroupCount); // the four seals' row groups of one series
+            Assert.All(reader.Metadata!.RowGroups.SelectMany(g => g.Columns), c => Assert.Equal("ZSTD", c.MetaData!.Codec.ToString()));
+
+            // The footer's statistics are those of each copied row group.
+            var statistics = reader.Metadata.RowGroups.Select(g => (
+                BitConverter.ToInt64(g.Columns[1].MetaData!.Statistics!.MinValue), BitConverter.ToInt64(g.Columns[1].MetaData!.Statistics!.MaxValue),
+                BitConverter.ToInt64(g.Columns[3].MetaData!.Statistics!.MinValue), BitConverter.ToInt64(g.Columns[3].MetaData!.Statistics!.MaxValue)));
+            Assert.Equal(Enumerable.Range(0, 4).Select(i => (i * 5_000L, (i * 5_000L) + 4_999, 1_700_000_000_000L + (i * 50_000L), 1_700_000_000_000L + (i * 50_000L) + 49_990)), statistics);
+        }
+
+        await h.ReopenAsyncAfterClose();
+        Assert.Equal(steps.Select(FloatValue), h.Read(floats)!.Values.AsSpan(0, 20_000).ToArray());
+        Assert.Equal(steps.Select(DoubleValue), h.Read(doubles)!.Values.AsSpan(0, 20_000).ToArray());
+        await AssertAggregatesAsync(h.Engine, doubles, steps, steps.Select(DoubleValue).ToArray());
+    }
+
+    [Fact]
+    public async Task Small_row_groups_between_copied_ones_are_merged_and_relogged_series_are_merged_whole()
+    {
+        await using var h = EngineHarness.Open();
+        var ordered = Key("ordered");
+        var relogged = Key("relogged");
+        await using var engine = await OpenAsync(h, compactAt: 4, copyRows: 1_000);
+        var sizes = new[] { 5_000, 100, 200, 5_000 };
+        long next = 0;
+        for (var seal = 0; seal < sizes.Length; seal++)
+        {
+            var (s, v) = Range(next, sizes[seal], x => x);
+            next += sizes[seal];
+            var (rs, rv) = Range(0, 2_000, x => x + seal); // steps 0..1999 again at every seal
+            await engine.WriteAsync(Batch("w", (ulong)seal + 1, (ordered, s, v), (relogged, rs, rv)));
+            await engine.SealNowAsync();
+        }
+
+        await engine.CompactionIdleAsync();
+        Assert.Equal(1, engine.Compactions);
+        Assert.Equal(10_000, engine.CompactionCopiedRows); // the two large row groups of the ordered series, nothing of the re-logged one
+        var file = Path.Combine(h.DataDirectory, "segments", Assert.Single(PointFiles(h)));
+        await using (var reader = await Parquet.ParquetReader.CreateAsync(file))
+        {
+            // ordered: 5,000 copied, 100 + 200 merged into one, 5,000 copied; relogged: one merged row group.
+            Assert.Equal([300L, 2_000L, 5_000L, 5_000L], reader.Metadata!.RowGroups.Select(g => g.NumRows).Order().ToArray());
+        }
+
+        Assert.Equal(Enumerable.Range(0, 10_300).Select(i => (double)i), Read(engine, ordered)!.Values.AsSpan(0, 10_300).ToArray());
+        Assert.Equal(Enumerable.Range(0, 2_000).Select(i => i + 3.0), Read(engine, relogged)!.Values.AsSpan(0, 2_000).ToArray()); // the last write of each step
+        var all = Enumerable.Range(0, 10_300).Select(i => (long)i).ToArray();
+        await AssertAggregatesAsync(engine, ordered, all, all.Select(i => (double)i).ToArray());
+    }
+
+    [Fact]
+    public async Task A_float32_row_group_is_widened_by_a_merge_when_its_series_moves_to_a_double_file()
+    {
+        await using var h = EngineHarness.Open();
+        await using var engine = await OpenAsync(h, compactAt: 4, copyRows: 1);
+        var expected = new List<double>();
+        for (var seal = 0; seal < 4; seal++)
+        {
+            // The last seal's values are not float32: the series' compacted file stores doubles.
+            var (s, v) = Range(seal * 1_000, 1_000, x => seal == 3 ? x + 0.1 : x);
+            expected.AddRange(v);
+            await engine.WriteAsync(Batch("w", (ulong)seal + 1, (Key(), s, v)));
+            await engine.SealNowAsync();
+        }
+
+        await engine.CompactionIdleAsync();
+        Assert.Equal(1, engine.Compactions);
+        Assert.Equal(1_000, engine.CompactionCopiedRows); // only the double row group
+        Assert.EndsWith("-d.parquet", Assert.Single(PointFiles(h)), StringComparison.Ordinal);
+        Assert.Equal(expected, Read(engine, Key())!.Values.AsSpan(0, 4_000).ToArray());
+        var duck = Assert.Single(DuckDbPoints(h, fromStep: 2_500).Values);
+        Assert.Equal((4_000L, 1_500L), (duck.Count, duck.FromStep));
+        Assert.Equal(expected.Sum(), duck.Sum, 1e-6);
+    }
+
+    [Fact]
+    public void Random_writes_mostly_in_step_order_with_copying_compactions_read_like_a_last_write_wins_map()
+    {
+        // As below, but most requests move on to new steps, so that compactions copy row groups
+        // (every row group is large enough), with re-logged steps now and then.
+        var gen = Gen.Select(Gen.Int[0, 50].Select(Gen.Double[-1e3, 1e3]).Array[1, 15], Gen.Int[0, 2], Gen.Int[0, 4]).Array[1, 14];
+        gen.Sample(
+            requests => ModelCheck.Run(
+                dir => new StorageOptions { DataDirectory = dir, CompactAtSegments = 2, CompactionCopyRows = 1 },
+                requests.Select((r, i) => (r.Item3 == 0 ? r.Item1 : r.Item1.Select(p => (p.Item1 + (100 * i), p.Item2)).ToArray(), r.Item2))),
+            iter: 30);
     }
 
     [Fact]

@@ -117,6 +117,76 @@ public sealed class PointPageDecoderTests
     }
 
     [Fact]
+    public async Task Only_our_writers_row_groups_are_read_raw_and_a_copy_reads_back_as_the_original()
+    {
+        using var directory = new TempDirectory();
+        var random = new Random(11);
+        var points = RandomSeries(random, 70_000, float32: true, extremes: true);
+        var other = RandomSeries(random, 3_000, float32: true, extremes: false);
+
+        var plain = Path.Combine(directory.Path, "plain.parquet"); // Parquet.Net's writer, our schema and encodings
+        var schema = new ParquetSchema(new DataField<int>("series_id"), new DataField<long>("step"), new DataField<float>("value"), new DataField<long>("timestamp_ms"));
+        await using (var file = File.Create(plain))
+        {
+            await using var writer = await ParquetWriter.CreateAsync(schema, file, new ParquetOptions { CompressionMethod = CompressionMethod.Zstd });
+            using var group = writer.CreateRowGroup();
+            await group.WriteAsync<int>(schema.DataFields[0], new int[points.Count]);
+            await group.WriteAsync<long>(schema.DataFields[1], points.Steps.AsMemory(0, points.Count));
+            await group.WriteAsync<float>(schema.DataFields[2], points.Values.Take(points.Count).Select(v => (float)v).ToArray());
+            await group.WriteAsync<long>(schema.DataFields[3], points.Timestamps.AsMemory(0, points.Count));
+        }
+
+        var ours = Path.Combine(directory.Path, "ours.parquet");
+        await SegmentFile.WriteAsync(ours, [(3, SeriesKey.Create("key", RunId.New(), "m"), points)], float32: true, CompressionMethod.Zstd, CancellationToken.None);
+
+        await using var readers = new SegmentReaders(4);
+        var buffer = new byte[16];
+        Assert.Null(await readers.ReadRawAsync(plain, 0, float32: true, zstd: true, buffer, CancellationToken.None));
+        Assert.Null(await readers.ReadRawAsync(ours, 0, float32: false, zstd: true, buffer, CancellationToken.None)); // into a double file
+        Assert.Null(await readers.ReadRawAsync(ours, 0, float32: true, zstd: false, buffer, CancellationToken.None)); // into an uncompressed file
+
+        // The same bytes but another writer's name in the footer: not copied, whatever the layout.
+        var renamed = Path.Combine(directory.Path, "renamed.parquet");
+        var bytes = await File.ReadAllBytesAsync(ours);
+        var name = System.Text.Encoding.ASCII.GetBytes(RawRowGroup.CreatedBy);
+        bytes[bytes.AsSpan().LastIndexOf(name) + name.Length - 1] ^= 1;
+        await File.WriteAllBytesAsync(renamed, bytes);
+        AssertSame(points, await readers.ReadAsync(renamed, 0, float32: true, CancellationToken.None), "renamed file");
+        Assert.Null(await readers.ReadRawAsync(renamed, 0, float32: true, zstd: true, buffer, CancellationToken.None));
+
+        var raw = await readers.ReadRawAsync(ours, 0, float32: true, zstd: true, buffer, CancellationToken.None);
+        Assert.NotNull(raw);
+        Assert.Equal(70_000, raw.Rows);
+        Assert.Equal((points.Timestamps.AsSpan(0, points.Count).ToArray().Min(), points.Timestamps.AsSpan(0, points.Count).ToArray().Max()), (raw.MinTimestamp, raw.MaxTimestamp));
+        Assert.Equal(raw.Length, new FileInfo(ours).Length - 4 - FooterLength(ours) - 8); // the whole row group: everything but magic and footer
+
+        // Copied after another series' row group, at another offset: both read back as written.
+        var copy = Path.Combine(directory.Path, "copy.parquet");
+        await using (var writer = await SegmentWriter.CreateAsync(copy, float32: true, CompressionMethod.Zstd, CancellationToken.None))
+        {
+            await writer.AddAsync(1, other, CancellationToken.None);
+            var rollup = Query.Rollup.Build(points.Steps, points.Values, points.Timestamps, 0, points.Count, Query.Rollup.Coarse);
+            await writer.AddRawAsync(3, points.Steps[0], points.Steps[points.Count - 1], rollup, raw, CancellationToken.None);
+            await writer.CompleteAsync(CancellationToken.None);
+        }
+
+        AssertSame(other, await SegmentFile.ReadAsync(copy, 0, float32: true, CancellationToken.None), "the series before the copy, Parquet.Net");
+        AssertSame(points, await SegmentFile.ReadAsync(copy, 1, float32: true, CancellationToken.None), "the copy, Parquet.Net");
+        AssertSame(points, await readers.ReadAsync(copy, 1, float32: true, CancellationToken.None), "the copy, our decoder");
+        var copiedRollups = await SegmentFile.ReadRollupsAsync(copy, CancellationToken.None);
+        Assert.Equal(points.Count, copiedRollups[1].Count);
+    }
+
+    private static int FooterLength(string path)
+    {
+        using var stream = File.OpenRead(path);
+        var tail = new byte[8];
+        stream.Seek(-8, SeekOrigin.End);
+        stream.ReadExactly(tail);
+        return BitConverter.ToInt32(tail);
+    }
+
+    [Fact]
     public async Task A_page_header_that_contradicts_its_chunk_is_an_error_naming_the_segment_and_row_group()
     {
         using var directory = new TempDirectory();

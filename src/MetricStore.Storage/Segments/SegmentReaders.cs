@@ -58,6 +58,35 @@ internal sealed class SegmentReaders(int capacity) : IAsyncDisposable
         return points;
     }
 
+    /// <summary>
+    /// One row group as its four column chunks' bytes, for compaction to copy without decoding
+    /// (<see cref="SegmentWriter.AddRawAsync"/>); null unless the file is exactly what our writer
+    /// writes with these settings: created by MetricStore, columns series_id, step, value (float32
+    /// or not as asked), timestamp_ms in that order, the codec asked for, no dictionary page, the
+    /// chunks back to back, timestamp statistics present. <paramref name="buffer"/> receives the
+    /// bytes (grown when too small; the result holds the one used).
+    /// </summary>
+    public async Task<RawRowGroup?> ReadRawAsync(string path, int rowGroup, bool float32, bool zstd, byte[] buffer, CancellationToken cancellationToken)
+    {
+        var lease = await RentAsync(path, cancellationToken);
+        try
+        {
+            var raw = RawRowGroup.Read(lease.Stream.SafeFileHandle, lease.Reader.Metadata, rowGroup, float32, zstd, buffer);
+            await ReturnAsync(lease);
+            return raw;
+        }
+        catch (Exception e)
+        {
+            await lease.CloseAsync();
+            if (e is InvalidDataException)
+            {
+                throw new InvalidDataException($"segment {lease.Path}, row group {rowGroup}: {e.Message}", e);
+            }
+
+            throw;
+        }
+    }
+
     /// <summary>The row group through <see cref="PointPageDecoder"/>, or null when its layout is one only Parquet.Net reads.</summary>
     private SeriesColumns? Decode(Lease lease, int rowGroup, bool float32, SeriesColumns? into)
     {

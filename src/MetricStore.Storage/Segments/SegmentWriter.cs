@@ -157,6 +157,38 @@ internal sealed class SegmentWriter : IAsyncDisposable
         await StartWritebackAsync(cancellationToken);
     }
 
+    /// <summary>
+    /// Adds a row group of another point file as the next row group, its bytes copied unchanged:
+    /// compaction's path for a row group that needs no merge. The caller vouches that it is one
+    /// series' points from <paramref name="minStep"/> to <paramref name="maxStep"/> with
+    /// <paramref name="rollup"/> as its rollup (the source's footer and manifest say so).
+    /// </summary>
+    public async Task AddRawAsync(int seriesId, long minStep, long maxStep, Rollup rollup, RawRowGroup raw, CancellationToken cancellationToken)
+    {
+        if (rollup.Count != raw.Rows)
+        {
+            throw new ArgumentException($"a rollup of {rollup.Count} points for a row group of {raw.Rows}", nameof(rollup));
+        }
+
+        var chunks = new PointPageEncoder.Chunk[raw.Chunks.Length];
+        for (var c = 0; c < chunks.Length; c++)
+        {
+            chunks[c] = raw.Chunks[c] with { Offset = _position + raw.Chunks[c].Offset };
+        }
+
+        await _stream.WriteAsync(raw.Bytes.AsMemory(0, raw.Length), cancellationToken);
+        _position += raw.Length;
+        _groups.Add(new RowGroup(seriesId, raw.Rows, minStep, maxStep, raw.MinTimestamp, raw.MaxTimestamp, chunks));
+        _series.Add(new SegmentSeries { SeriesId = seriesId, RowGroup = _series.Count, Rows = raw.Rows, MinStep = minStep, MaxStep = maxStep, Rollup = rollup });
+        await StartWritebackAsync(cancellationToken);
+    }
+
+    /// <summary>Whether this file stores values as float32.</summary>
+    public bool Float32 => _float32;
+
+    /// <summary>Whether this file's pages are zstd-compressed.</summary>
+    public bool Zstd => _compress;
+
     /// <summary>Bytes whose writeback this writer started before its final fsync (0 where the call is not available).</summary>
     internal long WritebackBytes { get; private set; }
 
@@ -302,7 +334,7 @@ internal sealed class SegmentWriter : IAsyncDisposable
         var base64 = w.WriteBinary(2, Base64.GetMaxEncodedToUtf8Length(rollups.Length)); // straight into the footer, no string
         Base64.EncodeToUtf8(rollups, base64, out _, out _);
         w.EndStruct();
-        w.WriteString(6, "MetricStore");
+        w.WriteString(6, RawRowGroup.CreatedBy);
         w.End();
     }
 

@@ -1,0 +1,102 @@
+using Microsoft.Win32.SafeHandles;
+using Parquet.Meta;
+
+namespace MetricStore.Storage.Segments;
+
+/// <summary>
+/// One row group of a point file exactly as <see cref="SegmentWriter"/> wrote it: its four column
+/// chunks (series_id, step, value, timestamp_ms), pages and page headers included, back to back in
+/// <see cref="Bytes"/>, and what the footer says of each (<see cref="Chunks"/>, offsets relative to
+/// the start of the bytes). Page headers hold no file offsets, so the bytes are valid at any
+/// position of another point file of the same value type and codec; compaction copies them there
+/// instead of decoding and re-encoding (<see cref="SegmentWriter.AddRawAsync"/>).
+/// </summary>
+internal sealed record RawRowGroup(int Rows, long MinTimestamp, long MaxTimestamp, PointPageEncoder.Chunk[] Chunks, byte[] Bytes, int Length)
+{
+    /// <summary>The footer's created_by of files our writer wrote.</summary>
+    public const string CreatedBy = "MetricStore";
+
+    private static readonly (string Name, Parquet.Meta.Type Type, int Encoding)[] s_columns =
+    [
+        ("series_id", Parquet.Meta.Type.INT32, PointPageEncoder.Plain),
+        ("step", Parquet.Meta.Type.INT64, PointPageEncoder.DeltaBinaryPacked),
+        ("value", Parquet.Meta.Type.DOUBLE, PointPageEncoder.ByteStreamSplit), // FLOAT in float32 files
+        ("timestamp_ms", Parquet.Meta.Type.INT64, PointPageEncoder.DeltaBinaryPacked),
+    ];
+
+    /// <summary>
+    /// Row group <paramref name="rowGroup"/> of an open file, read into <paramref name="buffer"/>
+    /// (or a larger one); null when the file is not exactly our writer's layout with this value type
+    /// and codec, so that the caller decodes and re-encodes instead.
+    /// </summary>
+    /// <exception cref="InvalidDataException">The footer points past the end of the file.</exception>
+    public static RawRowGroup? Read(SafeFileHandle file, FileMetaData? metadata, int rowGroup, bool float32, bool zstd, byte[] buffer)
+    {
+        if (metadata is null || metadata.CreatedBy != CreatedBy || metadata.Schema.Count != 1 + s_columns.Length || rowGroup >= metadata.RowGroups.Count)
+        {
+            return null;
+        }
+
+        for (var c = 0; c < s_columns.Length; c++)
+        {
+            var element = metadata.Schema[c + 1];
+            var type = c == 2 && float32 ? Parquet.Meta.Type.FLOAT : s_columns[c].Type;
+            if (element.Name != s_columns[c].Name || element.Type != type || element.RepetitionType != FieldRepetitionType.REQUIRED || element.NumChildren is > 0)
+            {
+                return null;
+            }
+        }
+
+        var group = metadata.RowGroups[rowGroup];
+        if (group.Columns.Count != s_columns.Length || group.NumRows is <= 0 or > SegmentWriter.MaxRowGroupRows)
+        {
+            return null;
+        }
+
+        var rows = (int)group.NumRows;
+        var chunks = new PointPageEncoder.Chunk[s_columns.Length];
+        var start = group.Columns[0].MetaData?.DataPageOffset ?? -1;
+        var end = start;
+        for (var c = 0; c < s_columns.Length; c++)
+        {
+            var chunk = group.Columns[c].MetaData;
+            if (chunk is null
+                || chunk.Codec != (zstd ? CompressionCodec.ZSTD : CompressionCodec.UNCOMPRESSED)
+                || chunk.DictionaryPageOffset is not null
+                || chunk.NumValues != rows
+                || chunk.DataPageOffset != end // back to back, as our writer writes them
+                || chunk.TotalCompressedSize <= 0
+                || !chunk.Encodings.Contains((Parquet.Meta.Encoding)s_columns[c].Encoding))
+            {
+                return null;
+            }
+
+            chunks[c] = new PointPageEncoder.Chunk(end - start, chunk.TotalCompressedSize, chunk.TotalUncompressedSize, rows, s_columns[c].Encoding);
+            end += chunk.TotalCompressedSize;
+        }
+
+        if (group.Columns[3].MetaData!.Statistics is not { MinValue.Length: 8, MaxValue.Length: 8 } timestamps || start < 0 || end - start > int.MaxValue)
+        {
+            return null;
+        }
+
+        var length = (int)(end - start);
+        if (buffer.Length < length)
+        {
+            buffer = new byte[Math.Max(length, buffer.Length * 2)];
+        }
+
+        for (var read = 0; read < length;)
+        {
+            var n = RandomAccess.Read(file, buffer.AsSpan(read, length - read), start + read);
+            if (n == 0)
+            {
+                throw new InvalidDataException($"row group of {length} bytes at {start} runs past the end of the file");
+            }
+
+            read += n;
+        }
+
+        return new RawRowGroup(rows, BitConverter.ToInt64(timestamps.MinValue), BitConverter.ToInt64(timestamps.MaxValue), chunks, buffer, length);
+    }
+}
