@@ -112,6 +112,33 @@ internal static class ColumnKernels
         return true;
     }
 
+    /// <summary>Each value cast to float32 (rounded to nearest, as the <c>(float)</c> cast does), into <paramref name="into"/> (at least as long).</summary>
+    public static void Narrow(ReadOnlySpan<double> values, Span<float> into)
+    {
+        if (into.Length < values.Length)
+        {
+            throw new ArgumentException($"{into.Length} floats for {values.Length} values", nameof(into));
+        }
+
+        var i = 0;
+        if (Vector256.IsHardwareAccelerated && values.Length >= 2 * Vector256<double>.Count)
+        {
+            ref var start = ref MemoryMarshal.GetReference(values);
+            ref var target = ref MemoryMarshal.GetReference(into);
+            for (; i <= values.Length - (2 * Vector256<double>.Count); i += 2 * Vector256<double>.Count)
+            {
+                var lower = Vector256.LoadUnsafe(ref start, (nuint)i);
+                var upper = Vector256.LoadUnsafe(ref start, (nuint)(i + Vector256<double>.Count));
+                Vector256.Narrow(lower, upper).StoreUnsafe(ref target, (nuint)i);
+            }
+        }
+
+        for (; i < values.Length; i++)
+        {
+            into[i] = (float)values[i];
+        }
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<double> RoundTrips(Vector256<double> value, Vector256<double> widened) =>
         Vector256.Equals(value, widened) | ~Vector256.Equals(value, value); // x != x only for NaN

@@ -99,6 +99,7 @@ public sealed partial class StorageEngine
     private async Task CompactAsync()
     {
         var stopwatch = Stopwatch.StartNew();
+        var copiedBefore = CompactionCopiedRows;
         var live = _liveSegments.ToList();
         if (PickCompaction(live.Select(s => s.Rows).ToList(), _options.CompactAtSegments) is not { } pick)
         {
@@ -275,7 +276,7 @@ public sealed partial class StorageEngine
 
             Interlocked.Increment(ref _compactions);
             _options.Log?.Invoke(StorageLogLevel.Information,
-                $"compacted {inputs.Count} segments (files {pick.Start}..{pick.Start + pick.Count - 1} of {live.Count}) ({inputs.Sum(i => i.Rows)} rows) into {outputs.Count} ({outputs.Sum(o => o.Rows)} rows, {outputs.Sum(o => o.Bytes)} bytes) in {stopwatch.Elapsed.TotalMilliseconds:F0} ms");
+                $"compacted {inputs.Count} segments (files {pick.Start}..{pick.Start + pick.Count - 1} of {live.Count}) ({inputs.Sum(i => i.Rows)} rows) into {outputs.Count} ({outputs.Sum(o => o.Rows)} rows, {CompactionCopiedRows - copiedBefore} of them copied unchanged, {outputs.Sum(o => o.Bytes)} bytes) in {stopwatch.Elapsed.TotalMilliseconds:F0} ms");
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

@@ -77,6 +77,36 @@ public sealed class ColumnKernelsTests
     }
 
     [Fact]
+    public void Narrow_equals_the_float_cast_bit_for_bit()
+    {
+        var random = new Random(4);
+        double[] odd = [double.NaN, double.PositiveInfinity, double.NegativeInfinity, -0.0, 0.1, 1e300, -1e300, 1e-300, double.Epsilon, 1 + Math.Pow(2, -24), 1 + (3 * Math.Pow(2, -25)), float.MaxValue];
+        foreach (var n in s_lengths)
+        {
+            var values = Enumerable.Range(0, n).Select(_ => (random.NextDouble() * 20) - 10).ToArray(); // not float32: every lane rounds
+            for (var at = 0; at <= n; at++)
+            {
+                foreach (var value in at < n ? odd : [0.0])
+                {
+                    var copy = (double[])values.Clone();
+                    if (at < n)
+                    {
+                        copy[at] = value;
+                    }
+
+                    var into = new float[n + 1];
+                    into[n] = 42f;
+                    ColumnKernels.Narrow(copy, into);
+                    Assert.Equal(copy.Select(v => BitConverter.SingleToInt32Bits((float)v)), into.Take(n).Select(BitConverter.SingleToInt32Bits));
+                    Assert.Equal(42f, into[n]); // nothing written past the values
+                }
+            }
+        }
+
+        Assert.Throws<ArgumentException>(() => ColumnKernels.Narrow(new double[3], new float[2]));
+    }
+
+    [Fact]
     public void Scan_equals_a_plain_scan_with_nan_inf_and_signed_zeros()
     {
         var random = new Random(3);

@@ -26,6 +26,23 @@ public sealed class DownsampleTests
         Gen.Select(Gen.Int[1, 300], Gen.Int[-100, 20_000], Gen.Int[0, 30_000], Gen.Int[0, 40]).Array[1, 8];
 
     [Fact]
+    public async Task The_summary_stays_exact_when_a_batch_is_out_of_order_or_repeats_a_step()
+    {
+        await using var h = EngineHarness.Open();
+        await h.Engine.WriteAsync(Batch("w", 1, (Key(), [1, 2, 3], [1.0, 2.0, 3.0])));
+
+        // Starts after the last step, but is not in order within itself.
+        await h.Engine.WriteAsync(Batch("w", 2, (Key(), [10, 5, 7], [10.0, 5.0, 7.0])));
+        var summary = (await h.Engine.GetSummaryAsync(Key()))!.Aggregate;
+        Assert.Equal((6L, 1L, 10L, 10.0, 28.0), (summary.Count, summary.FirstStep, summary.LastStep, summary.Last, summary.Sum));
+
+        // Repeats a step within itself: the later point wins.
+        await h.Engine.WriteAsync(Batch("w", 3, (Key(), [11, 11], [1.0, 2.0])));
+        summary = (await h.Engine.GetSummaryAsync(Key()))!.Aggregate;
+        Assert.Equal((7L, 11L, 2.0, 30.0), (summary.Count, summary.LastStep, summary.Last, summary.Sum));
+    }
+
+    [Fact]
     public void Every_bucket_equals_a_full_scan()
     {
         Gen.Select(s_requests, s_queries, Gen.Int[2, 4]).Sample(

@@ -143,15 +143,10 @@ internal sealed class SeriesHead
         }
 
         var steps = c.Steps.AsSpan(at, take);
-        for (var k = 0; k < steps.Length; k++)
+        if (steps.Length > 0 && (steps[0] <= previous || !ColumnKernels.StrictlyIncreasing(steps)))
         {
-            if (steps[k] <= previous)
-            {
-                _summaryValid = false;
-                return;
-            }
-
-            previous = steps[k];
+            _summaryValid = false;
+            return;
         }
 
         _summary.Add(Aggregate.Scan(c.Steps, c.Values, c.Timestamps, at, at + take));

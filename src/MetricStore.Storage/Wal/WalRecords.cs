@@ -84,11 +84,7 @@ internal static class WalRecords
             }
             if (s.Float32Origin)
             {
-                var floats = MemoryMarshal.Cast<byte, float>(span.Slice(p, n * 4));
-                for (var k = 0; k < n; k++)
-                {
-                    floats[k] = (float)s.Values[k];
-                }
+                ColumnKernels.Narrow(s.Values.AsSpan(0, n), MemoryMarshal.Cast<byte, float>(span.Slice(p, n * 4)));
 
                 p += n * 4;
             }
