@@ -85,16 +85,7 @@ public sealed class PointPageDecoderTests
 
         // Same schema, Parquet.Net's default encodings (no hints): the decoder refuses its pages.
         var plain = Path.Combine(directory.Path, "plain.parquet");
-        var schema = new ParquetSchema(new DataField<int>("series_id"), new DataField<long>("step"), new DataField<float>("value"), new DataField<long>("timestamp_ms"));
-        await using (var file = File.Create(plain))
-        {
-            await using var writer = await ParquetWriter.CreateAsync(schema, file, new ParquetOptions { CompressionMethod = CompressionMethod.Zstd });
-            using var group = writer.CreateRowGroup();
-            await group.WriteAsync<int>(schema.DataFields[0], new int[points.Count]);
-            await group.WriteAsync<long>(schema.DataFields[1], points.Steps.AsMemory(0, points.Count));
-            await group.WriteAsync<float>(schema.DataFields[2], points.Values.Take(points.Count).Select(v => (float)v).ToArray());
-            await group.WriteAsync<long>(schema.DataFields[3], points.Timestamps.AsMemory(0, points.Count));
-        }
+        await WriteWithParquetNetAsync(plain, points);
 
         var ours = Path.Combine(directory.Path, "ours.parquet");
         await SegmentFile.WriteAsync(ours, [(0, SeriesKey.Create("key", RunId.New(), "m"), points)], float32: true, CompressionMethod.Zstd, CancellationToken.None);
@@ -124,17 +115,8 @@ public sealed class PointPageDecoderTests
         var points = RandomSeries(random, 70_000, float32: true, extremes: true);
         var other = RandomSeries(random, 3_000, float32: true, extremes: false);
 
-        var plain = Path.Combine(directory.Path, "plain.parquet"); // Parquet.Net's writer, our schema and encodings
-        var schema = new ParquetSchema(new DataField<int>("series_id"), new DataField<long>("step"), new DataField<float>("value"), new DataField<long>("timestamp_ms"));
-        await using (var file = File.Create(plain))
-        {
-            await using var writer = await ParquetWriter.CreateAsync(schema, file, new ParquetOptions { CompressionMethod = CompressionMethod.Zstd });
-            using var group = writer.CreateRowGroup();
-            await group.WriteAsync<int>(schema.DataFields[0], new int[points.Count]);
-            await group.WriteAsync<long>(schema.DataFields[1], points.Steps.AsMemory(0, points.Count));
-            await group.WriteAsync<float>(schema.DataFields[2], points.Values.Take(points.Count).Select(v => (float)v).ToArray());
-            await group.WriteAsync<long>(schema.DataFields[3], points.Timestamps.AsMemory(0, points.Count));
-        }
+        var plain = Path.Combine(directory.Path, "plain.parquet"); // Parquet.Net's writer and default encodings
+        await WriteWithParquetNetAsync(plain, points);
 
         var ours = Path.Combine(directory.Path, "ours.parquet");
         await SegmentFile.WriteAsync(ours, [(3, SeriesKey.Create("key", RunId.New(), "m"), points)], float32: true, CompressionMethod.Zstd, CancellationToken.None);
@@ -175,6 +157,19 @@ public sealed class PointPageDecoderTests
         AssertSame(points, await readers.ReadAsync(copy, 1, float32: true, CancellationToken.None), "the copy, our decoder");
         var copiedRollups = await SegmentFile.ReadRollupsAsync(copy, CancellationToken.None);
         Assert.Equal(points.Count, copiedRollups[1].Count);
+    }
+
+    /// <summary>A point file of one series with our schema, written by Parquet.Net with its default encodings.</summary>
+    private static async Task WriteWithParquetNetAsync(string path, SeriesColumns points)
+    {
+        var schema = new ParquetSchema(new DataField<int>("series_id"), new DataField<long>("step"), new DataField<float>("value"), new DataField<long>("timestamp_ms"));
+        await using var file = File.Create(path);
+        await using var writer = await ParquetWriter.CreateAsync(schema, file, new ParquetOptions { CompressionMethod = CompressionMethod.Zstd });
+        using var group = writer.CreateRowGroup();
+        await group.WriteAsync<int>(schema.DataFields[0], new int[points.Count]);
+        await group.WriteAsync<long>(schema.DataFields[1], points.Steps.AsMemory(0, points.Count));
+        await group.WriteAsync<float>(schema.DataFields[2], points.Values.Take(points.Count).Select(v => (float)v).ToArray());
+        await group.WriteAsync<long>(schema.DataFields[3], points.Timestamps.AsMemory(0, points.Count));
     }
 
     private static int FooterLength(string path)
