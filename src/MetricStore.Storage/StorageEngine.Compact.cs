@@ -99,7 +99,7 @@ public sealed partial class StorageEngine
     private async Task CompactAsync()
     {
         var stopwatch = Stopwatch.StartNew();
-        var copiedBefore = CompactionCopiedRows;
+        long copied = 0; // counted once the compaction is committed: a failed one copied nothing that stays
         var live = _liveSegments.ToList();
         if (PickCompaction(live.Select(s => s.Rows).ToList(), _options.CompactAtSegments) is not { } pick)
         {
@@ -202,7 +202,7 @@ public sealed partial class StorageEngine
 
                     raw = group.Bytes;
                     await writer.AddRawAsync(seriesId, item.Part.MinStep, item.Part.MaxStep, rollup, group, CancellationToken.None);
-                    Interlocked.Add(ref _compactionCopiedRows, group.Rows);
+                    copied += group.Rows;
                     return true;
                 }
 
@@ -275,8 +275,9 @@ public sealed partial class StorageEngine
             await _readers.ForgetAsync(removed.Select(f => Path.Combine(_options.SegmentDirectory, f)).ToHashSet(StringComparer.Ordinal));
 
             Interlocked.Increment(ref _compactions);
+            Interlocked.Add(ref _compactionCopiedRows, copied);
             _options.Log?.Invoke(StorageLogLevel.Information,
-                $"compacted {inputs.Count} segments (files {pick.Start}..{pick.Start + pick.Count - 1} of {live.Count}) ({inputs.Sum(i => i.Rows)} rows) into {outputs.Count} ({outputs.Sum(o => o.Rows)} rows, {CompactionCopiedRows - copiedBefore} of them copied unchanged, {outputs.Sum(o => o.Bytes)} bytes) in {stopwatch.Elapsed.TotalMilliseconds:F0} ms");
+                $"compacted {inputs.Count} segments (files {pick.Start}..{pick.Start + pick.Count - 1} of {live.Count}) ({inputs.Sum(i => i.Rows)} rows) into {outputs.Count} ({outputs.Sum(o => o.Rows)} rows, {copied} of them copied unchanged, {outputs.Sum(o => o.Bytes)} bytes) in {stopwatch.Elapsed.TotalMilliseconds:F0} ms");
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
