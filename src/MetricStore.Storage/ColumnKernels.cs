@@ -7,9 +7,10 @@ namespace MetricStore.Storage;
 /// <summary>
 /// Whole-column checks that every seal, append and compaction runs over every point, four lanes at
 /// a time where the hardware has 256-bit vectors (a scalar tail, or the whole span without them).
-/// Each gives exactly the answer of the plain loop beside it (tested against it).
+/// Each gives exactly the answer of the plain loop beside it (tested against it). Public for the
+/// server's request decoder, which widens float32 values with <see cref="Widen"/>.
 /// </summary>
-internal static class ColumnKernels
+public static class ColumnKernels
 {
     /// <summary>The smallest and largest value; (long.MaxValue, long.MinValue) for none.</summary>
     public static (long Min, long Max) MinMax(ReadOnlySpan<long> values)
@@ -136,6 +137,33 @@ internal static class ColumnKernels
         for (; i < values.Length; i++)
         {
             into[i] = (float)values[i];
+        }
+    }
+
+    /// <summary>Each float32 value as a double (exact, as the implicit conversion), into <paramref name="into"/> (at least as long).</summary>
+    public static void Widen(ReadOnlySpan<float> values, Span<double> into)
+    {
+        if (into.Length < values.Length)
+        {
+            throw new ArgumentException($"{into.Length} doubles for {values.Length} values", nameof(into));
+        }
+
+        var i = 0;
+        if (Vector256.IsHardwareAccelerated && values.Length >= Vector256<float>.Count)
+        {
+            ref var start = ref MemoryMarshal.GetReference(values);
+            ref var target = ref MemoryMarshal.GetReference(into);
+            for (; i <= values.Length - Vector256<float>.Count; i += Vector256<float>.Count)
+            {
+                var v = Vector256.LoadUnsafe(ref start, (nuint)i);
+                Vector256.WidenLower(v).StoreUnsafe(ref target, (nuint)i);
+                Vector256.WidenUpper(v).StoreUnsafe(ref target, (nuint)(i + Vector256<double>.Count));
+            }
+        }
+
+        for (; i < values.Length; i++)
+        {
+            into[i] = values[i];
         }
     }
 

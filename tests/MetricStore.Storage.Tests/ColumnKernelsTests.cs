@@ -107,6 +107,36 @@ public sealed class ColumnKernelsTests
     }
 
     [Fact]
+    public void Widen_equals_the_conversion_bit_for_bit()
+    {
+        var random = new Random(5);
+        float[] odd = [float.NaN, BitConverter.Int32BitsToSingle(unchecked((int)0xFFC00001)), float.PositiveInfinity, float.NegativeInfinity, -0f, float.Epsilon, -float.Epsilon, float.MaxValue, float.MinValue];
+        foreach (var n in s_lengths)
+        {
+            var values = Enumerable.Range(0, n).Select(_ => (float)((random.NextDouble() * 20) - 10)).ToArray();
+            for (var at = 0; at <= n; at++)
+            {
+                foreach (var value in at < n ? odd : [0f])
+                {
+                    var copy = (float[])values.Clone();
+                    if (at < n)
+                    {
+                        copy[at] = value;
+                    }
+
+                    var into = new double[n + 1];
+                    into[n] = 42;
+                    ColumnKernels.Widen(copy, into);
+                    Assert.Equal(copy.Select(v => BitConverter.DoubleToInt64Bits(v)), into.Take(n).Select(BitConverter.DoubleToInt64Bits));
+                    Assert.Equal(42, into[n]); // nothing written past the values
+                }
+            }
+        }
+
+        Assert.Throws<ArgumentException>(() => ColumnKernels.Widen(new float[3], new double[2]));
+    }
+
+    [Fact]
     public void Scan_equals_a_plain_scan_with_nan_inf_and_signed_zeros()
     {
         var random = new Random(3);

@@ -2,6 +2,7 @@ using System.Buffers;
 using Grpc.Core;
 using MetricStore.Core;
 using MetricStore.Protocol;
+using MetricStore.Storage;
 using V1 = MetricStore.Protocol.V1;
 
 namespace MetricStore.Server.Grpc;
@@ -135,11 +136,7 @@ internal static class IngestDecoder
         if (float32)
         {
             values = ArrayPool<double>.Shared.Rent(n);
-            var floats = batch.ValuesF32.Array;
-            for (var k = 0; k < n; k++)
-            {
-                values[k] = floats[k];
-            }
+            ColumnKernels.Widen(batch.ValuesF32.Array.AsSpan(0, n), values);
 
             batch.ValuesF32.Return();
         }
