@@ -79,61 +79,62 @@ public sealed class ColumnKernelsTests
     [Fact]
     public void Narrow_equals_the_float_cast_bit_for_bit()
     {
-        var random = new Random(4);
         double[] odd = [double.NaN, double.PositiveInfinity, double.NegativeInfinity, -0.0, 0.1, 1e300, -1e300, 1e-300, double.Epsilon, 1 + Math.Pow(2, -24), 1 + (3 * Math.Pow(2, -25)), float.MaxValue];
-        foreach (var n in s_lengths)
-        {
-            var values = Enumerable.Range(0, n).Select(_ => (random.NextDouble() * 20) - 10).ToArray(); // not float32: every lane rounds
-            for (var at = 0; at <= n; at++)
-            {
-                foreach (var value in at < n ? odd : [0.0])
-                {
-                    var copy = (double[])values.Clone();
-                    if (at < n)
-                    {
-                        copy[at] = value;
-                    }
-
-                    var into = new float[n + 1];
-                    into[n] = 42f;
-                    ColumnKernels.Narrow(copy, into);
-                    Assert.Equal(copy.Select(v => BitConverter.SingleToInt32Bits((float)v)), into.Take(n).Select(BitConverter.SingleToInt32Bits));
-                    Assert.Equal(42f, into[n]); // nothing written past the values
-                }
-            }
-        }
-
+        AssertConversion<double, float>(
+            random => (random.NextDouble() * 20) - 10, // not float32: every lane rounds
+            odd,
+            ColumnKernels.Narrow,
+            42f,
+            v => BitConverter.SingleToInt32Bits((float)v),
+            f => BitConverter.SingleToInt32Bits(f));
         Assert.Throws<ArgumentException>(() => ColumnKernels.Narrow(new double[3], new float[2]));
     }
 
     [Fact]
     public void Widen_equals_the_conversion_bit_for_bit()
     {
-        var random = new Random(5);
         float[] odd = [float.NaN, BitConverter.Int32BitsToSingle(unchecked((int)0xFFC00001)), float.PositiveInfinity, float.NegativeInfinity, -0f, float.Epsilon, -float.Epsilon, float.MaxValue, float.MinValue];
+        AssertConversion<float, double>(
+            random => (float)((random.NextDouble() * 20) - 10),
+            odd,
+            ColumnKernels.Widen,
+            42.0,
+            v => BitConverter.DoubleToInt64Bits(v),
+            d => BitConverter.DoubleToInt64Bits(d));
+        Assert.Throws<ArgumentException>(() => ColumnKernels.Widen(new float[3], new double[2]));
+    }
+
+    private delegate void Conversion<TFrom, TTo>(ReadOnlySpan<TFrom> values, Span<TTo> into);
+
+    /// <summary>
+    /// The kernel gives, as bits, what the plain conversion gives: at every length, with each odd
+    /// value at every position, and writes nothing past the values.
+    /// </summary>
+    private static void AssertConversion<TFrom, TTo>(Func<Random, TFrom> next, TFrom[] odd, Conversion<TFrom, TTo> kernel, TTo sentinel, Func<TFrom, long> expectedBits, Func<TTo, long> bits)
+        where TTo : struct
+    {
+        var random = new Random(4);
         foreach (var n in s_lengths)
         {
-            var values = Enumerable.Range(0, n).Select(_ => (float)((random.NextDouble() * 20) - 10)).ToArray();
+            var values = Enumerable.Range(0, n).Select(_ => next(random)).ToArray();
             for (var at = 0; at <= n; at++)
             {
-                foreach (var value in at < n ? odd : [0f])
+                foreach (var value in at < n ? odd : [default!])
                 {
-                    var copy = (float[])values.Clone();
+                    var copy = (TFrom[])values.Clone();
                     if (at < n)
                     {
                         copy[at] = value;
                     }
 
-                    var into = new double[n + 1];
-                    into[n] = 42;
-                    ColumnKernels.Widen(copy, into);
-                    Assert.Equal(copy.Select(v => BitConverter.DoubleToInt64Bits(v)), into.Take(n).Select(BitConverter.DoubleToInt64Bits));
-                    Assert.Equal(42, into[n]); // nothing written past the values
+                    var into = new TTo[n + 1];
+                    into[n] = sentinel;
+                    kernel(copy, into);
+                    Assert.Equal(copy.Select(expectedBits), into.Take(n).Select(bits));
+                    Assert.Equal(bits(sentinel), bits(into[n])); // nothing written past the values
                 }
             }
         }
-
-        Assert.Throws<ArgumentException>(() => ColumnKernels.Widen(new float[3], new double[2]));
     }
 
     [Fact]
