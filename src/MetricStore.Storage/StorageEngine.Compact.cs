@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using MetricStore.Storage.Segments;
 
 namespace MetricStore.Storage;
@@ -129,7 +130,7 @@ public sealed partial class StorageEngine
         var free = new Stack<SeriesColumns>(); // row-group columns reused across the whole compaction
         try
         {
-            var raw = new byte[64 * 1024]; // copied row groups pass through this buffer (grown to the largest)
+            var raw = new StrongBox<byte[]>(new byte[64 * 1024]); // copied row groups pass through this buffer (grown to the largest)
             foreach (var (seriesId, list) in parts)
             {
                 SegmentWriter writer;
@@ -142,85 +143,7 @@ public sealed partial class StorageEngine
                     writer = doubles ??= await SegmentWriter.CreateAsync(FilePath(number, "d"), float32: false, Parquet.CompressionMethod.Zstd, CancellationToken.None);
                 }
 
-                // Streamed: at most one row group per input file and one output row group in memory,
-                // however long the series. A series stays float32 when every input stored it so.
-                async Task MergeAsync(IEnumerable<(SegmentInfo File, SegmentSeries Part)> merged)
-                {
-                    var byFile = merged.GroupBy(p => p.File)
-                        .Select(g => new StreamingMerge.Input(
-                            g.Select(p => p.Part).OrderBy(p => p.MinStep).ToList(),
-                            async (part, spare) =>
-                            {
-                                await YieldToSealAsync();
-                                return await _readers.ReadAsync(Path.Combine(_options.SegmentDirectory, g.Key.File), part.RowGroup, g.Key.ValueType == "float", CancellationToken.None, spare);
-                            }))
-                        .ToList();
-                    await StreamingMerge.MergeAsync(byFile, SegmentWriter.MaxRowGroupRows, async rows =>
-                    {
-                        await YieldToSealAsync();
-                        await writer.AddAsync(seriesId, rows, CancellationToken.None);
-                    }, free);
-                }
-
-                // Copied where no merge is needed: a series whose row groups, in file order, each
-                // start after the one before ends (a training log, sealed in step order, not
-                // re-logged) has no step to resolve. Its large row groups are copied as they are;
-                // runs of smaller ones are merged into larger ones, so each point is re-encoded only
-                // until its row group is large, not at every tier.
-                if (!InStepOrder(list))
-                {
-                    await MergeAsync(list);
-                    continue;
-                }
-
-                var pending = new List<(SegmentInfo File, SegmentSeries Part)>();
-                async Task FlushAsync()
-                {
-                    // A lone small row group gains nothing from a re-encode: copied too.
-                    if (pending.Count > 1 || (pending.Count == 1 && !await TryCopyAsync(pending[0])))
-                    {
-                        await MergeAsync(pending);
-                    }
-
-                    pending.Clear();
-                }
-
-                async Task<bool> TryCopyAsync((SegmentInfo File, SegmentSeries Part) item)
-                {
-                    if (item.Part.Rollup is not { } rollup)
-                    {
-                        return false;
-                    }
-
-                    // Null for a float32 row group going to a double file (the merge widens it) and
-                    // for a layout our writer does not write (an older file): both re-encoded.
-                    await YieldToSealAsync();
-                    if (await _readers.ReadRawAsync(Path.Combine(_options.SegmentDirectory, item.File.File), item.Part.RowGroup, writer.Float32, writer.Zstd, raw, CancellationToken.None) is not { } group)
-                    {
-                        return false;
-                    }
-
-                    raw = group.Bytes;
-                    await writer.AddRawAsync(seriesId, item.Part.MinStep, item.Part.MaxStep, rollup, group, CancellationToken.None);
-                    copied += group.Rows;
-                    return true;
-                }
-
-                foreach (var item in list)
-                {
-                    if (item.Part.Rows >= _options.CompactionCopyRows)
-                    {
-                        await FlushAsync();
-                        if (await TryCopyAsync(item))
-                        {
-                            continue;
-                        }
-                    }
-
-                    pending.Add(item);
-                }
-
-                await FlushAsync();
+                copied += await CompactSeriesAsync(seriesId, list, writer, free, raw);
             }
 
             if (floats is not null)
@@ -296,6 +219,96 @@ public sealed partial class StorageEngine
                 await doubles.DisposeAsync();
             }
         }
+    }
+
+    /// <summary>
+    /// Writes one series of a compaction's inputs into <paramref name="writer"/>, copying the row
+    /// groups it can (see <see cref="StorageOptions.CompactionCopyRows"/>) and merging the rest;
+    /// returns the points copied.
+    /// </summary>
+    private async Task<long> CompactSeriesAsync(int seriesId, List<(SegmentInfo File, SegmentSeries Part)> list, SegmentWriter writer, Stack<SeriesColumns> free, StrongBox<byte[]> raw)
+    {
+        // Streamed: at most one row group per input file and one output row group in memory,
+        // however long the series. A series stays float32 when every input stored it so.
+        async Task MergeAsync(IEnumerable<(SegmentInfo File, SegmentSeries Part)> merged)
+        {
+            var byFile = merged.GroupBy(p => p.File)
+                .Select(g => new StreamingMerge.Input(
+                    g.Select(p => p.Part).OrderBy(p => p.MinStep).ToList(),
+                    async (part, spare) =>
+                    {
+                        await YieldToSealAsync();
+                        return await _readers.ReadAsync(Path.Combine(_options.SegmentDirectory, g.Key.File), part.RowGroup, g.Key.ValueType == "float", CancellationToken.None, spare);
+                    }))
+                .ToList();
+            await StreamingMerge.MergeAsync(byFile, SegmentWriter.MaxRowGroupRows, async rows =>
+            {
+                await YieldToSealAsync();
+                await writer.AddAsync(seriesId, rows, CancellationToken.None);
+            }, free);
+        }
+
+        // Copied where no merge is needed: a series whose row groups, in file order, each start
+        // after the one before ends (a training log, sealed in step order, not re-logged) has no
+        // step to resolve. Its large row groups are copied as they are; runs of smaller ones are
+        // merged into larger ones, so each point is re-encoded only until its row group is large,
+        // not at every tier.
+        if (!InStepOrder(list))
+        {
+            await MergeAsync(list);
+            return 0;
+        }
+
+        long copied = 0;
+        async Task<bool> TryCopyAsync((SegmentInfo File, SegmentSeries Part) item)
+        {
+            if (item.Part.Rollup is not { } rollup)
+            {
+                return false;
+            }
+
+            // Null for a float32 row group going to a double file (the merge widens it) and for a
+            // layout our writer does not write (an older file): both re-encoded.
+            await YieldToSealAsync();
+            if (await _readers.ReadRawAsync(Path.Combine(_options.SegmentDirectory, item.File.File), item.Part.RowGroup, writer.Float32, writer.Zstd, raw.Value!, CancellationToken.None) is not { } group)
+            {
+                return false;
+            }
+
+            raw.Value = group.Bytes;
+            await writer.AddRawAsync(seriesId, item.Part.MinStep, item.Part.MaxStep, rollup, group, CancellationToken.None);
+            copied += group.Rows;
+            return true;
+        }
+
+        var pending = new List<(SegmentInfo File, SegmentSeries Part)>();
+        async Task FlushAsync()
+        {
+            // A lone small row group gains nothing from a re-encode: copied too.
+            if (pending.Count > 1 || (pending.Count == 1 && !await TryCopyAsync(pending[0])))
+            {
+                await MergeAsync(pending);
+            }
+
+            pending.Clear();
+        }
+
+        foreach (var item in list)
+        {
+            if (item.Part.Rows >= _options.CompactionCopyRows)
+            {
+                await FlushAsync();
+                if (await TryCopyAsync(item))
+                {
+                    continue;
+                }
+            }
+
+            pending.Add(item);
+        }
+
+        await FlushAsync();
+        return copied;
     }
 
     /// <summary>

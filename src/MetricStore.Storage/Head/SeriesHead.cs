@@ -103,12 +103,7 @@ internal sealed class SeriesHead
 
                 if (float32)
                 {
-                    var valueTarget = columns.Values.AsSpan(at, take);
-                    var source = floats.Slice(i, take);
-                    for (var k = 0; k < take; k++)
-                    {
-                        valueTarget[k] = source[k];
-                    }
+                    ColumnKernels.Widen(floats.Slice(i, take), columns.Values.AsSpan(at, take));
                 }
                 else
                 {

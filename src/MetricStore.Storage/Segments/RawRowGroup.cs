@@ -16,14 +16,6 @@ internal sealed record RawRowGroup(int Rows, long MinTimestamp, long MaxTimestam
     /// <summary>The footer's created_by of files our writer wrote.</summary>
     public const string CreatedBy = "MetricStore";
 
-    private static readonly (string Name, Parquet.Meta.Type Type, int Encoding)[] s_columns =
-    [
-        ("series_id", Parquet.Meta.Type.INT32, PointPageEncoder.Plain),
-        ("step", Parquet.Meta.Type.INT64, PointPageEncoder.DeltaBinaryPacked),
-        ("value", Parquet.Meta.Type.DOUBLE, PointPageEncoder.ByteStreamSplit), // FLOAT in float32 files
-        ("timestamp_ms", Parquet.Meta.Type.INT64, PointPageEncoder.DeltaBinaryPacked),
-    ];
-
     /// <summary>
     /// Row group <paramref name="rowGroup"/> of an open file, read into <paramref name="buffer"/>
     /// (or a larger one); null when the file is not exactly our writer's layout with this value type
@@ -32,32 +24,32 @@ internal sealed record RawRowGroup(int Rows, long MinTimestamp, long MaxTimestam
     /// <exception cref="InvalidDataException">The footer points past the end of the file.</exception>
     public static RawRowGroup? Read(SafeFileHandle file, FileMetaData? metadata, int rowGroup, bool float32, bool zstd, byte[] buffer)
     {
-        if (metadata is null || metadata.CreatedBy != CreatedBy || metadata.Schema.Count != 1 + s_columns.Length || rowGroup >= metadata.RowGroups.Count)
+        var columns = SegmentWriter.Columns;
+        if (metadata is null || metadata.CreatedBy != CreatedBy || metadata.Schema.Count != 1 + columns.Length || rowGroup >= metadata.RowGroups.Count)
         {
             return null;
         }
 
-        for (var c = 0; c < s_columns.Length; c++)
+        for (var c = 0; c < columns.Length; c++)
         {
             var element = metadata.Schema[c + 1];
-            var type = c == 2 && float32 ? Parquet.Meta.Type.FLOAT : s_columns[c].Type;
-            if (element.Name != s_columns[c].Name || element.Type != type || element.RepetitionType != FieldRepetitionType.REQUIRED || element.NumChildren is > 0)
+            if (element.Name != columns[c].Name || element.Type != SegmentWriter.TypeOf(c, float32) || element.RepetitionType != FieldRepetitionType.REQUIRED || element.NumChildren is > 0)
             {
                 return null;
             }
         }
 
         var group = metadata.RowGroups[rowGroup];
-        if (group.Columns.Count != s_columns.Length || group.NumRows is <= 0 or > SegmentWriter.MaxRowGroupRows)
+        if (group.Columns.Count != columns.Length || group.NumRows is <= 0 or > SegmentWriter.MaxRowGroupRows)
         {
             return null;
         }
 
         var rows = (int)group.NumRows;
-        var chunks = new PointPageEncoder.Chunk[s_columns.Length];
+        var chunks = new PointPageEncoder.Chunk[columns.Length];
         var start = group.Columns[0].MetaData?.DataPageOffset ?? -1;
         var end = start;
-        for (var c = 0; c < s_columns.Length; c++)
+        for (var c = 0; c < columns.Length; c++)
         {
             var chunk = group.Columns[c].MetaData;
             if (chunk is null
@@ -66,12 +58,12 @@ internal sealed record RawRowGroup(int Rows, long MinTimestamp, long MaxTimestam
                 || chunk.NumValues != rows
                 || chunk.DataPageOffset != end // back to back, as our writer writes them
                 || chunk.TotalCompressedSize <= 0
-                || !chunk.Encodings.Contains((Parquet.Meta.Encoding)s_columns[c].Encoding))
+                || !chunk.Encodings.Contains((Parquet.Meta.Encoding)columns[c].Encoding))
             {
                 return null;
             }
 
-            chunks[c] = new PointPageEncoder.Chunk(end - start, chunk.TotalCompressedSize, chunk.TotalUncompressedSize, rows, s_columns[c].Encoding);
+            chunks[c] = new PointPageEncoder.Chunk(end - start, chunk.TotalCompressedSize, chunk.TotalUncompressedSize, rows, columns[c].Encoding);
             end += chunk.TotalCompressedSize;
         }
 

@@ -82,6 +82,23 @@ internal sealed class SegmentWriter : IAsyncDisposable
     /// </summary>
     public const int MaxRowGroupRows = 1 << 20;
 
+    /// <summary>
+    /// The point file's columns in order, with the encoding of their pages (what
+    /// <see cref="PointPageEncoder"/> writes for each); the value column is FLOAT in float32 files
+    /// (<see cref="TypeOf"/>). The footer and <see cref="RawRowGroup"/>'s layout check both follow it.
+    /// </summary>
+    internal static readonly (string Name, Parquet.Meta.Type Type, int Encoding)[] Columns =
+    [
+        ("series_id", Parquet.Meta.Type.INT32, PointPageEncoder.Plain),
+        ("step", Parquet.Meta.Type.INT64, PointPageEncoder.DeltaBinaryPacked),
+        ("value", Parquet.Meta.Type.DOUBLE, PointPageEncoder.ByteStreamSplit),
+        ("timestamp_ms", Parquet.Meta.Type.INT64, PointPageEncoder.DeltaBinaryPacked),
+    ];
+
+    /// <summary>The physical type of column <paramref name="column"/> in a float32 file or a double one.</summary>
+    internal static Parquet.Meta.Type TypeOf(int column, bool float32) =>
+        column == 2 && float32 ? Parquet.Meta.Type.FLOAT : Columns[column].Type;
+
     /// <summary>The footer key holding the rollups of every row group (see <see cref="Rollup.Serialize"/>).</summary>
     public const string RollupMetadataKey = "metricstore.rollup";
 
@@ -248,9 +265,9 @@ internal sealed class SegmentWriter : IAsyncDisposable
     /// <summary>FileMetaData (parquet.thrift): version, schema, rows, row groups, the rollups as key-value metadata, created_by.</summary>
     private void WriteFooter(ThriftCompactWriter w, byte[] rollups)
     {
-        const int Int32 = (int)Parquet.Meta.Type.INT32, Int64 = (int)Parquet.Meta.Type.INT64, Float = (int)Parquet.Meta.Type.FLOAT, Double = (int)Parquet.Meta.Type.DOUBLE;
+        const int Int32 = (int)Parquet.Meta.Type.INT32;
         const int Required = (int)Parquet.Meta.FieldRepetitionType.REQUIRED, Zstd = (int)Parquet.Meta.CompressionCodec.ZSTD, Uncompressed = (int)Parquet.Meta.CompressionCodec.UNCOMPRESSED;
-        var columns = new (string Name, int Type)[] { ("series_id", Int32), ("step", Int64), ("value", _float32 ? Float : Double), ("timestamp_ms", Int64) };
+        var columns = Columns.Select((c, i) => (c.Name, Type: (int)TypeOf(i, _float32))).ToArray();
         w.WriteI32(1, 1); // version
         w.BeginList(2, ThriftCompactWriter.Struct, 1 + columns.Length); // schema: the root, then the leaves
         w.BeginListStruct();
