@@ -38,7 +38,6 @@ public sealed partial class StorageEngine
     public long SegmentRows => _liveSegments.Sum(s => s.Rows);
 
     private TaskCompletionSource? _sealWaiter;
-    private SeriesColumns _sealStaging = new(0); // reused by every seal (one runs at a time): row groups are copied through it
 
     /// <summary>
     /// Asks the writer thread to seal everything written so far; completes when that seal is
@@ -149,14 +148,7 @@ public sealed partial class StorageEngine
                 await using var writer = await SegmentWriter.CreateAsync(path, float32, Parquet.CompressionMethod.Zstd, CancellationToken.None);
                 foreach (var series in group.OrderBy(g => g.Head.Key.Canonical, StringComparer.Ordinal))
                 {
-                    if (series.Merged is { } merged)
-                    {
-                        await writer.AddAsync(series.Head.Id, merged, CancellationToken.None);
-                    }
-                    else
-                    {
-                        _sealStaging = await writer.AddInOrderAsync(series.Head.Id, series.Parts, _sealStaging, CancellationToken.None);
-                    }
+                    await writer.AddInOrderAsync(series.Head.Id, series.Parts, CancellationToken.None);
                 }
 
                 written.Add(await writer.CompleteAsync(CancellationToken.None));
@@ -300,8 +292,7 @@ public sealed partial class StorageEngine
 
             if (!inOrder)
             {
-                Merged = SeriesHead.Merge(Parts, 0, long.MinValue, long.MaxValue);
-                Parts = [Merged];
+                Parts = [SeriesHead.Merge(Parts, 0, long.MinValue, long.MaxValue)];
             }
 
             Points = Parts.Sum(p => (long)p.Count);
@@ -312,8 +303,6 @@ public sealed partial class StorageEngine
 
         /// <summary>In step order with unique steps: the chunks' columns, or the one merged copy.</summary>
         public List<SeriesColumns> Parts { get; }
-
-        public SeriesColumns? Merged { get; }
 
         public long Points { get; }
 

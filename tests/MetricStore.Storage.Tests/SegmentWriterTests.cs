@@ -34,7 +34,7 @@ public sealed class SegmentWriterTests
         foreach (var values in sequences)
         {
             var page = new byte[PointPageEncoder.MaxDeltaBinaryPackedBytes(n) + 16];
-            var length = encoder.EncodeDeltaBinaryPacked(values, page);
+            var length = encoder.EncodeDeltaBinaryPacked([values], page);
             var decoded = new long[n];
             PointPageDecoder.DecodeDeltaBinaryPacked(page, length, decoded);
             Assert.Equal(values, decoded);
@@ -77,6 +77,95 @@ public sealed class SegmentWriterTests
     }
 
     [Fact]
+    public void Delta_binary_packed_of_parts_is_that_of_the_whole_column()
+    {
+        var random = new Random(21);
+        using var encoder = new PointPageEncoder();
+        foreach (var n in new[] { 1, 2, 128, 129, 130, 257, 1000, 4097 })
+        {
+            var values = Enumerable.Range(0, n).Select(i => 1_700_000_000_000L + (i * 1000L) + random.Next(-50, 50)).ToArray();
+            var whole = new byte[PointPageEncoder.MaxDeltaBinaryPackedBytes(n)];
+            var wholeLength = encoder.EncodeDeltaBinaryPacked([values], whole);
+            for (var trial = 0; trial < 20; trial++)
+            {
+                var parts = new List<ReadOnlyMemory<long>>();
+                for (var at = 0; at < n;)
+                {
+                    var take = Math.Min(n - at, random.Next(4) switch { 0 => 0, 1 => 1, 2 => random.Next(120, 140), _ => random.Next(1, 600) });
+                    parts.Add(values.AsMemory(at, take));
+                    at += take;
+                }
+
+                var page = new byte[PointPageEncoder.MaxDeltaBinaryPackedBytes(n)];
+                var length = encoder.EncodeDeltaBinaryPacked(parts, page);
+                Assert.True(whole.AsSpan(0, wholeLength).SequenceEqual(page.AsSpan(0, length)), $"n={n}, parts of {string.Join(",", parts.Select(p => p.Length))}");
+            }
+        }
+    }
+
+    /// <summary>
+    /// A seal encodes a series' head chunks where they are. The file must be the one the same points
+    /// make as one array, byte for byte: pages, statistics and rollups, whatever the part sizes
+    /// around the 128-value delta blocks, the 1024-point rollup blocks and the row-group boundary.
+    /// </summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task A_series_written_from_parts_is_the_file_written_from_one_array(bool float32)
+    {
+        using var directory = new TempDirectory();
+        var random = new Random(float32 ? 31 : 32);
+        var n = SegmentWriter.MaxRowGroupRows + 300_001;
+        var whole = new SeriesColumns(n) { Count = n };
+        for (var i = 0; i < n; i++)
+        {
+            whole.Steps[i] = (i * 2L) + (i % 3 == 0 ? 1 : 0);
+            var value = i % 1001 == 7 ? double.NaN : (random.NextDouble() * 10) - 5;
+            whole.Values[i] = float32 ? (float)value : value;
+            whole.Timestamps[i] = 1_700_000_000_000L + (i * 10L) + random.Next(-5000, 5000); // not sorted
+        }
+
+        var parts = new List<SeriesColumns>();
+        for (var at = 0; at < n;)
+        {
+            var take = Math.Min(n - at, random.Next(6) switch
+            {
+                0 => random.Next(1, 3),
+                1 => random.Next(126, 131),
+                2 => random.Next(1022, 1027),
+                3 => 65_536,
+                4 => random.Next(100_000, 400_000),
+                _ => random.Next(1, 5000),
+            });
+            var part = new SeriesColumns(take + 7) { Count = take }; // like a head chunk: room past its points
+            Array.Copy(whole.Steps, at, part.Steps, 0, take);
+            Array.Copy(whole.Values, at, part.Values, 0, take);
+            Array.Copy(whole.Timestamps, at, part.Timestamps, 0, take);
+            part.Steps.AsSpan(take).Fill(long.MinValue);
+            part.Values.AsSpan(take).Fill(1e300);
+            part.Timestamps.AsSpan(take).Fill(long.MaxValue);
+            parts.Add(part);
+            at += take;
+        }
+
+        async Task<byte[]> WriteAsync(string name, IReadOnlyList<SeriesColumns> series)
+        {
+            var path = Path.Combine(directory.Path, name);
+            await using (var writer = await SegmentWriter.CreateAsync(path, float32, CompressionMethod.Zstd, CancellationToken.None))
+            {
+                await writer.AddInOrderAsync(4, series, CancellationToken.None);
+                await writer.CompleteAsync(CancellationToken.None);
+            }
+
+            return await File.ReadAllBytesAsync(path);
+        }
+
+        var expected = await WriteAsync("whole.parquet", [whole]);
+        var actual = await WriteAsync("parts.parquet", parts);
+        Assert.True(expected.AsSpan().SequenceEqual(actual), $"{parts.Count} parts: {expected.Length} bytes from one array, {actual.Length} from parts");
+    }
+
+    [Fact]
     public void A_short_last_miniblock_is_padded_with_zero_bits()
     {
         // A first block of wide random deltas, then a block of 5 deltas (0, 1, 2, 3, 4: 3 bits each).
@@ -90,7 +179,7 @@ public sealed class SegmentWriterTests
 
         using var encoder = new PointPageEncoder();
         var page = new byte[PointPageEncoder.MaxDeltaBinaryPackedBytes(values.Length)];
-        var length = encoder.EncodeDeltaBinaryPacked(values, page);
+        var length = encoder.EncodeDeltaBinaryPacked([values], page);
 
         // The last miniblock is 32 values of 3 bits (12 bytes), of which the first 15 bits are used.
         Assert.Equal(3, page[length - 12 - 4]);

@@ -28,6 +28,7 @@ internal sealed class PointPageEncoder : IDisposable
     private readonly Compressor _zstd = new(1);
     private readonly ThriftCompactWriter _header = new(64);
     private readonly ulong[] _deltas = new ulong[BlockSize];
+    private readonly long[] _window = new long[BlockSize + 1]; // a block's values when they straddle two parts
     private byte[] _page = new byte[64 * 1024];
     private byte[] _compressed = new byte[64 * 1024];
 
@@ -68,28 +69,42 @@ internal sealed class PointPageEncoder : IDisposable
         return WritePageAsync(stream, offset, page.Length, count, Plain, compress, cancellationToken);
     }
 
-    /// <summary>A DELTA_BINARY_PACKED int64 chunk.</summary>
-    public ValueTask<Chunk> WriteInt64Async(Stream stream, long offset, ReadOnlySpan<long> values, bool compress, CancellationToken cancellationToken)
+    /// <summary>A DELTA_BINARY_PACKED int64 chunk of <paramref name="parts"/> one after the other (<paramref name="count"/> values in all).</summary>
+    public ValueTask<Chunk> WriteInt64Async(Stream stream, long offset, IReadOnlyList<ReadOnlyMemory<long>> parts, int count, bool compress, CancellationToken cancellationToken)
     {
-        var length = EncodeDeltaBinaryPacked(values, Page(MaxDeltaBinaryPackedBytes(values.Length)));
-        return WritePageAsync(stream, offset, length, values.Length, DeltaBinaryPacked, compress, cancellationToken);
+        var length = EncodeDeltaBinaryPacked(parts, Page(MaxDeltaBinaryPackedBytes(count)));
+        return WritePageAsync(stream, offset, length, count, DeltaBinaryPacked, compress, cancellationToken);
     }
 
-    /// <summary>A BYTE_STREAM_SPLIT chunk of the values as float32 (<paramref name="float32"/>, each exactly a float) or float64.</summary>
-    public ValueTask<Chunk> WriteValuesAsync(Stream stream, long offset, ReadOnlySpan<double> values, bool float32, bool compress, CancellationToken cancellationToken)
+    /// <summary>
+    /// A BYTE_STREAM_SPLIT chunk of the values of <paramref name="parts"/>, one after the other
+    /// (<paramref name="count"/> in all), as float32 (<paramref name="float32"/>, each exactly a
+    /// float) or float64.
+    /// </summary>
+    public ValueTask<Chunk> WriteValuesAsync(Stream stream, long offset, IReadOnlyList<ReadOnlyMemory<double>> parts, int count, bool float32, bool compress, CancellationToken cancellationToken)
     {
-        var n = values.Length;
-        var page = Page((float32 ? 4 : 8) * n);
-        if (float32)
+        var page = Page((float32 ? 4 : 8) * count);
+        var at = 0;
+        foreach (var part in parts)
         {
-            EncodeByteStreamSplitFloat(values, page);
-        }
-        else
-        {
-            EncodeByteStreamSplitDouble(values, page);
+            if (float32)
+            {
+                EncodeByteStreamSplitFloat(part.Span, page, count, at);
+            }
+            else
+            {
+                EncodeByteStreamSplitDouble(part.Span, page, count, at);
+            }
+
+            at += part.Length;
         }
 
-        return WritePageAsync(stream, offset, page.Length, n, ByteStreamSplit, compress, cancellationToken);
+        if (at != count)
+        {
+            throw new ArgumentException($"parts of {at} values for a chunk of {count}", nameof(count));
+        }
+
+        return WritePageAsync(stream, offset, page.Length, count, ByteStreamSplit, compress, cancellationToken);
     }
 
     /// <summary>The most bytes DELTA_BINARY_PACKED takes for <paramref name="count"/> int64 values.</summary>
@@ -102,18 +117,30 @@ internal sealed class PointPageEncoder : IDisposable
     /// bit-packed from the least significant bit, 32 to a miniblock. Differences wrap, so any
     /// int64 sequence round-trips. A last block's unused miniblocks have width 0 and no bytes.
     /// </summary>
-    internal int EncodeDeltaBinaryPacked(ReadOnlySpan<long> values, Span<byte> output)
+    /// <remarks>
+    /// The values are the parts one after the other, so a seal encodes a series' head chunks where
+    /// they are instead of copying them into one array first. A block's values are read in place,
+    /// or copied (129 of them) when they straddle two parts.
+    /// </remarks>
+    internal int EncodeDeltaBinaryPacked(IReadOnlyList<ReadOnlyMemory<long>> parts, Span<byte> output)
     {
+        var total = 0;
+        foreach (var part in parts)
+        {
+            total += part.Length;
+        }
+
+        var values = new PartCursor<long>(parts);
         var position = 0;
         Uleb(output, ref position, BlockSize);
         Uleb(output, ref position, BlockSize / MiniblockSize);
-        Uleb(output, ref position, (ulong)values.Length);
-        Uleb(output, ref position, ZigZag(values.IsEmpty ? 0 : values[0]));
+        Uleb(output, ref position, (ulong)total);
+        Uleb(output, ref position, ZigZag(total == 0 ? 0 : values.Window(0, 1, _window)[0]));
         var deltas = _deltas.AsSpan();
-        for (var start = 1; start < values.Length; start += BlockSize)
+        for (var start = 1; start < total; start += BlockSize)
         {
-            var n = Math.Min(BlockSize, values.Length - start);
-            var min = Deltas(values.Slice(start - 1, n + 1), deltas[..n]);
+            var n = Math.Min(BlockSize, total - start);
+            var min = Deltas(values.Window(start - 1, n + 1, _window), deltas[..n]);
 
             Uleb(output, ref position, ZigZag(min));
             var widthsAt = position;
@@ -206,13 +233,19 @@ internal sealed class PointPageEncoder : IDisposable
     }
 
     /// <summary>BYTE_STREAM_SPLIT of the values as float32: byte k of value i at k × n + i.</summary>
-    internal static void EncodeByteStreamSplitFloat(ReadOnlySpan<double> values, Span<byte> output)
+    internal static void EncodeByteStreamSplitFloat(ReadOnlySpan<double> values, Span<byte> output) => EncodeByteStreamSplitFloat(values, output, values.Length, 0);
+
+    /// <summary>
+    /// BYTE_STREAM_SPLIT as float32 of values <paramref name="at"/> onwards of a chunk of
+    /// <paramref name="total"/>: byte k of value i of <paramref name="values"/> at k × total + at + i.
+    /// </summary>
+    internal static void EncodeByteStreamSplitFloat(ReadOnlySpan<double> values, Span<byte> output, int total, int at)
     {
         var n = values.Length;
-        var b0 = output[..n];
-        var b1 = output.Slice(n, n);
-        var b2 = output.Slice(2 * n, n);
-        var b3 = output.Slice(3 * n, n);
+        var b0 = output.Slice(at, n);
+        var b1 = output.Slice(total + at, n);
+        var b2 = output.Slice((2 * total) + at, n);
+        var b3 = output.Slice((3 * total) + at, n);
         var i = 0;
         if (Vector128.IsHardwareAccelerated && n >= 4)
         {
@@ -242,15 +275,17 @@ internal sealed class PointPageEncoder : IDisposable
     }
 
     /// <summary>BYTE_STREAM_SPLIT of float64 values: byte k of value i at k × n + i.</summary>
-    internal static void EncodeByteStreamSplitDouble(ReadOnlySpan<double> values, Span<byte> output)
+    internal static void EncodeByteStreamSplitDouble(ReadOnlySpan<double> values, Span<byte> output) => EncodeByteStreamSplitDouble(values, output, values.Length, 0);
+
+    /// <summary>BYTE_STREAM_SPLIT of float64 values <paramref name="at"/> onwards of a chunk of <paramref name="total"/>: byte k of value i at k × total + at + i.</summary>
+    internal static void EncodeByteStreamSplitDouble(ReadOnlySpan<double> values, Span<byte> output, int total, int at)
     {
-        var n = values.Length;
-        for (var i = 0; i < n; i++)
+        for (var i = 0; i < values.Length; i++)
         {
             var bits = BitConverter.DoubleToUInt64Bits(values[i]);
             for (var k = 0; k < 8; k++)
             {
-                output[(k * n) + i] = (byte)(bits >> (8 * k));
+                output[(k * total) + at + i] = (byte)(bits >> (8 * k));
             }
         }
     }

@@ -30,6 +30,13 @@ internal sealed class SegmentWriter : IAsyncDisposable
     private readonly PointPageEncoder _encoder;
     private readonly List<SegmentSeries> _series = [];
     private readonly List<RowGroup> _groups = [];
+
+    // The row group being written: slices of the series' parts, and their columns for the encoder.
+    private readonly List<(SeriesColumns Part, int Offset, int Count)> _slices = [];
+    private readonly List<ReadOnlyMemory<long>> _steps = [];
+    private readonly List<ReadOnlyMemory<double>> _values = [];
+    private readonly List<ReadOnlyMemory<long>> _timestamps = [];
+    private readonly SeriesColumns _block = new(1 << Rollup.BlockShift); // a rollup block that straddles two slices
     private long _position;
     private long _writebackStarted; // the file is being written back to disk up to here (FileWriteback)
     private bool _completed;
@@ -103,75 +110,115 @@ internal sealed class SegmentWriter : IAsyncDisposable
     public const string RollupMetadataKey = "metricstore.rollup";
 
     /// <summary>Adds one series (sorted by step, unique steps, at least one point) as the next row groups.</summary>
-    public async Task AddAsync(int seriesId, SeriesColumns points, CancellationToken cancellationToken)
-    {
-        for (var offset = 0; offset < points.Count; offset += MaxRowGroupRows)
-        {
-            await AddRowGroupAsync(seriesId, points, offset, Math.Min(MaxRowGroupRows, points.Count - offset), cancellationToken);
-        }
-    }
+    public Task AddAsync(int seriesId, SeriesColumns points, CancellationToken cancellationToken) => AddInOrderAsync(seriesId, [points], cancellationToken);
 
     /// <summary>
     /// Adds one series given as parts already in step order (each sorted with unique steps, each
-    /// after the one before), copied into row groups through <paramref name="staging"/>, which is
-    /// reused and grown up to <see cref="MaxRowGroupRows"/>: no array the size of the series.
+    /// after the one before), in row groups of up to <see cref="MaxRowGroupRows"/> points. The
+    /// pages are encoded from the parts where they are: no copy of the series, nor of a row group.
     /// </summary>
-    /// <returns>The staging buffer to pass next time (grown when it was too small).</returns>
-    public async Task<SeriesColumns> AddInOrderAsync(int seriesId, IReadOnlyList<SeriesColumns> parts, SeriesColumns staging, CancellationToken cancellationToken)
+    public async Task AddInOrderAsync(int seriesId, IReadOnlyList<SeriesColumns> parts, CancellationToken cancellationToken)
     {
-        long total = 0;
-        foreach (var part in parts)
-        {
-            total += part.Count;
-        }
-
-        if (staging.Steps.Length < Math.Min(total, MaxRowGroupRows))
-        {
-            staging = new SeriesColumns((int)Math.Min(total, MaxRowGroupRows));
-        }
-
-        staging.Count = 0;
+        _slices.Clear();
+        var rows = 0;
         foreach (var part in parts)
         {
             for (var offset = 0; offset < part.Count;)
             {
-                var take = Math.Min(part.Count - offset, staging.Steps.Length - staging.Count);
-                Array.Copy(part.Steps, offset, staging.Steps, staging.Count, take);
-                Array.Copy(part.Values, offset, staging.Values, staging.Count, take);
-                Array.Copy(part.Timestamps, offset, staging.Timestamps, staging.Count, take);
-                staging.Count += take;
+                var take = Math.Min(part.Count - offset, MaxRowGroupRows - rows);
+                _slices.Add((part, offset, take));
+                rows += take;
                 offset += take;
-                if (staging.Count == staging.Steps.Length)
+                if (rows == MaxRowGroupRows)
                 {
-                    await AddRowGroupAsync(seriesId, staging, 0, staging.Count, cancellationToken);
-                    staging.Count = 0;
+                    await AddRowGroupAsync(seriesId, rows, cancellationToken);
+                    rows = 0;
                 }
             }
         }
 
-        if (staging.Count > 0)
+        if (rows > 0)
         {
-            await AddRowGroupAsync(seriesId, staging, 0, staging.Count, cancellationToken);
-            staging.Count = 0;
+            await AddRowGroupAsync(seriesId, rows, cancellationToken);
         }
-
-        return staging;
     }
 
-    private async Task AddRowGroupAsync(int seriesId, SeriesColumns points, int offset, int n, CancellationToken cancellationToken)
+    /// <summary>Writes the points of <see cref="_slices"/>, <paramref name="n"/> in all, as the next row group, and clears them.</summary>
+    private async Task AddRowGroupAsync(int seriesId, int n, CancellationToken cancellationToken)
     {
+        _steps.Clear();
+        _values.Clear();
+        _timestamps.Clear();
+        long minTimestamp = long.MaxValue, maxTimestamp = long.MinValue;
+        foreach (var (part, offset, count) in _slices)
+        {
+            _steps.Add(part.Steps.AsMemory(offset, count));
+            _values.Add(part.Values.AsMemory(offset, count));
+            _timestamps.Add(part.Timestamps.AsMemory(offset, count));
+            var (min, max) = ColumnKernels.MinMax(part.Timestamps.AsSpan(offset, count));
+            minTimestamp = Math.Min(minTimestamp, min);
+            maxTimestamp = Math.Max(maxTimestamp, max);
+        }
+
+        var minStep = _steps[0].Span[0];
+        var maxStep = _steps[^1].Span[^1];
         var chunks = new PointPageEncoder.Chunk[4];
         chunks[0] = await Next(_encoder.WriteConstantInt32Async(_stream, _position, seriesId, n, _compress, cancellationToken));
-        chunks[1] = await Next(_encoder.WriteInt64Async(_stream, _position, points.Steps.AsSpan(offset, n), _compress, cancellationToken));
-        chunks[2] = await Next(_encoder.WriteValuesAsync(_stream, _position, points.Values.AsSpan(offset, n), _float32, _compress, cancellationToken));
-        chunks[3] = await Next(_encoder.WriteInt64Async(_stream, _position, points.Timestamps.AsSpan(offset, n), _compress, cancellationToken));
-        var (minTimestamp, maxTimestamp) = ColumnKernels.MinMax(points.Timestamps.AsSpan(offset, n));
-        var minStep = points.Steps[offset];
-        var maxStep = points.Steps[offset + n - 1];
+        chunks[1] = await Next(_encoder.WriteInt64Async(_stream, _position, _steps, n, _compress, cancellationToken));
+        chunks[2] = await Next(_encoder.WriteValuesAsync(_stream, _position, _values, n, _float32, _compress, cancellationToken));
+        chunks[3] = await Next(_encoder.WriteInt64Async(_stream, _position, _timestamps, n, _compress, cancellationToken));
+        var rollup = CoarseRollup(n);
+        _slices.Clear();
         _groups.Add(new RowGroup(seriesId, n, minStep, maxStep, minTimestamp, maxTimestamp, chunks));
-        var rollup = Rollup.Build(points.Steps, points.Values, points.Timestamps, offset, n, Rollup.Coarse);
         _series.Add(new SegmentSeries { SeriesId = seriesId, RowGroup = _series.Count, Rows = n, MinStep = minStep, MaxStep = maxStep, Rollup = rollup });
         await StartWritebackAsync(cancellationToken);
+    }
+
+    /// <summary>
+    /// The <see cref="Rollup.Coarse"/> rollup of the row group in <see cref="_slices"/>: each block
+    /// scanned where it is, or from a copy when it straddles two slices, so every block is the same
+    /// <see cref="Aggregate.Scan"/> of the same points as over one array.
+    /// </summary>
+    private Rollup CoarseRollup(int n)
+    {
+        var shape = Rollup.Coarse;
+        var size = 1 << shape.BlockShift;
+        var blocks = new Aggregate[(n + size - 1) >> shape.BlockShift];
+        var slice = 0;
+        var sliceStart = 0; // the row index of the first point of _slices[slice]
+        for (var k = 0; k < blocks.Length; k++)
+        {
+            var from = k << shape.BlockShift;
+            var to = Math.Min(n, from + size);
+            while (from >= sliceStart + _slices[slice].Count)
+            {
+                sliceStart += _slices[slice].Count;
+                slice++;
+            }
+
+            var (part, offset, count) = _slices[slice];
+            if (to <= sliceStart + count)
+            {
+                var at = offset + from - sliceStart;
+                blocks[k] = Aggregate.Scan(part.Steps, part.Values, part.Timestamps, at, at + (to - from));
+                continue;
+            }
+
+            _block.Count = 0;
+            for (int s = slice, local = from - sliceStart; _block.Count < to - from; s++, local = 0)
+            {
+                var (p, o, c) = _slices[s];
+                var take = Math.Min(to - from - _block.Count, c - local);
+                Array.Copy(p.Steps, o + local, _block.Steps, _block.Count, take);
+                Array.Copy(p.Values, o + local, _block.Values, _block.Count, take);
+                Array.Copy(p.Timestamps, o + local, _block.Timestamps, _block.Count, take);
+                _block.Count += take;
+            }
+
+            blocks[k] = Aggregate.Scan(_block.Steps, _block.Values, _block.Timestamps, 0, _block.Count);
+        }
+
+        return Rollup.FromBlocks(blocks, blocks.Length, n, shape);
     }
 
     /// <summary>
