@@ -148,7 +148,7 @@ public sealed partial class StorageEngine
                 await using var writer = await SegmentWriter.CreateAsync(path, float32, Parquet.CompressionMethod.Zstd, CancellationToken.None);
                 foreach (var series in group.OrderBy(g => g.Head.Key.Canonical, StringComparer.Ordinal))
                 {
-                    await writer.AddInOrderAsync(series.Head.Id, series.Parts, CancellationToken.None);
+                    await writer.AddInOrderAsync(series.Head.Id, series.Parts, series.Blocks, CancellationToken.None);
                 }
 
                 written.Add(await writer.CompleteAsync(CancellationToken.None));
@@ -294,6 +294,10 @@ public sealed partial class StorageEngine
             {
                 Parts = [SeriesHead.Merge(Parts, 0, long.MinValue, long.MaxValue)];
             }
+            else
+            {
+                Blocks = chunks.Where(c => c.Count > 0).Select(c => c.CoarseBlocks()).ToList();
+            }
 
             Points = Parts.Sum(p => (long)p.Count);
             Float32Exact = Parts.All(p => ColumnKernels.IsFloat32Exact(p.Values.AsSpan(0, p.Count)));
@@ -303,6 +307,9 @@ public sealed partial class StorageEngine
 
         /// <summary>In step order with unique steps: the chunks' columns, or the one merged copy.</summary>
         public List<SeriesColumns> Parts { get; }
+
+        /// <summary>The chunks' aggregates of whole rollup blocks, one per part (null for a merged copy).</summary>
+        public List<SegmentWriter.PartBlocks>? Blocks { get; }
 
         public long Points { get; }
 

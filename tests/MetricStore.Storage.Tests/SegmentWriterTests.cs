@@ -34,6 +34,7 @@ public sealed class SegmentWriterTests
         foreach (var values in sequences)
         {
             var page = new byte[PointPageEncoder.MaxDeltaBinaryPackedBytes(n) + 16];
+            page.AsSpan().Fill(0xA5); // a reused page buffer: every byte of the encoding must be written
             var length = encoder.EncodeDeltaBinaryPacked([values], page);
             var decoded = new long[n];
             PointPageDecoder.DecodeDeltaBinaryPacked(page, length, decoded);
@@ -62,17 +63,18 @@ public sealed class SegmentWriterTests
     }
 
     [Fact]
-    public void Deltas_are_each_difference_and_their_minimum()
+    public void Deltas_are_each_difference_and_their_minimum_and_maximum()
     {
         var random = new Random(8);
         for (var n = 0; n <= 41; n++)
         {
             var values = Enumerable.Range(0, n + 1).Select(i => i % 4 == 1 ? random.NextInt64(long.MinValue, long.MaxValue) : 1_700_000_000_000L + (i * 1000L)).ToArray();
             var deltas = new ulong[n];
-            var min = PointPageEncoder.Deltas(values, deltas);
+            var (min, max) = PointPageEncoder.Deltas(values, deltas);
             var expected = Enumerable.Range(0, n).Select(i => unchecked(values[i + 1] - values[i])).ToArray();
             Assert.Equal(expected.Select(d => (ulong)d), deltas);
             Assert.Equal(n == 0 ? long.MaxValue : expected.Min(), min);
+            Assert.Equal(n == 0 ? long.MinValue : expected.Max(), max);
         }
     }
 
@@ -153,7 +155,7 @@ public sealed class SegmentWriterTests
             var path = Path.Combine(directory.Path, name);
             await using (var writer = await SegmentWriter.CreateAsync(path, float32, CompressionMethod.Zstd, CancellationToken.None))
             {
-                await writer.AddInOrderAsync(4, series, CancellationToken.None);
+                await writer.AddInOrderAsync(4, series, null, CancellationToken.None);
                 await writer.CompleteAsync(CancellationToken.None);
             }
 
@@ -163,6 +165,106 @@ public sealed class SegmentWriterTests
         var expected = await WriteAsync("whole.parquet", [whole]);
         var actual = await WriteAsync("parts.parquet", parts);
         Assert.True(expected.AsSpan().SequenceEqual(actual), $"{parts.Count} parts: {expected.Length} bytes from one array, {actual.Length} from parts");
+    }
+
+    /// <summary>
+    /// A seal hands the writer its head chunks' aggregates of whole 1024-point blocks. Each must be
+    /// taken exactly where it covers a rollup block of the row group (the part's block lies inside
+    /// the row group at a multiple of 1024 from both starts, and is final), and every other block
+    /// scanned. The given blocks carry a marker sum, so the footer shows which were taken.
+    /// </summary>
+    [Fact]
+    public async Task Known_whole_blocks_are_taken_into_the_rollup_and_the_rest_is_scanned()
+    {
+        using var directory = new TempDirectory();
+        var random = new Random(41);
+        // The first five parts hold 76,876 points; the sixth ends 1024 points into the second row group.
+        var sizes = new[] { 3 * 1024, 65_536, 1000, 5 * 1024, 2048 + 100, SegmentWriter.MaxRowGroupRows + 1024 - 76_876, 4096, 700 };
+        var parts = new List<SeriesColumns>();
+        var blocks = new List<SegmentWriter.PartBlocks>();
+        long step = 0;
+        foreach (var (size, p) in sizes.Select((size, p) => (size, p)))
+        {
+            var part = new SeriesColumns(size) { Count = size };
+            for (var i = 0; i < size; i++)
+            {
+                part.Steps[i] = step++;
+                part.Values[i] = (float)(random.NextDouble() - 0.5);
+                part.Timestamps[i] = 1_700_000_000_000L + random.Next(0, 100_000);
+            }
+
+            var whole = size / Rollup.BlockSize;
+            var marked = Enumerable.Range(0, whole).Select(j =>
+            {
+                var a = Aggregate.Scan(part.Steps, part.Values, part.Timestamps, j * Rollup.BlockSize, (j + 1) * Rollup.BlockSize);
+                a.Sum += 1000 + p; // not the scan's sum: shows the block was taken
+                return a;
+            }).ToArray();
+            parts.Add(part);
+            blocks.Add(new SegmentWriter.PartBlocks(marked, p == 1 ? whole - 3 : whole)); // part 1's last three are not final
+        }
+
+        var path = Path.Combine(directory.Path, "points.parquet");
+        await using (var writer = await SegmentWriter.CreateAsync(path, float32: true, CompressionMethod.Zstd, CancellationToken.None))
+        {
+            await writer.AddInOrderAsync(9, parts, blocks, CancellationToken.None);
+            await writer.CompleteAsync(CancellationToken.None);
+        }
+
+        await using var stream = File.OpenRead(path);
+        await using var reader = await ParquetReader.CreateAsync(stream);
+        var rollups = Rollup.Deserialize(Convert.FromBase64String(reader.CustomMetadata[SegmentWriter.RollupMetadataKey]));
+        Assert.Equal(2, rollups.Count);
+        var taken = 0;
+        var rowGroupStart = 0;
+        for (var g = 0; g < 2; g++)
+        {
+            var level = rollups[g].Levels[0];
+            var rows = g == 0 ? SegmentWriter.MaxRowGroupRows : sizes.Sum() - SegmentWriter.MaxRowGroupRows;
+            Assert.Equal((rows + Rollup.BlockSize - 1) / Rollup.BlockSize, level.Length);
+            for (var k = 0; k < level.Length; k++)
+            {
+                // Where the block's points lie: one part, at which offset, and is that part's block final?
+                var from = rowGroupStart + (k * Rollup.BlockSize);
+                var to = Math.Min(rowGroupStart + rows, from + Rollup.BlockSize);
+                var partStart = 0;
+                var p = 0;
+                while (from >= partStart + sizes[p])
+                {
+                    partStart += sizes[p++];
+                }
+
+                var local = from - partStart;
+                var expected = to - from == Rollup.BlockSize && to <= partStart + sizes[p] && local % Rollup.BlockSize == 0 && local / Rollup.BlockSize < blocks[p].Final
+                    ? blocks[p].Blocks![local / Rollup.BlockSize]
+                    : ScanAcross(parts, sizes, from, to);
+                Assert.True(expected.Equals(level[k]), $"row group {g}, block {k} (points {from}..{to}): {level[k].Sum} against {expected.Sum}");
+                taken += expected.Sum > 500 ? 1 : 0;
+            }
+
+            rowGroupStart += rows;
+        }
+
+        // Part 0's 3, part 1's 61 final ones, and part 6's 4 (1024 points into the second row
+        // group); parts 3 to 5 lie 1000 points off the grid, and part 2 and 7 hold no whole block.
+        Assert.Equal(68, taken);
+    }
+
+    private static Aggregate ScanAcross(List<SeriesColumns> parts, int[] sizes, int from, int to)
+    {
+        var block = new SeriesColumns(to - from) { Count = to - from };
+        var partStart = 0;
+        for (var p = 0; p < parts.Count; p++, partStart += sizes[p - 1])
+        {
+            for (var i = Math.Max(from, partStart); i < Math.Min(to, partStart + sizes[p]); i++)
+            {
+                block.Steps[i - from] = parts[p].Steps[i - partStart];
+                block.Values[i - from] = parts[p].Values[i - partStart];
+                block.Timestamps[i - from] = parts[p].Timestamps[i - partStart];
+            }
+        }
+
+        return Aggregate.Scan(block.Steps, block.Values, block.Timestamps, 0, block.Count);
     }
 
     [Fact]

@@ -1,4 +1,5 @@
 using MetricStore.Storage.Query;
+using MetricStore.Storage.Segments;
 
 namespace MetricStore.Storage.Head;
 
@@ -141,6 +142,15 @@ internal sealed class HeadChunk
             }
         }
     }
+
+    /// <summary>
+    /// The aggregates of this chunk's whole <see cref="Rollup.Coarse"/> blocks (1,024 points from
+    /// its start): its fine rollup's level 1, each the combination of 16 completed 64-point blocks.
+    /// </summary>
+    public SegmentWriter.PartBlocks CoarseBlocks() =>
+        s_shape.BlockShift + s_shape.FanoutShift == Rollup.BlockShift && Levels.Length > 1
+            ? new(Levels[1], Valid >> s_shape.FanoutShift)
+            : SegmentWriter.PartBlocks.None;
 
     public HeadChunkView View() => new(SeriesColumns.View(Columns), new Rollup(s_shape.BlockShift, s_shape.FanoutShift, Levels, Valid, Columns.Count), MinStep, MaxStep, Sorted);
 }

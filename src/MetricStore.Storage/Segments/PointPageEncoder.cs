@@ -140,11 +140,19 @@ internal sealed class PointPageEncoder : IDisposable
         for (var start = 1; start < total; start += BlockSize)
         {
             var n = Math.Min(BlockSize, total - start);
-            var min = Deltas(values.Window(start - 1, n + 1, _window), deltas[..n]);
+            var (min, max) = Deltas(values.Window(start - 1, n + 1, _window), deltas[..n]);
 
             Uleb(output, ref position, ZigZag(min));
             var widthsAt = position;
             position += BlockSize / MiniblockSize;
+            if (min == max)
+            {
+                // Every delta the same (steps one apart, a timestamp shared by a request): every
+                // miniblock has width 0 and no bytes, which is what the loop below would write.
+                output.Slice(widthsAt, BlockSize / MiniblockSize).Clear();
+                continue;
+            }
+
             for (var m = 0; m < BlockSize / MiniblockSize; m++)
             {
                 var from = m * MiniblockSize;
@@ -167,26 +175,30 @@ internal sealed class PointPageEncoder : IDisposable
         return position;
     }
 
-    /// <summary>Writes each value's difference from the one before it (wrapping) and returns the smallest; <paramref name="values"/> is one longer than <paramref name="deltas"/>.</summary>
-    internal static long Deltas(ReadOnlySpan<long> values, Span<ulong> deltas)
+    /// <summary>Writes each value's difference from the one before it (wrapping) and returns the smallest and the largest; <paramref name="values"/> is one longer than <paramref name="deltas"/>.</summary>
+    internal static (long Min, long Max) Deltas(ReadOnlySpan<long> values, Span<ulong> deltas)
     {
         var min = long.MaxValue;
+        var max = long.MinValue;
         var i = 0;
         if (Vector256.IsHardwareAccelerated && deltas.Length >= Vector256<long>.Count)
         {
             ref var v = ref MemoryMarshal.GetReference(values);
             ref var d = ref MemoryMarshal.GetReference(MemoryMarshal.Cast<ulong, long>(deltas));
             var smallest = Vector256.Create(long.MaxValue);
+            var largest = Vector256.Create(long.MinValue);
             for (; i <= deltas.Length - Vector256<long>.Count; i += Vector256<long>.Count)
             {
                 var delta = Vector256.LoadUnsafe(ref v, (nuint)(i + 1)) - Vector256.LoadUnsafe(ref v, (nuint)i);
                 delta.StoreUnsafe(ref d, (nuint)i);
                 smallest = Vector256.Min(smallest, delta);
+                largest = Vector256.Max(largest, delta);
             }
 
             for (var lane = 0; lane < Vector256<long>.Count; lane++)
             {
                 min = Math.Min(min, smallest.GetElement(lane));
+                max = Math.Max(max, largest.GetElement(lane));
             }
         }
 
@@ -195,9 +207,10 @@ internal sealed class PointPageEncoder : IDisposable
             var delta = unchecked(values[i + 1] - values[i]);
             deltas[i] = (ulong)delta;
             min = Math.Min(min, delta);
+            max = Math.Max(max, delta);
         }
 
-        return min;
+        return (min, max);
     }
 
     /// <summary>Subtracts <paramref name="min"/> from every delta (wrapping) and returns the OR of the results (its highest bit is the width).</summary>

@@ -32,7 +32,7 @@ internal sealed class SegmentWriter : IAsyncDisposable
     private readonly List<RowGroup> _groups = [];
 
     // The row group being written: slices of the series' parts, and their columns for the encoder.
-    private readonly List<(SeriesColumns Part, int Offset, int Count)> _slices = [];
+    private readonly List<(SeriesColumns Part, int Offset, int Count, PartBlocks Blocks)> _slices = [];
     private readonly List<ReadOnlyMemory<long>> _steps = [];
     private readonly List<ReadOnlyMemory<double>> _values = [];
     private readonly List<ReadOnlyMemory<long>> _timestamps = [];
@@ -109,24 +109,37 @@ internal sealed class SegmentWriter : IAsyncDisposable
     /// <summary>The footer key holding the rollups of every row group (see <see cref="Rollup.Serialize"/>).</summary>
     public const string RollupMetadataKey = "metricstore.rollup";
 
+    /// <summary>
+    /// Aggregates of a part's points already known, by <see cref="Rollup.BlockSize"/>-point block from
+    /// the part's start: <c>Blocks[j]</c> covers points [j × 1024, (j + 1) × 1024) for every
+    /// j &lt; <see cref="Final"/>. A head chunk's fine rollup has them (its level 1).
+    /// </summary>
+    public readonly record struct PartBlocks(Aggregate[]? Blocks, int Final)
+    {
+        public static PartBlocks None => default;
+    }
+
     /// <summary>Adds one series (sorted by step, unique steps, at least one point) as the next row groups.</summary>
-    public Task AddAsync(int seriesId, SeriesColumns points, CancellationToken cancellationToken) => AddInOrderAsync(seriesId, [points], cancellationToken);
+    public Task AddAsync(int seriesId, SeriesColumns points, CancellationToken cancellationToken) => AddInOrderAsync(seriesId, [points], null, cancellationToken);
 
     /// <summary>
     /// Adds one series given as parts already in step order (each sorted with unique steps, each
     /// after the one before), in row groups of up to <see cref="MaxRowGroupRows"/> points. The
     /// pages are encoded from the parts where they are: no copy of the series, nor of a row group.
+    /// A row group's rollup takes a block from <paramref name="blocks"/> (one per part, or null)
+    /// wherever one covers exactly a rollup block of the row group, and scans the points elsewhere.
     /// </summary>
-    public async Task AddInOrderAsync(int seriesId, IReadOnlyList<SeriesColumns> parts, CancellationToken cancellationToken)
+    public async Task AddInOrderAsync(int seriesId, IReadOnlyList<SeriesColumns> parts, IReadOnlyList<PartBlocks>? blocks, CancellationToken cancellationToken)
     {
         _slices.Clear();
         var rows = 0;
-        foreach (var part in parts)
+        for (var p = 0; p < parts.Count; p++)
         {
+            var part = parts[p];
             for (var offset = 0; offset < part.Count;)
             {
                 var take = Math.Min(part.Count - offset, MaxRowGroupRows - rows);
-                _slices.Add((part, offset, take));
+                _slices.Add((part, offset, take, blocks?[p] ?? PartBlocks.None));
                 rows += take;
                 offset += take;
                 if (rows == MaxRowGroupRows)
@@ -150,7 +163,7 @@ internal sealed class SegmentWriter : IAsyncDisposable
         _values.Clear();
         _timestamps.Clear();
         long minTimestamp = long.MaxValue, maxTimestamp = long.MinValue;
-        foreach (var (part, offset, count) in _slices)
+        foreach (var (part, offset, count, _) in _slices)
         {
             _steps.Add(part.Steps.AsMemory(offset, count));
             _values.Add(part.Values.AsMemory(offset, count));
@@ -175,9 +188,12 @@ internal sealed class SegmentWriter : IAsyncDisposable
     }
 
     /// <summary>
-    /// The <see cref="Rollup.Coarse"/> rollup of the row group in <see cref="_slices"/>: each block
-    /// scanned where it is, or from a copy when it straddles two slices, so every block is the same
-    /// <see cref="Aggregate.Scan"/> of the same points as over one array.
+    /// The <see cref="Rollup.Coarse"/> rollup of the row group in <see cref="_slices"/>. A block is
+    /// taken from its part's known blocks when one covers exactly its points (a seal's head chunks:
+    /// then the seal scans no point for the rollup; the block's sum is the sum of its sixteen fine
+    /// blocks' sums, which can differ from one scan in the last bits, as any combination of blocks
+    /// does). Otherwise it is scanned where it lies, or from a copy when it straddles two slices,
+    /// the same <see cref="Aggregate.Scan"/> of the same points as over one array.
     /// </summary>
     private Rollup CoarseRollup(int n)
     {
@@ -196,18 +212,21 @@ internal sealed class SegmentWriter : IAsyncDisposable
                 slice++;
             }
 
-            var (part, offset, count) = _slices[slice];
+            var (part, offset, count, known) = _slices[slice];
             if (to <= sliceStart + count)
             {
                 var at = offset + from - sliceStart;
-                blocks[k] = Aggregate.Scan(part.Steps, part.Values, part.Timestamps, at, at + (to - from));
+                var j = at >> shape.BlockShift;
+                blocks[k] = to - from == size && (at & (size - 1)) == 0 && j < known.Final
+                    ? known.Blocks![j]
+                    : Aggregate.Scan(part.Steps, part.Values, part.Timestamps, at, at + (to - from));
                 continue;
             }
 
             _block.Count = 0;
             for (int s = slice, local = from - sliceStart; _block.Count < to - from; s++, local = 0)
             {
-                var (p, o, c) = _slices[s];
+                var (p, o, c, _) = _slices[s];
                 var take = Math.Min(to - from - _block.Count, c - local);
                 Array.Copy(p.Steps, o + local, _block.Steps, _block.Count, take);
                 Array.Copy(p.Values, o + local, _block.Values, _block.Count, take);
