@@ -300,7 +300,7 @@ public sealed partial class StorageEngine
             }
 
             Points = Parts.Sum(p => (long)p.Count);
-            Float32Exact = Parts.All(p => ColumnKernels.IsFloat32Exact(p.Values.AsSpan(0, p.Count)));
+            Float32Exact = chunks.All(c => c.Count == 0 || c.Float32Exact); // a merged copy holds some of the chunks' values
         }
 
         public SeriesHead Head { get; }

@@ -260,4 +260,28 @@ public sealed class ChunkReuseTests
             }
         }
     }
+
+    [Fact]
+    public void A_reset_chunk_is_float32_exact_again_and_a_copy_keeps_whether_it_was()
+    {
+        var chunk = new HeadChunk(256);
+        chunk.Columns.Steps[0] = 1;
+        chunk.Columns.Values[0] = Math.PI; // not a float32
+        chunk.Appended(0, 1, float32Origin: false);
+        chunk.Columns.Steps[1] = 2;
+        chunk.Columns.Values[1] = 0.5;
+        chunk.Appended(1, 1, float32Origin: true);
+        Assert.False(chunk.Float32Exact);
+
+        var larger = new HeadChunk(1024);
+        larger.CopyFrom(chunk);
+        Assert.False(larger.Float32Exact);
+
+        chunk.Reset();
+        Assert.True(chunk.Float32Exact);
+        chunk.Columns.Steps[0] = 1;
+        chunk.Columns.Values[0] = 0.25;
+        chunk.Appended(0, 1, float32Origin: false); // checked: exact
+        Assert.True(chunk.Float32Exact);
+    }
 }

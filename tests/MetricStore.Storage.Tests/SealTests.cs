@@ -34,6 +34,52 @@ public sealed class SealTests
         Assert.Equal(500, h.Read(Key("f64"), 100, 599)!.Count);
     }
 
+    /// <summary>
+    /// A chunk knows whether its values are all float32 (from the batch's float32 origin, or a check
+    /// at append), and a seal picks the file type from that. A double among the first points must
+    /// survive the chunk's growth into a pooled larger one, and a chunk reused after a seal must
+    /// start exact again.
+    /// </summary>
+    [Fact]
+    public async Task A_double_in_a_chunk_makes_its_series_double_through_growth_and_a_reused_chunk_starts_exact()
+    {
+        await using var h = EngineHarness.Open();
+        var key = Key("mixed");
+        static WriteBatch Floats(SeriesKey key, ulong seq, long from, int count)
+        {
+            var (steps, values) = Range(from, count, s => (float)(1.0 / (s + 1)));
+            var batch = Batch("w", seq, (key, steps, values));
+            return new WriteBatch { WriterId = batch.WriterId, Seq = seq, Series = [new SeriesPoints { Key = key, Count = count, Steps = steps, Values = values, Timestamps = [1_700_000_000_000], SharedTimestamp = true, Float32Origin = true }] };
+        }
+
+        var (firstSteps, doubles) = Range(0, 100, s => Math.PI * (s + 1)); // not float32, and not sent as float32
+        await h.Engine.WriteAsync(Batch("w", 1, (key, firstSteps, doubles)));
+        ulong seq = 2;
+        for (long from = 100; from < 70_100; from += 1000)
+        {
+            await h.Engine.WriteAsync(Floats(key, seq++, from, 1000)); // the 256-point chunk grows, moves into pooled 16k, 32k and 64k chunks, then a second chunk starts
+        }
+
+        await h.Engine.SealNowAsync();
+        string[] PointFiles() => Directory.GetFiles(Path.Combine(h.DataDirectory, "segments")).Select(Path.GetFileName).Where(n => !n!.EndsWith("-s.parquet", StringComparison.Ordinal)).Order().ToArray()!;
+        Assert.Equal(["00000000000000000001-d.parquet"], PointFiles());
+        var read = h.Read(key)!;
+        Assert.Equal(70_100, read.Count);
+        Assert.Equal(doubles, read.Values.AsSpan(0, 100).ToArray());
+
+        for (long from = 70_100; from < 110_100; from += 1000)
+        {
+            await h.Engine.WriteAsync(Floats(key, seq++, from, 1000)); // into chunks the seal left for reuse
+        }
+
+        await h.Engine.SealNowAsync();
+        Assert.Equal(["00000000000000000001-d.parquet", "00000000000000000002-f.parquet"], PointFiles());
+        read = h.Read(key)!;
+        Assert.Equal(110_100, read.Count);
+        Assert.Equal(doubles, read.Values.AsSpan(0, 100).ToArray());
+        Assert.Equal((double)(float)(1.0 / 100_001), read.Values[100_000]);
+    }
+
     [Fact]
     public async Task Whether_values_fit_float32_comes_from_the_file_type_when_sealed_and_from_the_range_in_the_head()
     {

@@ -52,6 +52,9 @@ internal sealed class HeadChunk
     /// <summary>Every step is greater than the one before it, so the chunk is sorted with unique steps.</summary>
     public bool Sorted { get; private set; } = true;
 
+    /// <summary>Every value is exactly a float32 (a seal then writes the chunk's series as float).</summary>
+    public bool Float32Exact { get; private set; } = true;
+
     /// <summary>Empties a reused chunk (<see cref="ChunkRecycler"/>): arrays stay, and rollup entries past <see cref="Valid"/> are never read.</summary>
     public void Reset()
     {
@@ -60,6 +63,7 @@ internal sealed class HeadChunk
         MinStep = long.MaxValue;
         MaxStep = long.MinValue;
         Sorted = true;
+        Float32Exact = true;
     }
 
     public void Grow(int capacity)
@@ -96,6 +100,7 @@ internal sealed class HeadChunk
         MinStep = source.MinStep;
         MaxStep = source.MaxStep;
         Sorted = source.Sorted;
+        Float32Exact = source.Float32Exact;
     }
 
     private static int LevelCount(int capacity)
@@ -109,9 +114,14 @@ internal sealed class HeadChunk
         return levels;
     }
 
-    /// <summary>Points [at, at + take) were just written: update the step range and finish full blocks.</summary>
-    public void Appended(int at, int take)
+    /// <summary>
+    /// Points [at, at + take) were just written: update the step range and float32 exactness and
+    /// finish full blocks. <paramref name="float32Origin"/>: the values were sent as float32 (the
+    /// WAL stores them 4 bytes wide on the same word), so they are exact without a check.
+    /// </summary>
+    public void Appended(int at, int take, bool float32Origin)
     {
+        Float32Exact = Float32Exact && (float32Origin || ColumnKernels.IsFloat32Exact(Columns.Values.AsSpan(at, take)));
         var steps = Columns.Steps;
         if (take > 0)
         {

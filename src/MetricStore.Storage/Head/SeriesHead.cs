@@ -61,7 +61,7 @@ internal sealed class SeriesHead
                     Array.Copy(points.Timestamps, i, columns.Timestamps, at, take);
                 }
 
-                Appended(chunk, at, take);
+                Appended(chunk, at, take, points.Float32Origin);
                 i += take;
             }
         }
@@ -119,18 +119,18 @@ internal sealed class SeriesHead
                     timestamps.Slice(i, take).CopyTo(columns.Timestamps.AsSpan(at, take));
                 }
 
-                Appended(chunk, at, take);
+                Appended(chunk, at, take, float32);
                 i += take;
             }
         }
     }
 
     /// <summary>Under the lock: the chunk took points [at, at + take); keep its rollup and the summary current.</summary>
-    private void Appended(HeadChunk chunk, int at, int take)
+    private void Appended(HeadChunk chunk, int at, int take, bool float32Origin)
     {
         var c = chunk.Columns;
         var previous = _summary.Count == 0 ? long.MinValue : _summary.LastStep;
-        chunk.Appended(at, take);
+        chunk.Appended(at, take, float32Origin);
         _version++;
         if (!_summaryValid)
         {
