@@ -64,49 +64,6 @@ public sealed class CompactionTests
             .Order()
             .ToArray();
 
-    /// <summary>
-    /// A read that took its snapshot before a compaction may still open the files the compaction
-    /// replaced: they must stay until that read ends, then go (and no reader is left open on them).
-    /// </summary>
-    [Fact]
-    public async Task Replaced_files_stay_until_the_reads_that_may_list_them_end()
-    {
-        await using var h = EngineHarness.Open();
-        await using var engine = await OpenAsync(h, compactAt: 2);
-        var (steps, values) = Range(0, 1000, s => s * 0.5);
-        await engine.WriteAsync(Batch("w", 1, (Key(), steps, values)));
-        await engine.SealNowAsync();
-        var first = PointFiles(h);
-
-        // A streamed read holds its read scope until its enumerator is disposed.
-        var read = engine.ReadPointsAsync(Key(), 0, long.MaxValue, 100).GetAsyncEnumerator();
-        Assert.True(await read.MoveNextAsync());
-
-        (steps, values) = Range(1000, 1000, s => s * 0.5);
-        await engine.WriteAsync(Batch("w", 2, (Key(), steps, values)));
-        await engine.SealNowAsync();
-        await engine.CompactionIdleAsync();
-        Assert.Equal(1, engine.Compactions);
-        Assert.All(first, f => Assert.Contains(f, PointFiles(h))); // replaced, but the read may still open it
-
-        var points = 100L;
-        while (await read.MoveNextAsync())
-        {
-            points += read.Current.Count;
-        }
-
-        Assert.Equal(1000, points); // its snapshot: the first seal's points
-        await read.DisposeAsync();
-        var deadline = DateTime.UtcNow.AddSeconds(10);
-        while (PointFiles(h).Intersect(first).Any() && DateTime.UtcNow < deadline)
-        {
-            await Task.Delay(10);
-        }
-
-        Assert.Empty(PointFiles(h).Intersect(first));
-        Assert.Equal(2000, (await engine.ReadSeriesAsync(Key()))!.Count);
-    }
-
     [Fact]
     public async Task Many_small_segments_are_merged_and_relogged_steps_are_stored_once()
     {

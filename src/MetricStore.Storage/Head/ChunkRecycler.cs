@@ -23,12 +23,6 @@ namespace MetricStore.Storage.Head;
 /// in the cache, every miss used to allocate (and every eviction drop) megabytes of large-object
 /// heap; a miss now decodes into the columns of an earlier eviction.
 /// </para>
-/// <para>
-/// And they guard the point files a compaction replaced (<see cref="RetireAsync"/>): a reader that
-/// took its snapshot before the compaction may still open one, so the files go only once no such
-/// reader is active. Deleting them at once made a read that raced several compactions fail with
-/// "file not found" after its retries.
-/// </para>
 /// </remarks>
 internal sealed class ChunkRecycler
 {
@@ -41,7 +35,6 @@ internal sealed class ChunkRecycler
     private readonly LinkedList<SeriesColumns> _freeColumns = new(); // oldest first
     private readonly long _maxColumnBytes;
     private long _columnBytes; // retired and free columns
-    private readonly Queue<(long Epoch, Func<Task> Action)> _deferred = new();
     private long _epoch;
     private long _keptPoints; // capacity of the retired and free chunks
 
@@ -112,7 +105,6 @@ internal sealed class ChunkRecycler
 
     public void ExitRead(long epoch)
     {
-        List<Func<Task>>? due = null;
         lock (_lock)
         {
             var n = _readers[epoch] - 1;
@@ -123,50 +115,6 @@ internal sealed class ChunkRecycler
             else
             {
                 _readers[epoch] = n;
-            }
-
-            var oldestReader = OldestReader();
-            while (_deferred.Count > 0 && _deferred.Peek().Epoch < oldestReader)
-            {
-                (due ??= []).Add(_deferred.Dequeue().Action);
-            }
-        }
-
-        foreach (var action in due ?? [])
-        {
-            _ = Task.Run(action); // not on the reader's thread; the action handles its own errors
-        }
-    }
-
-    /// <summary>
-    /// Runs <paramref name="action"/> once no reader that entered before now is active: at once
-    /// (awaited here) when no reader is active, else when the last such reader exits. For things a
-    /// snapshot taken before now may still reach, taken out of every series before this call: the
-    /// point files a compaction replaced.
-    /// </summary>
-    public Task RetireAsync(Func<Task> action)
-    {
-        lock (_lock)
-        {
-            if (_readers.Count > 0)
-            {
-                _deferred.Enqueue((_epoch, action));
-                _epoch++;
-                return Task.CompletedTask;
-            }
-        }
-
-        return action();
-    }
-
-    /// <summary>Actions waiting for readers (for tests).</summary>
-    internal int Deferred
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return _deferred.Count;
             }
         }
     }
