@@ -339,7 +339,12 @@ public sealed partial class StorageEngine
         return SeriesResolver.ResolveAsync(segments, chunks, _cache, _options.SegmentDirectory, from, to);
     });
 
-    /// <summary>A compaction may delete a file between a snapshot and reading it: take the snapshot again.</summary>
+    /// <summary>
+    /// A compaction may delete a file between a snapshot and reading it: take the snapshot again,
+    /// after a pause that grows with each attempt (1, 2, … 20 ms; under a second in all), so that a
+    /// read racing compactions back to back gets a window between them. Five immediate retries ran
+    /// out under compactions at every two files (docs/storage.md, known defect).
+    /// </summary>
     private static async Task<T> WithRetryAsync<T>(Func<Task<T>> read)
     {
         for (var attempt = 1; ; attempt++)
@@ -348,8 +353,9 @@ public sealed partial class StorageEngine
             {
                 return await read();
             }
-            catch (FileNotFoundException) when (attempt < 5)
+            catch (FileNotFoundException) when (attempt < 40)
             {
+                await Task.Delay(Math.Min(attempt, 20));
             }
         }
     }
