@@ -296,8 +296,10 @@ public sealed class FullTextSearchTests
         using var h = new StoreHarness();
         h.Store.CreateExperiment("nlp", "Transformer ablations on WMT");
         h.Store.CreateExperiment("vision", "ResNet baselines");
-        var warmup = h.Store.CreateRun(new NewRun { ExperimentName = "nlp", Note = new Note("Warmup stabilises the first 1k steps", "") });
-        var lr = h.Store.CreateRun(new NewRun { ExperimentName = "nlp", Note = new Note("A lower lr is stabler", "") });
+        // Start times a second apart: "newest first" below is then defined (two runs created in the
+        // same millisecond tie on start time and are ordered by id, whose low bits are random).
+        var warmup = h.Store.CreateRun(new NewRun { ExperimentName = "nlp", StartTimeMs = 1_700_000_000_000, Note = new Note("Warmup stabilises the first 1k steps", "") });
+        var lr = h.Store.CreateRun(new NewRun { ExperimentName = "nlp", StartTimeMs = 1_700_000_001_000, Note = new Note("A lower lr is stabler", "") });
         h.Store.CreateRun(new NewRun { ExperimentName = "vision" });
 
         string[] Find(string text) => [.. h.Store.SearchRuns("", [], [], text: text).Items.Select(r => r.Id)];
