@@ -244,7 +244,7 @@ public sealed partial class StorageEngine
                 var p = await TryPointsAsync(run);
                 if (p is null)
                 {
-                    interrupted = attempt < 5 ? true : throw new FileNotFoundException($"a segment of series {key} kept disappearing while it was read");
+                    interrupted = attempt < ReadAttempts ? true : throw new FileNotFoundException($"a segment of series {key} kept disappearing while it was read ({ReadAttempts} snapshots)");
                     break;
                 }
 
@@ -270,6 +270,8 @@ public sealed partial class StorageEngine
             {
                 yield break;
             }
+
+            await PauseBeforeRetryAsync(attempt);
         }
     }
 
@@ -340,11 +342,16 @@ public sealed partial class StorageEngine
     });
 
     /// <summary>
-    /// A compaction may delete a file between a snapshot and reading it: take the snapshot again,
-    /// after a pause that grows with each attempt (1, 2, … 20 ms; under a second in all), so that a
-    /// read racing compactions back to back gets a window between them. Five immediate retries ran
-    /// out under compactions at every two files (docs/storage.md, known defect).
+    /// Snapshots a read takes when a compaction deletes a file between a snapshot and reading it.
+    /// Five immediate retries ran out under compactions at every two files (docs/storage.md, known
+    /// defect); between these the read pauses (<see cref="PauseBeforeRetryAsync"/>).
     /// </summary>
+    private const int ReadAttempts = 40;
+
+    /// <summary>1, 2, … 20 ms after each failed attempt (under a second in all), so a read racing compactions back to back gets a window between them.</summary>
+    private static Task PauseBeforeRetryAsync(int attempt) => Task.Delay(Math.Min(attempt, 20));
+
+    /// <summary>A compaction may delete a file between a snapshot and reading it: take the snapshot again.</summary>
     private static async Task<T> WithRetryAsync<T>(Func<Task<T>> read)
     {
         for (var attempt = 1; ; attempt++)
@@ -353,9 +360,9 @@ public sealed partial class StorageEngine
             {
                 return await read();
             }
-            catch (FileNotFoundException) when (attempt < 40)
+            catch (FileNotFoundException) when (attempt < ReadAttempts)
             {
-                await Task.Delay(Math.Min(attempt, 20));
+                await PauseBeforeRetryAsync(attempt);
             }
         }
     }

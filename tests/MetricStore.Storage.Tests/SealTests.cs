@@ -48,8 +48,7 @@ public sealed class SealTests
         static WriteBatch Floats(SeriesKey key, ulong seq, long from, int count)
         {
             var (steps, values) = Range(from, count, s => (float)(1.0 / (s + 1)));
-            var batch = Batch("w", seq, (key, steps, values));
-            return new WriteBatch { WriterId = batch.WriterId, Seq = seq, Series = [new SeriesPoints { Key = key, Count = count, Steps = steps, Values = values, Timestamps = [1_700_000_000_000], SharedTimestamp = true, Float32Origin = true }] };
+            return new WriteBatch { WriterId = "w", Seq = seq, Series = [new SeriesPoints { Key = key, Count = count, Steps = steps, Values = values, Timestamps = [1_700_000_000_000], SharedTimestamp = true, Float32Origin = true }] };
         }
 
         var (firstSteps, doubles) = Range(0, 100, s => Math.PI * (s + 1)); // not float32, and not sent as float32
