@@ -57,10 +57,18 @@ public sealed partial class StorageEngine
     }
 
     /// <summary>
-    /// The run of adjacent files to merge: at least <paramref name="fanout"/> (at most twice that)
-    /// files whose row counts are within <see cref="TierRatio"/> of each other, the one with the
-    /// fewest rows in all; null when no run qualifies. A safety valve merges the newest fanout files
-    /// when four times the fanout are live and none qualifies, so the file count stays bounded.
+    /// The run of adjacent files to merge, or null when none is due:
+    /// <list type="number">
+    /// <item>a tier: at least <paramref name="fanout"/> (at most twice that) files whose row counts
+    /// are within <see cref="TierRatio"/> of each other, the one with the fewest rows in all;</item>
+    /// <item>else, once twice the fanout are live, a balanced run: the cheapest run of fanout to
+    /// twice the fanout files whose largest holds at most half the run's rows. Small files a crash
+    /// or an early seal left between two tiers form no tier with anything, and used to stay (up to
+    /// four times the fanout of them). Since the output is at least twice any input, this rule
+    /// rewrites a point at most log2(total / seal size) times;</item>
+    /// <item>else, once four times the fanout are live, the newest fanout files (a safety valve, for
+    /// files each larger than all before them).</item>
+    /// </list>
     /// </summary>
     internal static (int Start, int Count)? PickCompaction(IReadOnlyList<long> rows, int fanout)
     {
@@ -70,6 +78,18 @@ public sealed partial class StorageEngine
             return null;
         }
 
+        return CheapestRun(rows, fanout, balanced: false)
+            ?? (rows.Count >= 2 * fanout ? CheapestRun(rows, fanout, balanced: true) : null)
+            ?? (rows.Count >= 4 * fanout ? (rows.Count - fanout, fanout) : null);
+    }
+
+    /// <summary>
+    /// The run of fanout to twice the fanout adjacent files with the fewest rows in all that is a
+    /// tier (largest at most <see cref="TierRatio"/> times the smallest) or, when
+    /// <paramref name="balanced"/>, whose largest file holds at most half of its rows.
+    /// </summary>
+    private static (int Start, int Count)? CheapestRun(IReadOnlyList<long> rows, int fanout, bool balanced)
+    {
         (int Start, int Count)? best = null;
         var bestRows = long.MaxValue;
         for (var start = 0; start + fanout <= rows.Count; start++)
@@ -80,13 +100,13 @@ public sealed partial class StorageEngine
                 var r = Math.Max(1, rows[end]);
                 min = Math.Min(min, r);
                 max = Math.Max(max, r);
-                if (max > TierRatio * min)
+                if (!balanced && max > TierRatio * min)
                 {
                     break;
                 }
 
                 total += r;
-                if (end - start + 1 >= fanout && total < bestRows)
+                if (end - start + 1 >= fanout && total < bestRows && (!balanced || max <= total - max))
                 {
                     best = (start, end - start + 1);
                     bestRows = total;
@@ -94,7 +114,7 @@ public sealed partial class StorageEngine
             }
         }
 
-        return best ?? (rows.Count >= 4 * fanout ? (rows.Count - fanout, fanout) : null);
+        return best;
     }
 
     private async Task CompactAsync()

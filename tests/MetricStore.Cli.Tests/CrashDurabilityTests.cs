@@ -104,6 +104,11 @@ public sealed class CrashDurabilityTests(ITestOutputHelper output)
             }
 
             output.WriteLine($"point files after {settling.Elapsed.TotalSeconds:F1} s of more writes: {PointFiles()}");
+            if (PointFiles() > 20)
+            {
+                DescribeSegments(data.Path);
+            }
+
             Assert.InRange(PointFiles(), 1, 20);
             foreach (var w in writers)
             {
@@ -111,6 +116,25 @@ public sealed class CrashDurabilityTests(ITestOutputHelper output)
             }
 
             Assert.Equal(0, await final.TerminateAsync());
+        }
+    }
+
+    /// <summary>For a failure: the latest manifest's point files with their rows, and the files on disk it does not list.</summary>
+    private void DescribeSegments(string dataPath)
+    {
+        var latest = Directory.GetFiles(Path.Combine(dataPath, "manifest"), "*.json").Max(StringComparer.Ordinal)!;
+        using var manifest = System.Text.Json.JsonDocument.Parse(File.ReadAllBytes(latest));
+        var listed = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var segment in manifest.RootElement.GetProperty("segments").EnumerateArray())
+        {
+            var file = segment.GetProperty("file").GetString()!;
+            listed.Add(file);
+            output.WriteLine($"listed {file}: {segment.GetProperty("rows").GetInt64()} rows");
+        }
+
+        foreach (var file in Directory.GetFiles(Path.Combine(dataPath, "segments")).Select(Path.GetFileName).Where(f => !listed.Contains(f!)))
+        {
+            output.WriteLine($"unlisted {file}");
         }
     }
 

@@ -121,7 +121,13 @@ public sealed class CompactionTests
     [InlineData(new long[] { 40, 10, 10, 10, 10 }, 4, 1, 4)] // the cheapest run of four: the small ones
     [InlineData(new long[] { 1000, 10, 12, 9, 11, 10 }, 4, 1, 4)] // the big file is left alone
     [InlineData(new long[] { 10, 10, 10, 10 }, 4, 0, 4)]
-    [InlineData(new long[] { 100, 1, 100, 1, 100, 1, 100, 1, 100, 1, 100, 1, 100, 1, 100, 1 }, 4, 12, 4)] // no tier: the safety valve
+    [InlineData(new long[] { 100, 1, 100, 1, 100, 1, 100 }, 4, -1, 0)] // no tier, fewer than twice the fanout: wait
+    [InlineData(new long[] { 100, 1, 100, 1, 100, 1, 100, 1 }, 4, 0, 4)] // no tier, twice the fanout: the cheapest balanced run
+    [InlineData(new long[] { 100, 1, 1, 1, 100, 1, 1, 1 }, 4, 0, 5)] // a run where one file holds more than half is not balanced
+    [InlineData(new long[] { 1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000, 1_000_000_000, 10_000_000_000, 100_000_000_000, 1_000_000_000_000, 10_000_000_000_000, 100_000_000_000_000, 1_000_000_000_000_000 }, 4, 12, 4)] // each file outweighs all before it: the safety valve
+    [InlineData(new long[] { 1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000, 1_000_000_000, 10_000_000_000, 100_000_000_000, 1_000_000_000_000, 10_000_000_000_000, 100_000_000_000_000 }, 4, -1, 0)] // and not before four times the fanout
+    // Seen after the crash test's kills: small files stranded between merged ones (thousands of rows).
+    [InlineData(new long[] { 567, 504, 533, 537, 60, 72, 500, 71, 100, 510, 609, 520, 607, 493, 484, 72 }, 8, 1, 8)]
     public void Compaction_picks_adjacent_files_of_similar_size(long[] rows, int fanout, int start, int count)
     {
         var pick = StorageEngine.PickCompaction(rows, fanout);
