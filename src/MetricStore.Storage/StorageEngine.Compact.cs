@@ -209,13 +209,26 @@ public sealed partial class StorageEngine
                 }
             }
 
-            foreach (var file in removed)
+            // The inputs go once no read that may have listed them is active (a read takes its
+            // snapshot inside a read scope); readers lent then close when they come back.
+            var paths = removed.Select(f => Path.Combine(_options.SegmentDirectory, f)).ToHashSet(StringComparer.Ordinal);
+            await _recycler.RetireAsync(async () =>
             {
-                File.Delete(Path.Combine(_options.SegmentDirectory, file));
-            }
+                try
+                {
+                    foreach (var path in paths)
+                    {
+                        File.Delete(path);
+                    }
 
-            // Readers lent now close when they come back (their file is gone).
-            await _readers.ForgetAsync(removed.Select(f => Path.Combine(_options.SegmentDirectory, f)).ToHashSet(StringComparer.Ordinal));
+                    await _readers.ForgetAsync(paths);
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    // Not listed in the manifest any more: the next open removes what is left.
+                    _options.Log?.Invoke(StorageLogLevel.Warning, $"could not remove compacted segments ({e.Message}); the next open removes them");
+                }
+            });
 
             Interlocked.Increment(ref _compactions);
             Interlocked.Add(ref _compactionCopiedRows, copied);

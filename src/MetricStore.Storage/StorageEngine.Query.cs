@@ -166,18 +166,14 @@ public sealed partial class StorageEngine
         if (!head.TryGetSummary(out var aggregate))
         {
             using var read = _recycler.Read();
-            aggregate = await WithRetryAsync(async () =>
+            var (segments, chunks, version) = head.Snapshot();
+            aggregate = Aggregate.Empty;
+            foreach (var run in await SeriesResolver.ResolveAsync(segments, chunks, _cache, _options.SegmentDirectory, long.MinValue, long.MaxValue))
             {
-                var (segments, chunks, version) = head.Snapshot();
-                var total = Aggregate.Empty;
-                foreach (var run in await SeriesResolver.ResolveAsync(segments, chunks, _cache, _options.SegmentDirectory, long.MinValue, long.MaxValue))
-                {
-                    total.Add(await run.TotalAsync());
-                }
+                aggregate.Add(await run.TotalAsync());
+            }
 
-                head.SetSummary(total, version);
-                return total;
-            });
+            head.SetSummary(aggregate, version);
         }
 
         return aggregate.Count == 0 ? null : new SeriesSummary(head.Key, aggregate);
@@ -198,13 +194,9 @@ public sealed partial class StorageEngine
         }
 
         using var read = _recycler.Read();
-        return await WithRetryAsync(async () =>
-        {
-            var (segments, chunks, _) = head.Snapshot();
-            var runs = await SeriesResolver.ResolveAsync(segments, chunks, _cache, _options.SegmentDirectory, grid.Start, grid.End);
-            var (lineSteps, lineValues) = linePoints == 0 ? ([], []) : await Downsampler.LineAsync(runs, grid.Start, grid.End, linePoints);
-            return new DownsampledSeries(grid, await Downsampler.BucketsAsync(runs, grid), lineSteps, lineValues);
-        });
+        var runs = await ResolveRunsAsync(head, grid.Start, grid.End);
+        var (lineSteps, lineValues) = linePoints == 0 ? ([], []) : await Downsampler.LineAsync(runs, grid.Start, grid.End, linePoints);
+        return new DownsampledSeries(grid, await Downsampler.BucketsAsync(runs, grid), lineSteps, lineValues);
     }
 
     /// <summary>
@@ -221,69 +213,30 @@ public sealed partial class StorageEngine
             yield break;
         }
 
-        // The slices point into head chunks: hold those from reuse until the caller is done (the
-        // scope ends when the caller disposes the enumerator).
+        // The slices point into head chunks, and the snapshot lists files a compaction may replace
+        // meanwhile: the read scope holds both (chunks from reuse, files from deletion) until the
+        // caller disposes the enumerator.
         using var read = _recycler.Read();
-
-        // A compaction may delete a row group's file after the snapshot: then take a new snapshot
-        // and go on after the last step returned, so no point is skipped or repeated.
-        var from = fromStep;
-        for (var attempt = 1; ; attempt++)
+        var runs = await ResolveRunsAsync(head, fromStep, toStep);
+        for (var r = 0; r < runs.Count; r++)
         {
-            var runs = await ResolveRunsAsync(head, from, toStep);
-            var interrupted = false;
-            for (var r = 0; r < runs.Count; r++)
+            cancellationToken.ThrowIfCancellationRequested();
+            var run = runs[r];
+            if (r + 1 < runs.Count)
             {
-                cancellationToken.ThrowIfCancellationRequested();
-                var run = runs[r];
-                if (r + 1 < runs.Count)
-                {
-                    runs[r + 1].Prefetch(); // decode the next row group while this one is sent
-                }
-
-                var p = await TryPointsAsync(run);
-                if (p is null)
-                {
-                    interrupted = attempt < ReadAttempts ? true : throw new FileNotFoundException($"a segment of series {key} kept disappearing while it was read ({ReadAttempts} snapshots)");
-                    break;
-                }
-
-                var lo = SortedRun.LowerBound(p.Steps, run.Count, from);
-                var hi = toStep == long.MaxValue ? run.Count : SortedRun.LowerBound(p.Steps, run.Count, toStep + 1);
-                for (int i = lo, n; i < hi; i += n)
-                {
-                    n = Math.Min(maxChunk, hi - i);
-                    yield return new PointSlice(p, i, n);
-                    var last = p.Steps[i + n - 1];
-                    if (last == long.MaxValue)
-                    {
-                        yield break;
-                    }
-
-                    from = last + 1;
-                }
-
-                run.Release();
+                runs[r + 1].Prefetch(); // decode the next row group while this one is sent
             }
 
-            if (!interrupted)
+            var p = await run.PointsAsync();
+            var lo = SortedRun.LowerBound(p.Steps, run.Count, fromStep);
+            var hi = toStep == long.MaxValue ? run.Count : SortedRun.LowerBound(p.Steps, run.Count, toStep + 1);
+            for (int i = lo, n; i < hi; i += n)
             {
-                yield break;
+                n = Math.Min(maxChunk, hi - i);
+                yield return new PointSlice(p, i, n);
             }
 
-            await PauseBeforeRetryAsync(attempt);
-        }
-    }
-
-    private static async Task<SeriesColumns?> TryPointsAsync(SortedRun run)
-    {
-        try
-        {
-            return await run.PointsAsync();
-        }
-        catch (FileNotFoundException)
-        {
-            return null;
+            run.Release();
         }
     }
 
@@ -334,37 +287,15 @@ public sealed partial class StorageEngine
         return runs.TrueForAll(r => r.ValuesFitFloat32(fromStep, toStep));
     }
 
-    /// <summary>The series' disjoint sorted runs meeting [from, to], from a fresh snapshot (again if a file vanished).</summary>
-    private Task<List<SortedRun>> ResolveRunsAsync(SeriesHead head, long from, long to) => WithRetryAsync(() =>
+    /// <summary>
+    /// The series' disjoint sorted runs meeting [from, to], from a snapshot taken now. Call it inside
+    /// a read scope: the files the snapshot lists stay until the scope ends, even if a compaction
+    /// replaces them meanwhile (<see cref="ChunkRecycler.RetireAsync"/>).
+    /// </summary>
+    private Task<List<SortedRun>> ResolveRunsAsync(SeriesHead head, long from, long to)
     {
         var (segments, chunks, _) = head.Snapshot();
         return SeriesResolver.ResolveAsync(segments, chunks, _cache, _options.SegmentDirectory, from, to);
-    });
-
-    /// <summary>
-    /// Snapshots a read takes when a compaction deletes a file between a snapshot and reading it.
-    /// Five immediate retries ran out under compactions at every two files (docs/storage.md, known
-    /// defect); between these the read pauses (<see cref="PauseBeforeRetryAsync"/>).
-    /// </summary>
-    private const int ReadAttempts = 40;
-
-    /// <summary>1, 2, … 20 ms after each failed attempt (under a second in all), so a read racing compactions back to back gets a window between them.</summary>
-    private static Task PauseBeforeRetryAsync(int attempt) => Task.Delay(Math.Min(attempt, 20));
-
-    /// <summary>A compaction may delete a file between a snapshot and reading it: take the snapshot again.</summary>
-    private static async Task<T> WithRetryAsync<T>(Func<Task<T>> read)
-    {
-        for (var attempt = 1; ; attempt++)
-        {
-            try
-            {
-                return await read();
-            }
-            catch (FileNotFoundException) when (attempt < ReadAttempts)
-            {
-                await PauseBeforeRetryAsync(attempt);
-            }
-        }
     }
 }
 

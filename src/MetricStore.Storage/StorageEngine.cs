@@ -241,6 +241,7 @@ public sealed partial class StorageEngine : IAsyncDisposable
             await compaction;
         }
 
+        await _recycler.CloseAsync(); // the files compactions replaced while reads were active
         await _readers.DisposeAsync();
         _wal.Dispose();
         _stop.Dispose();

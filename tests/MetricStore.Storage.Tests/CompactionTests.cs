@@ -64,6 +64,94 @@ public sealed class CompactionTests
             .Order()
             .ToArray();
 
+    /// <summary>
+    /// A read that took its snapshot before a compaction may still open the files the compaction
+    /// replaced: they must stay until that read ends, then go (and no reader is left open on them).
+    /// </summary>
+    [Fact]
+    public async Task Replaced_files_stay_until_the_reads_that_may_list_them_end()
+    {
+        await using var h = EngineHarness.Open();
+        await using var engine = await OpenAsync(h, compactAt: 2);
+        var (steps, values) = Range(0, 1000, s => s * 0.5);
+        await engine.WriteAsync(Batch("w", 1, (Key(), steps, values)));
+        await engine.SealNowAsync();
+        var first = PointFiles(h);
+
+        // A streamed read holds its read scope until its enumerator is disposed.
+        var read = engine.ReadPointsAsync(Key(), 0, long.MaxValue, 100).GetAsyncEnumerator();
+        Assert.True(await read.MoveNextAsync());
+
+        (steps, values) = Range(1000, 1000, s => s * 0.5);
+        await engine.WriteAsync(Batch("w", 2, (Key(), steps, values)));
+        await engine.SealNowAsync();
+        await engine.CompactionIdleAsync();
+        Assert.Equal(1, engine.Compactions);
+        Assert.All(first, f => Assert.Contains(f, PointFiles(h))); // replaced, but the read may still open it
+
+        // A read that enters after the compaction lists only its output: it does not hold the
+        // replaced files, which go when the first read ends although this one is still active.
+        var later = engine.ReadPointsAsync(Key(), 0, long.MaxValue, 100).GetAsyncEnumerator();
+        Assert.True(await later.MoveNextAsync());
+
+        var points = 100L;
+        while (await read.MoveNextAsync())
+        {
+            points += read.Current.Count;
+        }
+
+        Assert.Equal(1000, points); // its snapshot: the first seal's points
+        await read.DisposeAsync();
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (PointFiles(h).Intersect(first).Any() && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(10);
+        }
+
+        Assert.Empty(PointFiles(h).Intersect(first));
+        points = 100;
+        while (await later.MoveNextAsync())
+        {
+            points += later.Current.Count;
+        }
+
+        await later.DisposeAsync();
+        Assert.Equal(2000, points);
+        Assert.Equal(2000, (await engine.ReadSeriesAsync(Key()))!.Count);
+    }
+
+    /// <summary>
+    /// At shutdown the engine deletes the replaced files a read still holds (a read of a closed
+    /// engine has nothing left to read), so no deletion runs later, when another engine may own the
+    /// directory and have reused the file numbers.
+    /// </summary>
+    [Fact]
+    public async Task Replaced_files_a_read_still_holds_are_deleted_at_shutdown()
+    {
+        await using var h = EngineHarness.Open();
+        var engine = await OpenAsync(h, compactAt: 2);
+        var (steps, values) = Range(0, 1000, s => s * 0.5);
+        await engine.WriteAsync(Batch("w", 1, (Key(), steps, values)));
+        await engine.SealNowAsync();
+        var first = PointFiles(h);
+
+        var read = engine.ReadPointsAsync(Key(), 0, long.MaxValue, 100).GetAsyncEnumerator();
+        Assert.True(await read.MoveNextAsync());
+        (steps, values) = Range(1000, 1000, s => s * 0.5);
+        await engine.WriteAsync(Batch("w", 2, (Key(), steps, values)));
+        await engine.SealNowAsync();
+        await engine.CompactionIdleAsync();
+        Assert.Equal(1, engine.Compactions);
+        Assert.All(first, f => Assert.Contains(f, PointFiles(h)));
+
+        await engine.DisposeAsync();
+        Assert.Empty(PointFiles(h).Intersect(first));
+        await read.DisposeAsync(); // after the engine: nothing left to run
+
+        await using var reopened = await OpenAsync(h, compactAt: 2);
+        Assert.Equal(2000, (await reopened.ReadSeriesAsync(Key()))!.Count);
+    }
+
     [Fact]
     public async Task Many_small_segments_are_merged_and_relogged_steps_are_stored_once()
     {

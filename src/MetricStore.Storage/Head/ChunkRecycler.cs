@@ -23,6 +23,12 @@ namespace MetricStore.Storage.Head;
 /// in the cache, every miss used to allocate (and every eviction drop) megabytes of large-object
 /// heap; a miss now decodes into the columns of an earlier eviction.
 /// </para>
+/// <para>
+/// And they guard the point files a compaction replaced (<see cref="RetireAsync"/>): a reader that
+/// took its snapshot before the compaction may still open one, so the files go only once no such
+/// reader is active. Deleting them at once made a read that raced several compactions fail with
+/// "file not found" after its retries.
+/// </para>
 /// </remarks>
 internal sealed class ChunkRecycler
 {
@@ -35,6 +41,9 @@ internal sealed class ChunkRecycler
     private readonly LinkedList<SeriesColumns> _freeColumns = new(); // oldest first
     private readonly long _maxColumnBytes;
     private long _columnBytes; // retired and free columns
+    private readonly Queue<(long Epoch, Func<Task> Action)> _deferred = new();
+    private Task _deferredRuns = Task.CompletedTask; // actions that came due, one after another
+    private bool _closed;
     private long _epoch;
     private long _keptPoints; // capacity of the retired and free chunks
 
@@ -115,6 +124,72 @@ internal sealed class ChunkRecycler
             else
             {
                 _readers[epoch] = n;
+            }
+
+            // Off the reader's thread, in order; each action handles its own errors.
+            var oldestReader = OldestReader();
+            while (!_closed && _deferred.Count > 0 && _deferred.Peek().Epoch < oldestReader)
+            {
+                var action = _deferred.Dequeue().Action;
+                _deferredRuns = _deferredRuns.ContinueWith(_ => action(), CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default).Unwrap();
+            }
+        }
+    }
+
+    /// <summary>
+    /// Runs <paramref name="action"/> once no reader that entered before now is active: at once
+    /// (awaited here) when no reader is active, else when the last such reader exits. For things a
+    /// snapshot taken before now may still reach, taken out of every series before this call: the
+    /// point files a compaction replaced.
+    /// </summary>
+    public Task RetireAsync(Func<Task> action)
+    {
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_closed, this);
+            if (_readers.Count > 0)
+            {
+                _deferred.Enqueue((_epoch, action));
+                _epoch++;
+                return Task.CompletedTask;
+            }
+        }
+
+        return action();
+    }
+
+    /// <summary>
+    /// At shutdown, once nothing retires any more: waits for the actions that came due and runs those
+    /// still waiting for readers now (a reader of a closed engine has nothing left to read), so none
+    /// runs after the engine is gone, when another engine may own the directory.
+    /// </summary>
+    public async Task CloseAsync()
+    {
+        Task running;
+        List<Func<Task>> waiting;
+        lock (_lock)
+        {
+            _closed = true;
+            running = _deferredRuns;
+            waiting = _deferred.Select(d => d.Action).ToList();
+            _deferred.Clear();
+        }
+
+        await running;
+        foreach (var action in waiting)
+        {
+            await action();
+        }
+    }
+
+    /// <summary>Actions waiting for readers (for tests).</summary>
+    internal int Deferred
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _deferred.Count;
             }
         }
     }
