@@ -216,6 +216,7 @@ public sealed partial class StorageEngine
             {
                 try
                 {
+                    _cache.Forget(removed);
                     foreach (var path in paths)
                     {
                         File.Delete(path);

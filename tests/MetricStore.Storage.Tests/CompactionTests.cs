@@ -121,6 +121,37 @@ public sealed class CompactionTests
     }
 
     /// <summary>
+    /// The query cache lets go of the row groups of replaced files with the files, instead of keeping
+    /// them in its budget until they age out.
+    /// </summary>
+    [Fact]
+    public async Task Cached_row_groups_of_replaced_files_leave_the_cache_with_the_files()
+    {
+        await using var h = EngineHarness.Open();
+        await using var engine = await OpenAsync(h, compactAt: 3);
+        for (ulong seq = 1; seq <= 2; seq++)
+        {
+            var (steps, values) = Range(((int)seq - 1) * 1000, 1000, s => s * 0.5);
+            await engine.WriteAsync(Batch("w", seq, (Key(), steps, values)));
+            await engine.SealNowAsync();
+        }
+
+        Assert.Equal(2000, (await engine.ReadSeriesAsync(Key()))!.Count);
+        var cached = engine.QueryCache.Bytes;
+        Assert.True(cached > 0, "the read cached nothing");
+
+        var (more, moreValues) = Range(2000, 1000, s => s * 0.5);
+        await engine.WriteAsync(Batch("w", 3, (Key(), more, moreValues)));
+        await engine.SealNowAsync();
+        await engine.CompactionIdleAsync();
+        Assert.Equal(1, engine.Compactions);
+        Assert.Equal(0, engine.QueryCache.Bytes);
+
+        Assert.Equal(3000, (await engine.ReadSeriesAsync(Key()))!.Count);
+        Assert.True(engine.QueryCache.Bytes > 0, "the output was not cached");
+    }
+
+    /// <summary>
     /// At shutdown the engine deletes the replaced files a read still holds (a read of a closed
     /// engine has nothing left to read), so no deletion runs later, when another engine may own the
     /// directory and have reused the file numbers.

@@ -10,7 +10,8 @@ internal sealed record CachedPart(SeriesColumns Points, Rollup Fine);
 /// Decoded sealed row groups with fine rollups, least recently used first out, bounded by bytes
 /// (<see cref="HeadChunk.ColumnBytesPerPoint"/> per point of column capacity, <see cref="HeadChunk.RollupBytesPerPoint"/> of rollup). Row
 /// groups are immutable and their file names never reused, so an entry never goes stale; entries of
-/// files removed by compaction simply age out. Concurrent readers of one row group share one decode.
+/// files removed by compaction go when the files do (<see cref="Forget"/>), rather than taking the
+/// budget from live row groups until they age out. Concurrent readers of one row group share one decode.
 /// The capacity is asked for at every insertion and <see cref="Trim"/>: it shrinks while the head
 /// grows (<see cref="StorageOptions.MemoryBudgetBytes"/>). Evicted columns go to the recycler, and
 /// a miss decodes into columns it hands back (<see cref="ChunkRecycler.RetireColumns"/>).
@@ -48,6 +49,27 @@ internal sealed class PartCache(Func<long> capacityBytes, SegmentReaders readers
             while (_lru.Last is { } last && _bytes > capacityBytes())
             {
                 Remove(last);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Drops the row groups of these files (names in the segment directory): compaction removed
+    /// them, and no read that may list them is active. Their columns go to the recycler.
+    /// </summary>
+    public void Forget(IReadOnlySet<string> files)
+    {
+        lock (_lock)
+        {
+            for (var node = _lru.First; node is not null;)
+            {
+                var next = node.Next;
+                if (files.Contains(node.Value.Key.File))
+                {
+                    Remove(node);
+                }
+
+                node = next;
             }
         }
     }
