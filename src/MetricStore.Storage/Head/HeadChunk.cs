@@ -117,17 +117,19 @@ internal sealed class HeadChunk
     /// <summary>
     /// Points [at, at + take) were just written: update the step range and float32 exactness and
     /// finish full blocks. <paramref name="float32Origin"/>: the values were sent as float32 (the
-    /// WAL stores them 4 bytes wide on the same word), so they are exact without a check.
+    /// WAL stores them 4 bytes wide on the same word), so they are exact without a check. Returns
+    /// whether their steps strictly increase from the chunk's point before them.
     /// </summary>
-    public void Appended(int at, int take, bool float32Origin)
+    public bool Appended(int at, int take, bool float32Origin)
     {
         Float32Exact = Float32Exact && (float32Origin || ColumnKernels.IsFloat32Exact(Columns.Values.AsSpan(at, take)));
         var steps = Columns.Steps;
+        var increasing = true;
         if (take > 0)
         {
             var added = steps.AsSpan(at, take);
             var previous = at == 0 ? long.MinValue : steps[at - 1];
-            var increasing = added[0] > previous && ColumnKernels.StrictlyIncreasing(added);
+            increasing = added[0] > previous && ColumnKernels.StrictlyIncreasing(added);
             var (min, max) = increasing ? (added[0], added[^1]) : ColumnKernels.MinMax(added);
             MinStep = Math.Min(MinStep, min);
             MaxStep = Math.Max(MaxStep, max);
@@ -151,7 +153,13 @@ internal sealed class HeadChunk
                 Levels[level][index - 1] = Rollup.Combine(Levels[level - 1], (index - 1) * fanout, fanout);
             }
         }
+
+        return increasing;
     }
+
+    /// <summary>The aggregate of points [lo, hi) in order, from the rollup's whole blocks and a scan of the rest.</summary>
+    public Aggregate Range(int lo, int hi) =>
+        new Rollup(s_shape.BlockShift, s_shape.FanoutShift, Levels, Valid, Columns.Count).Range(Columns.Steps, Columns.Values, Columns.Timestamps, lo, hi);
 
     /// <summary>
     /// The aggregates of this chunk's whole <see cref="Rollup.Coarse"/> blocks (1,024 points from

@@ -23,8 +23,14 @@ internal sealed class SeriesHead
 
     // The summary of the whole series (last write wins), kept up to date while steps only grow;
     // a step at or before the last one (a resumed run) makes it stale until a query recomputes it.
+    // _summary covers every point but those of _summaryChunk (the chunk being appended) from
+    // _summaryFrom on, which its rollup gives when asked; a chunk is folded in when it is full or
+    // frozen. So an append does not scan its points a second time for the summary.
     private Aggregate _summary = Aggregate.Empty;
     private bool _summaryValid = true;
+    private HeadChunk? _summaryChunk;
+    private int _summaryFrom;
+    private long _lastStep = long.MinValue; // while the summary is valid
     private long _version;
 
     private readonly ChunkRecycler _recycler;
@@ -128,23 +134,43 @@ internal sealed class SeriesHead
     /// <summary>Under the lock: the chunk took points [at, at + take); keep its rollup and the summary current.</summary>
     private void Appended(HeadChunk chunk, int at, int take, bool float32Origin)
     {
-        var c = chunk.Columns;
-        var previous = _summary.Count == 0 ? long.MinValue : _summary.LastStep;
-        chunk.Appended(at, take, float32Origin);
+        var increasing = chunk.Appended(at, take, float32Origin);
         _version++;
-        if (!_summaryValid)
+        if (!_summaryValid || take == 0)
         {
             return;
         }
 
-        var steps = c.Steps.AsSpan(at, take);
-        if (steps.Length > 0 && (steps[0] <= previous || !ColumnKernels.StrictlyIncreasing(steps)))
+        var steps = chunk.Columns.Steps;
+        if (!increasing || steps[at] <= _lastStep)
         {
             _summaryValid = false;
+            _summaryChunk = null;
             return;
         }
 
-        _summary.Add(Aggregate.Scan(c.Steps, c.Values, c.Timestamps, at, at + take));
+        _lastStep = steps[at + take - 1];
+        if (!ReferenceEquals(chunk, _summaryChunk))
+        {
+            // A new chunk, or one grown into new arrays: what lies below 'at' is folded in already.
+            _summaryChunk = chunk;
+            _summaryFrom = at;
+        }
+
+        if (chunk.Count == chunk.Capacity)
+        {
+            FoldSummaryChunk(); // the next append goes to another chunk or grows this one
+        }
+    }
+
+    /// <summary>Under the lock: adds the summary chunk's points not yet in the summary.</summary>
+    private void FoldSummaryChunk()
+    {
+        if (_summaryChunk is { } chunk)
+        {
+            _summary.Add(chunk.Range(_summaryFrom, chunk.Count));
+            _summaryChunk = null;
+        }
     }
 
     public void AddSegment(SegmentRef segment)
@@ -153,6 +179,7 @@ internal sealed class SeriesHead
         {
             _segments.Add(segment);
             _summaryValid = false;
+            _summaryChunk = null;
             _version++;
         }
     }
@@ -170,6 +197,7 @@ internal sealed class SeriesHead
                 return null;
             }
 
+            FoldSummaryChunk(); // frozen chunks never change again, and a seal keeps the summary
             _frozen = _chunks;
             _chunks = [];
             return _frozen;
@@ -256,6 +284,11 @@ internal sealed class SeriesHead
         lock (_lock)
         {
             summary = _summary;
+            if (_summaryValid && _summaryChunk is { } chunk)
+            {
+                summary.Add(chunk.Range(_summaryFrom, chunk.Count));
+            }
+
             return _summaryValid;
         }
     }
@@ -269,6 +302,8 @@ internal sealed class SeriesHead
             {
                 _summary = summary;
                 _summaryValid = true;
+                _summaryChunk = null; // appends from now on start a new range
+                _lastStep = summary.Count == 0 ? long.MinValue : summary.LastStep;
             }
         }
     }
