@@ -65,20 +65,17 @@ public sealed class CompactionTests
             .ToArray();
 
     /// <summary>
-    /// A read that took its snapshot before a compaction may still open the files the compaction
-    /// replaced: they must stay until that read ends, then go (and no reader is left open on them).
+    /// Seals 1000 points, starts a streamed read of them (a read scope that stays open until the
+    /// enumerator ends or is disposed), then seals 1000 more, which a compaction at two files merges.
+    /// Returns the first seal's files, still on disk, and the open read.
     /// </summary>
-    [Fact]
-    public async Task Replaced_files_stay_until_the_reads_that_may_list_them_end()
+    private static async Task<(string[] Replaced, IAsyncEnumerator<PointSlice> Read)> CompactUnderAnOpenReadAsync(EngineHarness h, StorageEngine engine)
     {
-        await using var h = EngineHarness.Open();
-        await using var engine = await OpenAsync(h, compactAt: 2);
         var (steps, values) = Range(0, 1000, s => s * 0.5);
         await engine.WriteAsync(Batch("w", 1, (Key(), steps, values)));
         await engine.SealNowAsync();
         var first = PointFiles(h);
 
-        // A streamed read holds its read scope until its enumerator is disposed.
         var read = engine.ReadPointsAsync(Key(), 0, long.MaxValue, 100).GetAsyncEnumerator();
         Assert.True(await read.MoveNextAsync());
 
@@ -88,6 +85,19 @@ public sealed class CompactionTests
         await engine.CompactionIdleAsync();
         Assert.Equal(1, engine.Compactions);
         Assert.All(first, f => Assert.Contains(f, PointFiles(h))); // replaced, but the read may still open it
+        return (first, read);
+    }
+
+    /// <summary>
+    /// A read that took its snapshot before a compaction may still open the files the compaction
+    /// replaced: they must stay until that read ends, then go (and no reader is left open on them).
+    /// </summary>
+    [Fact]
+    public async Task Replaced_files_stay_until_the_reads_that_may_list_them_end()
+    {
+        await using var h = EngineHarness.Open();
+        await using var engine = await OpenAsync(h, compactAt: 2);
+        var (first, read) = await CompactUnderAnOpenReadAsync(h, engine);
 
         // A read that enters after the compaction lists only its output: it does not hold the
         // replaced files, which go when the first read ends although this one is still active.
@@ -161,19 +171,7 @@ public sealed class CompactionTests
     {
         await using var h = EngineHarness.Open();
         var engine = await OpenAsync(h, compactAt: 2);
-        var (steps, values) = Range(0, 1000, s => s * 0.5);
-        await engine.WriteAsync(Batch("w", 1, (Key(), steps, values)));
-        await engine.SealNowAsync();
-        var first = PointFiles(h);
-
-        var read = engine.ReadPointsAsync(Key(), 0, long.MaxValue, 100).GetAsyncEnumerator();
-        Assert.True(await read.MoveNextAsync());
-        (steps, values) = Range(1000, 1000, s => s * 0.5);
-        await engine.WriteAsync(Batch("w", 2, (Key(), steps, values)));
-        await engine.SealNowAsync();
-        await engine.CompactionIdleAsync();
-        Assert.Equal(1, engine.Compactions);
-        Assert.All(first, f => Assert.Contains(f, PointFiles(h)));
+        var (first, read) = await CompactUnderAnOpenReadAsync(h, engine);
 
         await engine.DisposeAsync();
         Assert.Empty(PointFiles(h).Intersect(first));
