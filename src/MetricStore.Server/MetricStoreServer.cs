@@ -125,6 +125,7 @@ public sealed class MetricStoreServer : IAsyncDisposable
             builder.Services.AddSingleton(new Authentication(tracking, options.Auth));
             builder.Services.AddHostedService<WebhookDispatcher>();
             builder.Services.AddSingleton<RunDirectory>();
+            builder.Services.AddSingleton(new ReadStallPolicy(options.ReadStallTimeout));
             builder.Services.AddSingleton<MetricSummarySync>();
             builder.Services.AddHostedService(services => services.GetRequiredService<MetricSummarySync>());
             builder.Services.AddSingleton(services =>

@@ -47,6 +47,15 @@ public sealed record MetricStoreServerOptions
     /// <summary>The largest artifact accepted, in bytes; null means 64 GiB.</summary>
     public long? MaxArtifactBytes { get; init; }
 
+    /// <summary>
+    /// A streamed read whose client accepts nothing for this long is ended (its request aborted), so
+    /// that it stops holding its snapshot: the files compactions replace stay on disk while a read
+    /// that may list them is open. Two minutes by default.
+    /// </summary>
+    public TimeSpan ReadStallTimeout { get; init; } = DefaultReadStallTimeout;
+
+    public static readonly TimeSpan DefaultReadStallTimeout = TimeSpan.FromMinutes(2);
+
     /// <summary>Throws InvalidArgument naming the setting and value when an option is unusable.</summary>
     public void Validate()
     {
@@ -68,6 +77,11 @@ public sealed record MetricStoreServerOptions
         if (MemoryBudgetMiB is <= 0)
         {
             MetricStoreException.InvalidArgument($"memory budget {MemoryBudgetMiB} MiB is not positive");
+        }
+
+        if (ReadStallTimeout <= TimeSpan.Zero)
+        {
+            MetricStoreException.InvalidArgument($"read stall timeout {ReadStallTimeout.TotalSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture)} s is not positive (--read-stall-seconds)");
         }
 
         if (MaxArtifactBytes is <= 0)

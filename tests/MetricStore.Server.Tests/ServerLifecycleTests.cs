@@ -91,6 +91,18 @@ public sealed class ServerLifecycleTests
     }
 
     [Theory]
+    [InlineData(0)]
+    [InlineData(-3)]
+    public async Task A_read_stall_timeout_that_is_not_positive_is_refused_naming_it(int seconds)
+    {
+        using var directory = new TempDirectory();
+        var e = await Assert.ThrowsAsync<MetricStoreException>(() => MetricStoreServer.StartAsync(
+            new MetricStoreServerOptions { DataDirectory = directory.Path, GrpcPort = 0, HttpPort = 0, ReadStallTimeout = TimeSpan.FromSeconds(seconds) }));
+        Assert.Contains($"read stall timeout {seconds} s is not positive (--read-stall-seconds)", e.Message, StringComparison.Ordinal);
+        Assert.False(File.Exists(Path.Combine(directory.Path, "meta.db")));
+    }
+
+    [Theory]
     [InlineData("not-an-ip")]
     [InlineData("")]
     public async Task Bad_host_is_refused_naming_it(string host)

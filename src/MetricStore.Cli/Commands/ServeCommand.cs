@@ -25,12 +25,13 @@ internal static class ServeCommand
         var queryCache = new Option<int?>("--query-cache-mb") { Description = "MiB of decoded row groups kept for queries (env METRICSTORE_QUERY_CACHE_MB; default 512)" };
         var memoryBudget = new Option<int?>("--memory-budget-mb") { Description = "MiB the head and the query cache hold together; the cache gives way as the head grows (env METRICSTORE_MEMORY_BUDGET_MB; default 512)" };
         var maxArtifact = new Option<long?>("--max-artifact-mb") { Description = "Largest artifact accepted, in MiB (env METRICSTORE_MAX_ARTIFACT_MB; default 65536 = 64 GiB)" };
+        var readStall = new Option<int?>("--read-stall-seconds") { Description = "End a streamed read whose client accepts nothing for this long, releasing its snapshot (env METRICSTORE_READ_STALL_SECONDS; default 120)" };
         var auth = new Option<bool>("--auth") { Description = "Require a user token on every call (users come from 'metricstore users add'; env METRICSTORE_AUTH=1)" };
         var sink = new Option<string?>("--ingest-sink") { Description = "Benchmark only: 'discard' acknowledges ingest without storing (the gRPC ceiling)", Hidden = true };
         sink.AcceptOnlyFromAmong("store", "discard");
         var command = new Command("serve", "Start the server (gRPC and HTTP/JSON) on a data directory; stop with Ctrl+C or SIGTERM.")
         {
-            data, grpcPort, httpPort, host, durability, sealThreshold, queryCache, memoryBudget, maxArtifact, auth, sink,
+            data, grpcPort, httpPort, host, durability, sealThreshold, queryCache, memoryBudget, maxArtifact, readStall, auth, sink,
         };
 
         command.SetAction(async (parse, cancellationToken) =>
@@ -53,6 +54,9 @@ internal static class ServeCommand
                 MemoryBudgetMiB = parse.GetValue(memoryBudget) ?? EnvInt("METRICSTORE_MEMORY_BUDGET_MB"),
                 Auth = parse.GetValue(auth) || Env("METRICSTORE_AUTH") is "1" or "true",
                 MaxArtifactBytes = (parse.GetValue(maxArtifact) ?? EnvInt("METRICSTORE_MAX_ARTIFACT_MB")) * 1024L * 1024,
+                ReadStallTimeout = (parse.GetValue(readStall) ?? EnvInt("METRICSTORE_READ_STALL_SECONDS")) is { } stall
+                    ? TimeSpan.FromSeconds(stall)
+                    : MetricStoreServerOptions.DefaultReadStallTimeout,
             };
 
             await using var server = await MetricStoreServer.StartAsync(

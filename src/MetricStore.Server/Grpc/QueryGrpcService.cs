@@ -2,12 +2,13 @@ using Grpc.Core;
 using MetricStore.Core;
 using MetricStore.Storage;
 using MetricStore.Storage.Query;
+using Microsoft.Extensions.Logging;
 using V1 = MetricStore.Protocol.V1;
 
 namespace MetricStore.Server.Grpc;
 
 /// <summary>QueryService: full-resolution streams, exact downsampled reads and per-series summaries.</summary>
-internal sealed class QueryGrpcService(StorageEngine engine, RunDirectory runs) : V1.QueryService.QueryServiceBase
+internal sealed class QueryGrpcService(StorageEngine engine, RunDirectory runs, ReadStallPolicy stall, ILogger<ReadStallWatch> log) : V1.QueryService.QueryServiceBase
 {
     public const int DefaultChunkPoints = 65_536;
     public const int MaxChunkPoints = 1_000_000;
@@ -21,7 +22,8 @@ internal sealed class QueryGrpcService(StorageEngine engine, RunDirectory runs) 
     {
         var whole = request.StartStep == 0 && request.EndStep == 0;
         var read = SeriesRead.Parse(request.Key, "key", whole ? long.MinValue : request.StartStep, whole ? long.MaxValue : request.EndStep, request.MaxChunkPoints, runs, engine);
-        await foreach (var slice in engine.ReadPointsAsync(read.Key, read.From, read.To, read.ChunkPoints, context.CancellationToken))
+        using var watch = new ReadStallWatch(context.GetHttpContext(), stall, log);
+        await foreach (var slice in watch.Watch(engine.ReadPointsAsync(read.Key, read.From, read.To, read.ChunkPoints, context.CancellationToken)))
         {
             var chunk = new V1.SeriesChunk();
             chunk.Steps.AddRange(new ArraySegment<long>(slice.Source.Steps, slice.Offset, slice.Count));

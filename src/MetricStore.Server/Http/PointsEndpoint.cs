@@ -8,6 +8,7 @@ using MetricStore.Core;
 using MetricStore.Server.Grpc;
 using MetricStore.Storage;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
 using V1 = MetricStore.Protocol.V1;
 
 namespace MetricStore.Server.Http;
@@ -36,7 +37,7 @@ internal static class PointsEndpoint
 
     internal static readonly Column[] AllColumns = [Column.Step, Column.Value, Column.TimestampMs];
 
-    public static async Task HandleAsync(HttpContext http, StorageEngine engine, RunDirectory runs)
+    public static async Task HandleAsync(HttpContext http, StorageEngine engine, RunDirectory runs, ReadStallPolicy stall, ILogger<ReadStallWatch> log)
     {
         SeriesRead read;
         try
@@ -62,19 +63,20 @@ internal static class PointsEndpoint
             return;
         }
 
+        using var watch = new ReadStallWatch(http, stall, log);
         var arrow = string.Equals(http.Request.Query["format"], "arrow", StringComparison.OrdinalIgnoreCase)
             || http.Request.Headers.Accept.Any(a => a is not null && a.Contains(ArrowStreamType, StringComparison.OrdinalIgnoreCase));
         if (arrow)
         {
             // Decided before the first byte: an Arrow stream has one schema.
             var float32 = autoValueType && columns.Contains(Column.Value) && await engine.ValuesFitFloat32Async(read.Key, read.From, read.To);
-            var points = engine.ReadPointsAsync(read.Key, read.From, read.To, read.ChunkPoints, http.RequestAborted);
+            var points = watch.Watch(engine.ReadPointsAsync(read.Key, read.From, read.To, read.ChunkPoints, http.RequestAborted));
             http.Response.ContentType = ArrowStreamType;
             await WriteArrowAsync(http.Response.Body, points, columns, float32, http.RequestAborted);
         }
         else
         {
-            var points = engine.ReadPointsAsync(read.Key, read.From, read.To, read.ChunkPoints, http.RequestAborted);
+            var points = watch.Watch(engine.ReadPointsAsync(read.Key, read.From, read.To, read.ChunkPoints, http.RequestAborted));
             http.Response.ContentType = "application/json";
             await WriteJsonAsync(http.Response.BodyWriter.AsStream(), points, columns, http.RequestAborted);
         }
