@@ -114,7 +114,8 @@ internal sealed class PartCache(Func<long> capacityBytes, SegmentReaders readers
             }
         }
 
-        // A failed read (a file compaction just removed, a damaged file) is not remembered.
+        // A failed read (a damaged file; a prefetch that outlived its read, whose file a compaction
+        // then removed) is not remembered.
         _ = entry.Load.ContinueWith(
             t =>
             {
