@@ -34,9 +34,6 @@ internal sealed class ReadStallWatch : IDisposable
         _timer = new Timer(static state => ((ReadStallWatch)state!).Check(), this, period, period);
     }
 
-    /// <summary>Whether the read was ended for its client (for the handler's own error path).</summary>
-    public bool Aborted => Volatile.Read(ref _aborted) != 0;
-
     /// <summary>
     /// The slices, counting progress whenever the consumer asks for the next one (it has written
     /// the previous one by then).

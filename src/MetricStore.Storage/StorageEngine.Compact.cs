@@ -210,7 +210,7 @@ public sealed partial class StorageEngine
             }
 
             // The inputs go once no read that may have listed them is active (a read takes its
-            // snapshot inside a read scope); readers lent then close when they come back.
+            // snapshot inside a read scope); by then none of their readers is lent out.
             var paths = removed.Select(f => Path.Combine(_options.SegmentDirectory, f)).ToHashSet(StringComparer.Ordinal);
             await _recycler.RetireAsync(async () =>
             {

@@ -281,10 +281,11 @@ public sealed partial class StorageEngine
         public FrozenSeries(SeriesHead head, List<HeadChunk> chunks)
         {
             Head = head;
-            Parts = chunks.Where(c => c.Count > 0).Select(c => c.Columns).ToList();
+            var filled = chunks.FindAll(c => c.Count > 0);
+            Parts = filled.ConvertAll(c => c.Columns);
             var inOrder = true;
             var last = long.MinValue;
-            foreach (var chunk in chunks.Where(c => c.Count > 0))
+            foreach (var chunk in filled)
             {
                 inOrder &= chunk.Sorted && chunk.MinStep > last;
                 last = chunk.MaxStep;
@@ -296,11 +297,11 @@ public sealed partial class StorageEngine
             }
             else
             {
-                Blocks = chunks.Where(c => c.Count > 0).Select(c => c.CoarseBlocks()).ToList();
+                Blocks = filled.ConvertAll(c => c.CoarseBlocks()); // one per part
             }
 
             Points = Parts.Sum(p => (long)p.Count);
-            Float32Exact = chunks.All(c => c.Count == 0 || c.Float32Exact); // a merged copy holds some of the chunks' values
+            Float32Exact = filled.TrueForAll(c => c.Float32Exact); // a merged copy holds some of the chunks' values
         }
 
         public SeriesHead Head { get; }

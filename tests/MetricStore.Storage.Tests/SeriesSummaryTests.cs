@@ -49,7 +49,7 @@ public sealed class SeriesSummaryTests
             values.AddRange(v);
             timestamps.AddRange(t);
 
-            if (random.Next(10) == 0 && head.Freeze() is { } frozen)
+            if (random.Next(10) == 0 && head.Freeze() is not null)
             {
                 // As a seal does; the chunks go back to the pool and later appends reuse them.
                 recycler.Retire(head.CompleteSeal([]));

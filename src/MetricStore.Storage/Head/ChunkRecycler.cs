@@ -182,18 +182,6 @@ internal sealed class ChunkRecycler
         }
     }
 
-    /// <summary>Actions waiting for readers (for tests).</summary>
-    internal int Deferred
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return _deferred.Count;
-            }
-        }
-    }
-
     /// <summary>
     /// These chunks have left every series' head (sealed, or outgrown and copied into a larger
     /// chunk): reuse the pooled sizes once no reader can see them. Call it after the chunks left
