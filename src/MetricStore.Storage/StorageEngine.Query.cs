@@ -21,7 +21,7 @@ public sealed partial class StorageEngine
     internal const int OpenSegmentReaders = 32;
 
     /// <summary>Open point-file readers kept idle for the next query-cache misses, and files opened so far (for tests).</summary>
-    internal (int Idle, long Opened, long Decoded) SegmentReaderCounts => (_readers.Idle, _readers.Opened, _readers.Decoded);
+    internal (int Idle, long Opened, long Decoded, int Footers) SegmentReaderCounts => (_readers.Idle, _readers.Opened, _readers.Decoded, _readers.Footers);
     private readonly ChunkRecycler _recycler;
     private readonly ConcurrentDictionary<int, byte> _changedSeries = new();
 

@@ -108,6 +108,38 @@ public sealed class PointPageDecoderTests
     }
 
     [Fact]
+    public async Task A_file_footer_is_parsed_once_while_the_file_lives_even_when_no_reader_of_it_stays_open()
+    {
+        using var directory = new TempDirectory();
+        var points = RandomSeries(new Random(11), 5000, float32: true, extremes: false);
+        var path = Path.Combine(directory.Path, "ours.parquet");
+        await SegmentFile.WriteAsync(path, [(0, SeriesKey.Create("key", RunId.New(), "m"), points)], float32: true, CompressionMethod.Zstd, CancellationToken.None);
+
+        // No idle reader is kept, so every read opens the file again: one alone, then two rounds of
+        // four at once, which need several handles open at a time.
+        await using var readers = new SegmentReaders(0);
+        AssertSame(points, await readers.ReadAsync(path, 0, float32: true, CancellationToken.None), "the first read");
+        for (var round = 0; round < 2; round++)
+        {
+            var reads = await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => readers.ReadAsync(path, 0, float32: true, CancellationToken.None)));
+            foreach (var read in reads)
+            {
+                AssertSame(points, read, $"round {round}");
+            }
+        }
+
+        Assert.Equal(9, readers.Decoded);
+        Assert.Equal(0, readers.Idle);
+        Assert.Equal(1, readers.Opened);
+        Assert.Equal(1, readers.Footers);
+        Assert.Equal(0, readers.IdleFooterMetadataChars); // the kept footer holds no rollups either
+
+        // A file compaction removed is forgotten, with its footer.
+        await readers.ForgetAsync(new HashSet<string> { path });
+        Assert.Equal(0, readers.Footers);
+    }
+
+    [Fact]
     public async Task Only_our_writers_row_groups_are_read_raw_and_a_copy_reads_back_as_the_original()
     {
         using var directory = new TempDirectory();

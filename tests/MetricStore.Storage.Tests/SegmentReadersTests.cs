@@ -49,6 +49,7 @@ public sealed class SegmentReadersTests
         await ReadAllAsync(engine, 2 * Points);
         Assert.Empty(OpenDeletedFiles(segments));
         Assert.Equal(1, engine.SegmentReaderCounts.Idle); // the compacted file only
+        Assert.Equal(1, engine.SegmentReaderCounts.Footers); // the removed files' parsed footers went with them
     }
 
     /// <summary>This process's open files under the directory that were deleted (Linux: /proc/self/fd).</summary>

@@ -12,11 +12,20 @@ namespace MetricStore.Storage.Segments;
 /// and their names never reused, so a kept reader never reads stale data. A file compaction removed
 /// is forgotten, so no deleted file stays open (and holds its disk space).
 /// </summary>
+/// <remarks>
+/// The parsed footer of each live file is kept apart from the readers (without its rollups), so a
+/// reader opened again after its idle one was evicted, or a second reader of a file two reads use
+/// at once, parses nothing: it is a file handle and the shared footer. Parsing the footer of a
+/// 110M-point file (24 MB, nearly all of it base64 rollups) allocated about 190 MB of large
+/// transient arrays and strings, and under a dashboard plus ingest that happened every few seconds
+/// as new files pushed that file's idle readers out (docs/benchmarks.md, ninth session).
+/// </remarks>
 internal sealed class SegmentReaders(int capacity) : IAsyncDisposable
 {
     private readonly Lock _lock = new();
     private readonly LinkedList<Lease> _idle = new();
     private readonly Stack<PointPageDecoder> _decoders = new();
+    private readonly Dictionary<string, Footer> _footers = []; // by path, live files only
     private bool _disposed;
     private long _opened;
     private long _decoded;
@@ -28,7 +37,7 @@ internal sealed class SegmentReaders(int capacity) : IAsyncDisposable
     /// </summary>
     private static readonly int s_decodersKept = Environment.ProcessorCount;
 
-    /// <summary>Files opened (footers parsed) since start (for tests).</summary>
+    /// <summary>Footers parsed since start (for tests).</summary>
     public long Opened => Interlocked.Read(ref _opened);
 
     /// <summary>Row groups read by <see cref="PointPageDecoder"/> rather than Parquet.Net (for tests).</summary>
@@ -46,7 +55,7 @@ internal sealed class SegmentReaders(int capacity) : IAsyncDisposable
         SeriesColumns points;
         try
         {
-            points = Decode(lease, rowGroup, float32, into) ?? await SegmentFile.ReadAsync(lease.Reader, path, rowGroup, float32, cancellationToken, into);
+            points = Decode(lease, rowGroup, float32, into) ?? await SegmentFile.ReadAsync(await ReaderOfAsync(lease, cancellationToken), path, rowGroup, float32, cancellationToken, into);
         }
         catch
         {
@@ -71,7 +80,7 @@ internal sealed class SegmentReaders(int capacity) : IAsyncDisposable
         var lease = await RentAsync(path, cancellationToken);
         try
         {
-            var raw = RawRowGroup.Read(lease.Stream.SafeFileHandle, lease.Reader.Metadata, rowGroup, float32, zstd, buffer);
+            var raw = RawRowGroup.Read(lease.Stream.SafeFileHandle, lease.Footer.Metadata, rowGroup, float32, zstd, buffer);
             await ReturnAsync(lease);
             return raw;
         }
@@ -90,7 +99,7 @@ internal sealed class SegmentReaders(int capacity) : IAsyncDisposable
     /// <summary>The row group through <see cref="PointPageDecoder"/>, or null when its layout is one only Parquet.Net reads.</summary>
     private SeriesColumns? Decode(Lease lease, int rowGroup, bool float32, SeriesColumns? into)
     {
-        if (lease.Layout is not { } layout || layout.Float32 != float32)
+        if (lease.Footer.Layout is not { } layout || layout.Float32 != float32)
         {
             return null;
         }
@@ -104,7 +113,7 @@ internal sealed class SegmentReaders(int capacity) : IAsyncDisposable
         decoder ??= new PointPageDecoder();
         try
         {
-            var points = decoder.Read(lease.Stream.SafeFileHandle, lease.Reader.Metadata!, layout, rowGroup, into);
+            var points = decoder.Read(lease.Stream.SafeFileHandle, lease.Footer.Metadata!, layout, rowGroup, into);
             Interlocked.Increment(ref _decoded);
             return points;
         }
@@ -131,9 +140,10 @@ internal sealed class SegmentReaders(int capacity) : IAsyncDisposable
         }
     }
 
-    /// <summary>A reader of the file, lent until <see cref="ReturnAsync"/>.</summary>
+    /// <summary>A reader of the file, lent until <see cref="ReturnAsync"/>: an idle one, else a new handle over the kept footer, else a parse.</summary>
     private async Task<Lease> RentAsync(string path, CancellationToken cancellationToken)
     {
+        Footer? footer;
         lock (_lock)
         {
             for (var node = _idle.Last; node is not null; node = node.Previous)
@@ -144,28 +154,59 @@ internal sealed class SegmentReaders(int capacity) : IAsyncDisposable
                     return node.Value;
                 }
             }
+
+            _footers.TryGetValue(path, out footer);
         }
 
         var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete);
-        Interlocked.Increment(ref _opened);
         try
         {
-            var reader = await ParquetReader.CreateAsync(stream, cancellationToken: cancellationToken);
-            if (reader.Metadata is { } footer)
+            if (footer is not null)
+            {
+                return new Lease(path, stream, footer);
+            }
+
+            var lease = new Lease(path, stream, null);
+            var reader = await ReaderOfAsync(lease, cancellationToken);
+            if (reader.Metadata is { } metadata)
             {
                 // The footer's key-value metadata is the rollups of every row group, base64: about
                 // half a MB of string per file, which 32 idle readers held for nothing (a heap dump
                 // under the mixed load found 25 MB). Rollups are read through their own reader.
-                footer.KeyValueMetadata = null;
+                metadata.KeyValueMetadata = null;
             }
 
-            return new Lease(path, stream, reader, reader.Metadata is { } metadata ? PointPageDecoder.LayoutOf(metadata) : null);
+            lease.Footer = new Footer(reader.Metadata, reader.Metadata is { } parsed ? PointPageDecoder.LayoutOf(parsed) : null);
+            lock (_lock)
+            {
+                if (!_disposed)
+                {
+                    _footers[path] = lease.Footer;
+                }
+            }
+
+            return lease;
         }
         catch
         {
             await stream.DisposeAsync();
             throw;
         }
+    }
+
+    /// <summary>
+    /// Parquet.Net's reader of the lease's file, opened (its footer parsed) on first use: for files
+    /// only Parquet.Net reads, and for the first lease of a file, whose footer it parses.
+    /// </summary>
+    private async ValueTask<ParquetReader> ReaderOfAsync(Lease lease, CancellationToken cancellationToken)
+    {
+        if (lease.Reader is null)
+        {
+            lease.Reader = await ParquetReader.CreateAsync(lease.Stream, cancellationToken: cancellationToken);
+            Interlocked.Increment(ref _opened);
+        }
+
+        return lease.Reader;
     }
 
     /// <summary>Takes a lent reader back: kept if its file still exists and there is room, else closed.</summary>
@@ -188,6 +229,11 @@ internal sealed class SegmentReaders(int capacity) : IAsyncDisposable
             {
                 evicted = lease;
             }
+
+            if (!keep)
+            {
+                _footers.Remove(lease.Path);
+            }
         }
 
         if (evicted is not null)
@@ -202,6 +248,11 @@ internal sealed class SegmentReaders(int capacity) : IAsyncDisposable
         List<Lease> closed = [];
         lock (_lock)
         {
+            foreach (var path in paths)
+            {
+                _footers.Remove(path);
+            }
+
             for (var node = _idle.First; node is not null;)
             {
                 var next = node.Next;
@@ -228,7 +279,20 @@ internal sealed class SegmentReaders(int capacity) : IAsyncDisposable
         {
             lock (_lock)
             {
-                return _idle.Sum(lease => lease.Reader.Metadata?.KeyValueMetadata?.Sum(kv => (long)kv.Key.Length + (kv.Value?.Length ?? 0)) ?? 0);
+                return _idle.Sum(lease => lease.Footer.Metadata?.KeyValueMetadata?.Sum(kv => (long)kv.Key.Length + (kv.Value?.Length ?? 0)) ?? 0)
+                    + _footers.Values.Sum(footer => footer.Metadata?.KeyValueMetadata?.Sum(kv => (long)kv.Key.Length + (kv.Value?.Length ?? 0)) ?? 0);
+            }
+        }
+    }
+
+    /// <summary>Parsed footers kept now, one per live file read (for tests).</summary>
+    public int Footers
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _footers.Count;
             }
         }
     }
@@ -253,6 +317,7 @@ internal sealed class SegmentReaders(int capacity) : IAsyncDisposable
             _disposed = true;
             closed = [.. _idle];
             _idle.Clear();
+            _footers.Clear();
             while (_decoders.TryPop(out var decoder))
             {
                 decoder.Dispose();
@@ -265,21 +330,28 @@ internal sealed class SegmentReaders(int capacity) : IAsyncDisposable
         }
     }
 
-    /// <summary>An open file and its parsed footer.</summary>
-    private sealed class Lease(string path, FileStream stream, ParquetReader reader, PointPageDecoder.Layout? layout)
+    /// <summary>A file's parsed footer (without its key-value metadata) and, when <see cref="PointPageDecoder"/> reads it, its point columns.</summary>
+    private sealed record Footer(Parquet.Meta.FileMetaData? Metadata, PointPageDecoder.Layout? Layout);
+
+    /// <summary>An open file, its footer, and Parquet.Net's reader once one was needed.</summary>
+    private sealed class Lease(string path, FileStream stream, Footer? footer)
     {
         public string Path { get; } = path;
 
         public FileStream Stream { get; } = stream;
 
-        /// <summary>The point columns when <see cref="PointPageDecoder"/> can read this file; null sends reads to Parquet.Net.</summary>
-        public PointPageDecoder.Layout? Layout { get; } = layout;
+        /// <summary>Set once parsed; <see cref="Footer.Layout"/> null sends reads to Parquet.Net.</summary>
+        public Footer Footer { get; set; } = footer!;
 
-        public ParquetReader Reader { get; } = reader;
+        public ParquetReader? Reader { get; set; }
 
         public async ValueTask CloseAsync()
         {
-            await Reader.DisposeAsync();
+            if (Reader is not null)
+            {
+                await Reader.DisposeAsync();
+            }
+
             await Stream.DisposeAsync();
         }
     }

@@ -1,0 +1,44 @@
+// Sums the runtime's GCAllocationTick events (one per ~100 KB allocated, with the type and size of
+// the object that crossed the mark) of an EventPipe trace: by type and size, per second, and the
+// largest types of every second that allocated more than 500 MB. See README.md.
+using Microsoft.Diagnostics.Tracing;
+using Microsoft.Diagnostics.Tracing.Parsers;
+using Microsoft.Diagnostics.Tracing.Parsers.Clr;
+
+if (args.Length != 1)
+{
+    Console.Error.WriteLine("usage: alloc-trace TRACE.nettrace");
+    return 2;
+}
+
+var byType = new Dictionary<(string Type, long Size), long>();
+var bySecond = new SortedDictionary<int, long>();
+var byTypeAndSecond = new Dictionary<(int Second, string Type, long Size), long>();
+using (var source = new EventPipeEventSource(args[0]))
+{
+    var clr = new ClrTraceEventParser(source);
+    clr.GCAllocationTick += e =>
+    {
+        var type = e.TypeName + (e.AllocationKind == GCAllocationKind.Large ? " [LOH]" : "");
+        var second = (int)(e.TimeStampRelativeMSec / 1000);
+        byType[(type, e.ObjectSize)] = byType.GetValueOrDefault((type, e.ObjectSize)) + e.AllocationAmount64;
+        bySecond[second] = bySecond.GetValueOrDefault(second) + e.AllocationAmount64;
+        byTypeAndSecond[(second, type, e.ObjectSize)] = byTypeAndSecond.GetValueOrDefault((second, type, e.ObjectSize)) + e.AllocationAmount64;
+    };
+    source.Process();
+}
+
+Console.WriteLine("MB allocated, by type and object size (the 25 largest):");
+foreach (var ((type, size), bytes) in byType.OrderByDescending(kv => kv.Value).Take(25))
+{
+    Console.WriteLine($"{bytes / 1e6,10:F1}  {type}  {size} bytes");
+}
+
+Console.WriteLine("MB per second: " + string.Join(" ", bySecond.Select(kv => $"{kv.Key}s:{kv.Value / 1e6:F0}")));
+foreach (var second in bySecond.Where(kv => kv.Value > 500e6).Select(kv => kv.Key))
+{
+    var top = byTypeAndSecond.Where(kv => kv.Key.Second == second).OrderByDescending(kv => kv.Value).Take(8);
+    Console.WriteLine($"{second}s: " + string.Join(", ", top.Select(kv => $"{kv.Key.Type} {kv.Key.Size}: {kv.Value / 1e6:F0}")));
+}
+
+return 0;
