@@ -218,25 +218,116 @@ public sealed partial class StorageEngine
         // caller disposes the enumerator.
         using var read = _recycler.Read();
         var runs = await ResolveRunsAsync(head, fromStep, toStep);
-        for (var r = 0; r < runs.Count; r++)
+        var scan = new ScanBuffers(this, runs);
+        try
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            var run = runs[r];
-            if (r + 1 < runs.Count)
+            scan.Start(0);
+            for (var r = 0; r < runs.Count; r++)
             {
-                runs[r + 1].Prefetch(); // decode the next row group while this one is sent
+                cancellationToken.ThrowIfCancellationRequested();
+                var run = runs[r];
+                if (r + 1 < runs.Count)
+                {
+                    scan.Start(r + 1); // decode the next row group while this one is sent
+                }
+
+                var p = await scan.PointsAsync(r);
+                var lo = SortedRun.LowerBound(p.Steps, run.Count, fromStep);
+                var hi = toStep == long.MaxValue ? run.Count : SortedRun.LowerBound(p.Steps, run.Count, toStep + 1);
+                for (int i = lo, n; i < hi; i += n)
+                {
+                    n = Math.Min(maxChunk, hi - i);
+                    yield return new PointSlice(p, i, n);
+                }
+
+                run.Release();
+            }
+        }
+        finally
+        {
+            await scan.DisposeAsync(); // inside the read scope: its buffers go back once no reader can see them
+        }
+    }
+
+    /// <summary>
+    /// A raw read of more than <see cref="ScanRowGroups"/> sealed row groups is a scan (a series
+    /// read in full, a bench verifying what it wrote): the row groups the cache does not hold are
+    /// decoded into two columns of the read's own, one being sent while the next decodes, instead of
+    /// into the cache. So a scan neither evicts the row groups dashboards keep reading nor
+    /// allocates a row group's columns per miss; scans used to fill and empty the cache with
+    /// megabyte arrays as fast as they read, and under a scan, nothing evicted meanwhile could be
+    /// reused, since the scan's read scope covers the whole read (docs/benchmarks.md, ninth session).
+    /// Row groups the cache holds are read from it. Smaller reads go through the cache as before.
+    /// </summary>
+    internal const int ScanRowGroups = 2;
+
+    /// <summary>The two decode targets of one scan (<see cref="ScanRowGroups"/>), by the parity of the run's index.</summary>
+    private sealed class ScanBuffers(StorageEngine engine, List<SortedRun> runs) : IAsyncDisposable
+    {
+        private readonly bool _scan = runs.Count(r => r.Segment is not null) > ScanRowGroups;
+        private readonly SeriesColumns?[] _columns = new SeriesColumns?[2];
+        private readonly Task<SeriesColumns>?[] _loads = new Task<SeriesColumns>?[2];
+
+        /// <summary>Starts loading run <paramref name="r"/>: into this scan's columns when it is a sealed row group the cache lacks, else through the cache.</summary>
+        public void Start(int r)
+        {
+            if (r >= runs.Count)
+            {
+                return;
             }
 
-            var p = await run.PointsAsync();
-            var lo = SortedRun.LowerBound(p.Steps, run.Count, fromStep);
-            var hi = toStep == long.MaxValue ? run.Count : SortedRun.LowerBound(p.Steps, run.Count, toStep + 1);
-            for (int i = lo, n; i < hi; i += n)
+            var slot = r & 1;
+            _loads[slot] = null;
+            if (!_scan || runs[r].Segment is not { } part || engine._cache.Contains(part))
             {
-                n = Math.Min(maxChunk, hi - i);
-                yield return new PointSlice(p, i, n);
+                runs[r].Prefetch();
+                return;
             }
 
-            run.Release();
+            // This slot's columns last held run r - 2, whose slices the caller is done with.
+            var columns = _columns[slot];
+            if (columns is null || columns.Steps.Length < part.Rows)
+            {
+                if (columns is not null)
+                {
+                    engine._recycler.RetireColumns(columns);
+                }
+
+                columns = _columns[slot] = engine._recycler.RentColumns(part.Rows) ?? new SeriesColumns(part.Rows);
+            }
+
+            var path = Path.Combine(engine._options.SegmentDirectory, part.File);
+            _loads[slot] = Task.Run(() => engine._readers.ReadAsync(path, part.RowGroup, part.Float32, CancellationToken.None, columns));
+        }
+
+        public async ValueTask<SeriesColumns> PointsAsync(int r) =>
+            _loads[r & 1] is { } load ? await load : await runs[r].PointsAsync();
+
+        /// <summary>Waits for a decode still writing into its columns, then gives the columns back.</summary>
+        public async ValueTask DisposeAsync()
+        {
+            foreach (var load in _loads)
+            {
+                if (load is not null)
+                {
+                    try
+                    {
+                        await load;
+                    }
+                    catch (Exception) when (load.IsFaulted)
+                    {
+                        // the read that wanted it has failed or ended already
+                    }
+                }
+            }
+
+            foreach (var columns in _columns)
+            {
+                if (columns is not null)
+                {
+                    engine._recycler.RetireColumns(columns);
+                }
+            }
         }
     }
 

@@ -74,6 +74,15 @@ internal sealed class PartCache(Func<long> capacityBytes, SegmentReaders readers
         }
     }
 
+    /// <summary>Whether the row group is cached (or being decoded into the cache) now.</summary>
+    public bool Contains(SegmentRef part)
+    {
+        lock (_lock)
+        {
+            return _entries.ContainsKey((part.File, part.RowGroup));
+        }
+    }
+
     public Task<CachedPart> GetAsync(string segmentDirectory, SegmentRef part)
     {
         var key = (part.File, part.RowGroup);

@@ -22,15 +22,19 @@ internal sealed class SortedRun
         MaxStep = points.Steps[points.Count - 1];
     }
 
-    public SortedRun(int count, long minStep, long maxStep, Rollup rollup, Func<Task<CachedPart>> load, bool storedAsFloat32)
+    public SortedRun(SegmentRef segment, Func<Task<CachedPart>> load)
     {
         _load = load;
-        StoredAsFloat32 = storedAsFloat32;
-        Rollup = rollup;
-        Count = count;
-        MinStep = minStep;
-        MaxStep = maxStep;
+        Segment = segment;
+        StoredAsFloat32 = segment.Float32;
+        Rollup = segment.Rollup;
+        Count = segment.Rows;
+        MinStep = segment.MinStep;
+        MaxStep = segment.MaxStep;
     }
+
+    /// <summary>The sealed row group this run is, loaded on demand; null for points in memory.</summary>
+    public SegmentRef? Segment { get; }
 
     public int Count { get; }
 
@@ -260,7 +264,7 @@ internal static class SeriesResolver
     {
         if (part.Segment is { } s)
         {
-            return new SortedRun(s.Rows, s.MinStep, s.MaxStep, s.Rollup, () => cache.GetAsync(segmentDirectory, s), s.Float32);
+            return new SortedRun(s, () => cache.GetAsync(segmentDirectory, s));
         }
 
         var c = part.Chunk!;
