@@ -214,38 +214,65 @@ public sealed partial class StorageEngine
         }
 
         // The slices point into head chunks, and the snapshot lists files a compaction may replace
-        // meanwhile: the read scope holds both (chunks from reuse, files from deletion) until the
-        // caller disposes the enumerator.
-        using var read = _recycler.Read();
-        var runs = await ResolveRunsAsync(head, fromStep, toStep);
-        var scan = new ScanBuffers(this, runs);
+        // meanwhile: a read scope holds both (chunks from reuse, files from deletion). A read holds
+        // one for a window of about ReadWindowPoints points, then resolves the series again from
+        // the step after the last run it sent. The epochs of one scope over a whole long read (a
+        // series of tens of millions of points to a slow client) kept everything any other read
+        // evicted from being reused until it ended, so under such a read every dashboard miss
+        // allocated new columns (docs/benchmarks.md, ninth session). A later window sees the series
+        // as it is then: points written meanwhile at later steps are included.
+        var scan = new ScanBuffers(this);
         try
         {
-            scan.Start(0);
-            for (var r = 0; r < runs.Count; r++)
+            for (var from = fromStep; from <= toStep;)
             {
-                cancellationToken.ThrowIfCancellationRequested();
-                var run = runs[r];
-                if (r + 1 < runs.Count)
+                long? next = null;
+                using (_recycler.Read())
                 {
-                    scan.Start(r + 1); // decode the next row group while this one is sent
+                    var runs = await ResolveRunsAsync(head, from, toStep);
+                    await scan.BeginAsync(runs);
+                    long sent = 0;
+                    for (var r = 0; r < runs.Count; r++)
+                    {
+                        cancellationToken.ThrowIfCancellationRequested();
+                        var run = runs[r];
+                        sent += run.Count;
+                        var windowEnds = sent >= _options.ReadWindowPoints && r + 1 < runs.Count;
+                        if (r + 1 < runs.Count && !windowEnds)
+                        {
+                            scan.Start(r + 1); // decode the next row group while this one is sent
+                        }
+
+                        var p = await scan.PointsAsync(r);
+                        var lo = SortedRun.LowerBound(p.Steps, run.Count, from);
+                        var hi = toStep == long.MaxValue ? run.Count : SortedRun.LowerBound(p.Steps, run.Count, toStep + 1);
+                        for (int i = lo, n; i < hi; i += n)
+                        {
+                            n = Math.Min(maxChunk, hi - i);
+                            yield return new PointSlice(p, i, n);
+                        }
+
+                        run.Release();
+                        if (windowEnds)
+                        {
+                            // Runs are disjoint and sorted: every step up to this run's last is sent.
+                            next = run.MaxStep == long.MaxValue ? null : run.MaxStep + 1;
+                            break;
+                        }
+                    }
                 }
 
-                var p = await scan.PointsAsync(r);
-                var lo = SortedRun.LowerBound(p.Steps, run.Count, fromStep);
-                var hi = toStep == long.MaxValue ? run.Count : SortedRun.LowerBound(p.Steps, run.Count, toStep + 1);
-                for (int i = lo, n; i < hi; i += n)
+                if (next is not { } resume)
                 {
-                    n = Math.Min(maxChunk, hi - i);
-                    yield return new PointSlice(p, i, n);
+                    break;
                 }
 
-                run.Release();
+                from = resume;
             }
         }
         finally
         {
-            await scan.DisposeAsync(); // inside the read scope: its buffers go back once no reader can see them
+            await scan.DisposeAsync(); // its columns were seen by this read only
         }
     }
 
@@ -261,26 +288,37 @@ public sealed partial class StorageEngine
     /// </summary>
     internal const int ScanRowGroups = 2;
 
-    /// <summary>The two decode targets of one scan (<see cref="ScanRowGroups"/>), by the parity of the run's index.</summary>
-    private sealed class ScanBuffers(StorageEngine engine, List<SortedRun> runs) : IAsyncDisposable
+    /// <summary>The two decode targets of one scan (<see cref="ScanRowGroups"/>), by the parity of the run's index in its window.</summary>
+    private sealed class ScanBuffers(StorageEngine engine) : IAsyncDisposable
     {
-        private readonly bool _scan = runs.Count(r => r.Segment is not null) > ScanRowGroups;
         private readonly SeriesColumns?[] _columns = new SeriesColumns?[2];
         private readonly Task<SeriesColumns>?[] _loads = new Task<SeriesColumns>?[2];
+        private List<SortedRun> _runs = [];
+        private bool _scan;
+
+        /// <summary>A window's runs; starts loading the first. (A window starts nothing past its last run, and any load still running is awaited first, so none writes into columns the new window decodes into.)</summary>
+        public async ValueTask BeginAsync(List<SortedRun> windowRuns)
+        {
+            await WaitAsync();
+            _runs = windowRuns;
+            _scan = windowRuns.Count(r => r.Segment is not null) > ScanRowGroups;
+            _loads[0] = _loads[1] = null;
+            Start(0);
+        }
 
         /// <summary>Starts loading run <paramref name="r"/>: into this scan's columns when it is a sealed row group the cache lacks, else through the cache.</summary>
         public void Start(int r)
         {
-            if (r >= runs.Count)
+            if (r >= _runs.Count)
             {
                 return;
             }
 
             var slot = r & 1;
             _loads[slot] = null;
-            if (!_scan || runs[r].Segment is not { } part || engine._cache.Contains(part))
+            if (!_scan || _runs[r].Segment is not { } part || engine._cache.Contains(part))
             {
-                runs[r].Prefetch();
+                _runs[r].Prefetch();
                 return;
             }
 
@@ -293,18 +331,15 @@ public sealed partial class StorageEngine
                     engine._recycler.RetireColumns(columns);
                 }
 
-                columns = _columns[slot] = engine._recycler.RentColumns(part.Rows) ?? new SeriesColumns(part.Rows);
+                columns = _columns[slot] = engine._recycler.RentColumns(part.Rows) ?? new SeriesColumns(ChunkRecycler.ColumnCapacity(part.Rows));
             }
 
             var path = Path.Combine(engine._options.SegmentDirectory, part.File);
             _loads[slot] = Task.Run(() => engine._readers.ReadAsync(path, part.RowGroup, part.Float32, CancellationToken.None, columns));
         }
 
-        public async ValueTask<SeriesColumns> PointsAsync(int r) =>
-            _loads[r & 1] is { } load ? await load : await runs[r].PointsAsync();
-
-        /// <summary>Waits for a decode still writing into its columns, then gives the columns back.</summary>
-        public async ValueTask DisposeAsync()
+        /// <summary>Waits for the decodes still running (a failed one fails the read that awaits it, not this).</summary>
+        private async ValueTask WaitAsync()
         {
             foreach (var load in _loads)
             {
@@ -320,7 +355,15 @@ public sealed partial class StorageEngine
                     }
                 }
             }
+        }
 
+        public async ValueTask<SeriesColumns> PointsAsync(int r) =>
+            _loads[r & 1] is { } load ? await load : await _runs[r].PointsAsync();
+
+        /// <summary>Waits for a decode still writing into its columns, then gives the columns back.</summary>
+        public async ValueTask DisposeAsync()
+        {
+            await WaitAsync();
             foreach (var columns in _columns)
             {
                 if (columns is not null)

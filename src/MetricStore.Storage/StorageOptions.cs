@@ -95,6 +95,13 @@ public sealed record StorageOptions
     /// </remarks>
     public const long DefaultMemoryBudgetBytes = 512L * 1024 * 1024;
 
+    /// <summary>
+    /// A raw read holds its read scope (which keeps the head chunks and cached columns it may see
+    /// from reuse, and its snapshot's files from deletion) for about this many points at a time,
+    /// then takes a new snapshot from the step after the last run it sent. 2M by default.
+    /// </summary>
+    public int ReadWindowPoints { get; init; } = 1 << 21;
+
     /// <summary>The query cache keeps at least this much (or <see cref="QueryCacheBytes"/> if smaller) however large the head: reads always have room for the row groups they are working on.</summary>
     public long QueryCacheFloorBytes { get; init; } = 64L * 1024 * 1024;
 

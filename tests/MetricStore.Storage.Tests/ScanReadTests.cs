@@ -3,7 +3,7 @@ using static MetricStore.Storage.Tests.EngineHarness;
 namespace MetricStore.Storage.Tests;
 
 /// <summary>
-/// A raw read of more than <see cref="StorageEngine.ScanRowGroups"/> sealed row groups (a scan)
+/// Long raw reads. A raw read of more than <see cref="StorageEngine.ScanRowGroups"/> sealed row groups (a scan)
 /// decodes the row groups the query cache lacks into two columns of its own, one being read while
 /// the next decodes, and reads the ones the cache holds from it: the cache keeps what dashboards
 /// read, and a scan allocates no columns per row group.
@@ -59,10 +59,79 @@ public sealed class ScanReadTests
         Assert.Equal(misses, engine.QueryCache.Misses);
     }
 
-    /// <summary>One series sealed as <see cref="Seals"/> row groups in as many files (no compaction).</summary>
-    private static async Task<StorageEngine> SealedSeriesAsync(EngineHarness h)
+    /// <summary>
+    /// A long read holds its read scope for a window of points at a time, not for the whole read:
+    /// the files a compaction replaced go once the read has moved past the window that may list
+    /// them, while it is still reading, and the read goes on from the compacted file, every point
+    /// once and in order (and, being a new snapshot, with what was written meanwhile).
+    /// </summary>
+    [Fact]
+    public async Task A_long_read_lets_go_of_replaced_files_when_it_moves_past_its_window()
     {
-        var engine = StorageEngine.Open(h.Options() with { CompactAtSegments = 1000 });
+        await using var h = EngineHarness.Open();
+        await h.CloseAsync();
+        await using var engine = await SealedSeriesAsync(h, h.Options() with { CompactAtSegments = Seals + 1, ReadWindowPoints = (PerSeal * 3) / 2 });
+        var before = PointFiles(h);
+        Assert.Equal(Seals, before.Length);
+
+        var read = engine.ReadPointsAsync(Key(), long.MinValue, long.MaxValue, PerSeal / 4).GetAsyncEnumerator();
+        long expected = 0;
+        async Task<bool> NextAsync()
+        {
+            if (!await read.MoveNextAsync())
+            {
+                return false;
+            }
+
+            for (var i = 0; i < read.Current.Count; i++, expected++)
+            {
+                Assert.Equal(expected, read.Current.Steps[i]);
+                Assert.Equal(Value(expected), read.Current.Values[i]);
+            }
+
+            return true;
+        }
+
+        Assert.True(await NextAsync());
+
+        // One more seal: the compaction replaces all the files while the read is in its first window.
+        var (steps, values) = Range(Seals * PerSeal, PerSeal, Value);
+        await engine.WriteAsync(Batch("w", Seals + 1, (Key(), steps, values)));
+        await engine.SealNowAsync();
+        await engine.CompactionIdleAsync();
+        Assert.Equal(1, engine.Compactions);
+        Assert.All(before, f => Assert.Contains(f, PointFiles(h))); // the first window may still open them
+
+        // The first window is two row groups (20,000 points >= 15,000); read into the second, which
+        // starts at step 20,000.
+        while (expected <= 2 * PerSeal)
+        {
+            Assert.True(await NextAsync());
+        }
+
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (PointFiles(h).Intersect(before).Any() && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(10);
+        }
+
+        Assert.Empty(PointFiles(h).Intersect(before)); // gone while the read is still open
+        while (await NextAsync())
+        {
+        }
+
+        await read.DisposeAsync();
+        Assert.Equal((Seals + 1) * PerSeal, expected);
+    }
+
+    /// <summary>The point files (float and double; a seal also writes other files).</summary>
+    private static string[] PointFiles(EngineHarness h) =>
+        [.. Directory.GetFiles(Path.Combine(h.DataDirectory, "segments"), "*.parquet").Where(p => p.EndsWith("-f.parquet", StringComparison.Ordinal) || p.EndsWith("-d.parquet", StringComparison.Ordinal))];
+
+    /// <summary>One series sealed as <see cref="Seals"/> row groups in as many files (no compaction unless the options ask).</summary>
+    private static async Task<StorageEngine> SealedSeriesAsync(EngineHarness h, StorageOptions? options = null)
+    {
+        var engine = StorageEngine.Open(options ?? h.Options() with { CompactAtSegments = 1000 });
         for (var seal = 0; seal < Seals; seal++)
         {
             var (steps, values) = Range(seal * PerSeal, PerSeal, Value);
