@@ -249,6 +249,40 @@ public sealed class ChunkReuseTests
         Assert.Equal(Enumerable.Range(0, Points).Select(s => (double)s), (await engine.ReadSeriesAsync(Key("m0")))!.Values.AsSpan(0, Points).ToArray());
     }
 
+    /// <summary>
+    /// Cache misses allocate columns rounded up to a multiple of 8192 points
+    /// (<see cref="ChunkRecycler.ColumnCapacity"/>), so a row group a few points larger than an
+    /// evicted one decodes into its columns.
+    /// </summary>
+    [Fact]
+    public async Task A_miss_reuses_the_columns_of_an_evicted_row_group_a_few_points_smaller()
+    {
+        await using var h = EngineHarness.Open();
+        await h.CloseAsync();
+        const int Points = 20_000;
+        const long entry = (24_576 * 24L) + ((Points + 4) * 2L); // capacity rounded up to 3 x 8192
+        await using var engine = StorageEngine.Open(h.Options() with { QueryCacheBytes = entry + 1000, QueryCacheFloorBytes = entry + 1000 });
+        ulong seq = 0;
+        for (var i = 0; i < 3; i++)
+        {
+            var (steps, values) = Range(0, Points + (i == 0 ? 0 : 4), s => (i * 1_000_000) + s);
+            await engine.WriteAsync(Batch("w", ++seq, (Key($"m{i}"), steps, values)));
+        }
+
+        await engine.SealNowAsync();
+
+        // m0 (20,000 points) misses; m1 (20,004) misses and evicts it; m2 (20,004) takes m0's columns.
+        for (var i = 0; i < 3; i++)
+        {
+            var read = (await engine.ReadSeriesAsync(Key($"m{i}")))!;
+            Assert.Equal(Enumerable.Range(0, Points + (i == 0 ? 0 : 4)).Select(s => (i * 1_000_000.0) + s), read.Values.AsSpan(0, read.Count).ToArray());
+            Assert.Equal(i == 2 ? 1 : 0, engine.HeadChunkReuse.ReusedColumns);
+        }
+
+        Assert.Equal(8192, ChunkRecycler.ColumnCapacity(8192));
+        Assert.Equal(24_576, ChunkRecycler.ColumnCapacity(Points + 4));
+    }
+
     private static async Task ReadOthersAsync(StorageEngine engine, int points)
     {
         for (var round = 0; round < 3; round++)

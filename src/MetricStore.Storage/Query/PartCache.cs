@@ -99,7 +99,7 @@ internal sealed class PartCache(Func<long> capacityBytes, SegmentReaders readers
 
             Interlocked.Increment(ref _misses);
             var capacity = capacityBytes();
-            var columns = recycler.RentColumns(part.Rows) ?? new SeriesColumns(part.Rows);
+            var columns = recycler.RentColumns(part.Rows) ?? new SeriesColumns(ChunkRecycler.ColumnCapacity(part.Rows));
             var bytes = ChunkRecycler.ColumnsBytes(columns) + ((long)part.Rows * HeadChunk.RollupBytesPerPoint);
 
             // Decoding runs off the lock (the page decoder is synchronous).
