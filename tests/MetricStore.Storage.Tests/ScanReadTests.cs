@@ -11,7 +11,7 @@ namespace MetricStore.Storage.Tests;
 public sealed class ScanReadTests
 {
     private const int PerSeal = 10_000;
-    private const int Seals = 5;
+    private const int Seals = StorageEngine.ScanRowGroups + 2;
 
     [Fact]
     public async Task A_scan_decodes_the_row_groups_the_cache_lacks_into_its_own_columns_and_leaves_the_cache_alone()
