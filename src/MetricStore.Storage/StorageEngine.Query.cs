@@ -218,7 +218,7 @@ public sealed partial class StorageEngine
         // one for a window of about ReadWindowPoints points, then resolves the series again from
         // the step after the last run it sent. The epochs of one scope over a whole long read (a
         // series of tens of millions of points to a slow client) kept everything any other read
-        // evicted from being reused until it ended, so under such a read every dashboard miss
+        // evicted from being reused until it ended, so under such a read about half the dashboard's misses
         // allocated new columns (docs/benchmarks.md, ninth session). A later window sees the series
         // as it is then: points written meanwhile at later steps are included.
         var scan = new ScanBuffers(this);
