@@ -166,8 +166,8 @@ internal sealed class SegmentReaders(int capacity) : IAsyncDisposable
                 return new Lease(path, stream, footer);
             }
 
-            var lease = new Lease(path, stream, null);
-            var reader = await ReaderOfAsync(lease, cancellationToken);
+            var reader = await ParquetReader.CreateAsync(stream, cancellationToken: cancellationToken);
+            Interlocked.Increment(ref _opened);
             if (reader.Metadata is { } metadata)
             {
                 // The footer's key-value metadata is the rollups of every row group, base64: about
@@ -176,7 +176,7 @@ internal sealed class SegmentReaders(int capacity) : IAsyncDisposable
                 metadata.KeyValueMetadata = null;
             }
 
-            lease.Footer = new Footer(reader.Metadata, reader.Metadata is { } parsed ? PointPageDecoder.LayoutOf(parsed) : null);
+            var lease = new Lease(path, stream, new Footer(reader.Metadata, reader.Metadata is { } parsed ? PointPageDecoder.LayoutOf(parsed) : null)) { Reader = reader };
             lock (_lock)
             {
                 if (!_disposed)
@@ -195,8 +195,8 @@ internal sealed class SegmentReaders(int capacity) : IAsyncDisposable
     }
 
     /// <summary>
-    /// Parquet.Net's reader of the lease's file, opened (its footer parsed) on first use: for files
-    /// only Parquet.Net reads, and for the first lease of a file, whose footer it parses.
+    /// Parquet.Net's reader of the lease's file: the one that parsed the footer for the file's first
+    /// lease, else opened (parsing it again) when a read falls back to Parquet.Net.
     /// </summary>
     private async ValueTask<ParquetReader> ReaderOfAsync(Lease lease, CancellationToken cancellationToken)
     {
@@ -334,14 +334,14 @@ internal sealed class SegmentReaders(int capacity) : IAsyncDisposable
     private sealed record Footer(Parquet.Meta.FileMetaData? Metadata, PointPageDecoder.Layout? Layout);
 
     /// <summary>An open file, its footer, and Parquet.Net's reader once one was needed.</summary>
-    private sealed class Lease(string path, FileStream stream, Footer? footer)
+    private sealed class Lease(string path, FileStream stream, Footer footer)
     {
         public string Path { get; } = path;
 
         public FileStream Stream { get; } = stream;
 
-        /// <summary>Set once parsed; <see cref="Footer.Layout"/> null sends reads to Parquet.Net.</summary>
-        public Footer Footer { get; set; } = footer!;
+        /// <summary>Shared by every lease of the file; <see cref="Footer.Layout"/> null sends reads to Parquet.Net.</summary>
+        public Footer Footer { get; } = footer;
 
         public ParquetReader? Reader { get; set; }
 
