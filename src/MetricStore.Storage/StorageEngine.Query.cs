@@ -37,12 +37,15 @@ public sealed partial class StorageEngine
         ((Interlocked.Read(ref _unsealedPoints) + Interlocked.Read(ref _sealingPoints)) * HeadChunk.BytesPerPoint)
         + (_recycler.KeptPoints * HeadChunk.BytesPerPoint);
 
-    /// <summary>Bytes of evicted row-group columns kept for the next cache misses (at most the cache floor).</summary>
-    public long PooledColumnBytes => _recycler.ColumnBytes;
+    /// <summary>
+    /// Bytes of evicted row-group columns kept for the next cache misses (at most the cache floor),
+    /// and of evicted row groups reads still hold.
+    /// </summary>
+    public long PooledColumnBytes => _recycler.ColumnBytes + _cache.HeldEvictedBytes;
 
     /// <summary>
-    /// What the query cache may hold now: the memory budget left by the head and the pooled columns,
-    /// within its floor and its maximum.
+    /// What the query cache may hold now: the memory budget left by the head and the pooled and
+    /// held evicted columns, within its floor and its maximum.
     /// </summary>
     public long QueryCacheCapacity() =>
         Math.Clamp(_options.MemoryBudgetBytes - HeadBytes - PooledColumnBytes, QueryCacheFloor, _options.QueryCacheBytes);
@@ -165,10 +168,10 @@ public sealed partial class StorageEngine
     {
         if (!head.TryGetSummary(out var aggregate))
         {
-            using var read = _recycler.Read();
+            using var read = BeginRead();
             var (segments, chunks, version) = head.Snapshot();
             aggregate = Aggregate.Empty;
-            foreach (var run in await SeriesResolver.ResolveAsync(segments, chunks, _cache, _options.SegmentDirectory, long.MinValue, long.MaxValue))
+            foreach (var run in await SeriesResolver.ResolveAsync(segments, chunks, _cache, read.Pins, _options.SegmentDirectory, long.MinValue, long.MaxValue))
             {
                 aggregate.Add(await run.TotalAsync());
             }
@@ -193,8 +196,8 @@ public sealed partial class StorageEngine
             return null;
         }
 
-        using var read = _recycler.Read();
-        var runs = await ResolveRunsAsync(head, grid.Start, grid.End);
+        using var read = BeginRead();
+        var runs = await ResolveRunsAsync(head, grid.Start, grid.End, read.Pins);
         var (lineSteps, lineValues) = linePoints == 0 ? ([], []) : await Downsampler.LineAsync(runs, grid.Start, grid.End, linePoints);
         return new DownsampledSeries(grid, await Downsampler.BucketsAsync(runs, grid), lineSteps, lineValues);
     }
@@ -227,9 +230,9 @@ public sealed partial class StorageEngine
             for (var from = fromStep; from <= toStep;)
             {
                 long? next = null;
-                using (_recycler.Read())
+                using (var read = BeginRead())
                 {
-                    var runs = await ResolveRunsAsync(head, from, toStep);
+                    var runs = await ResolveRunsAsync(head, from, toStep, read.Pins);
                     await scan.BeginAsync(runs);
                     long sent = 0;
                     for (var r = 0; r < runs.Count; r++)
@@ -332,7 +335,7 @@ public sealed partial class StorageEngine
             {
                 if (columns is not null)
                 {
-                    engine._recycler.RetireColumns(columns);
+                    engine._recycler.ReturnColumns(columns);
                 }
 
                 columns = _columns[slot] = engine._recycler.RentColumns(part.Rows) ?? new SeriesColumns(ChunkRecycler.ColumnCapacity(part.Rows));
@@ -372,7 +375,7 @@ public sealed partial class StorageEngine
             {
                 if (columns is not null)
                 {
-                    engine._recycler.RetireColumns(columns);
+                    engine._recycler.ReturnColumns(columns);
                 }
             }
         }
@@ -420,20 +423,39 @@ public sealed partial class StorageEngine
             return true;
         }
 
-        using var read = _recycler.Read();
-        var runs = await ResolveRunsAsync(head, fromStep, toStep);
+        using var read = BeginRead();
+        var runs = await ResolveRunsAsync(head, fromStep, toStep, read.Pins);
         return runs.TrueForAll(r => r.ValuesFitFloat32(fromStep, toStep));
     }
 
     /// <summary>
     /// The series' disjoint sorted runs meeting [from, to], from a snapshot taken now. Call it inside
-    /// a read scope: the files the snapshot lists stay until the scope ends, even if a compaction
-    /// replaces them meanwhile (<see cref="ChunkRecycler.RetireAsync"/>).
+    /// a read scope (<see cref="BeginRead"/>): the files the snapshot lists stay until the scope
+    /// ends, even if a compaction replaces them meanwhile (<see cref="ChunkRecycler.RetireAsync"/>),
+    /// and so do the cached row groups the runs load, pinned with <paramref name="pins"/>.
     /// </summary>
-    private Task<List<SortedRun>> ResolveRunsAsync(SeriesHead head, long from, long to)
+    private Task<List<SortedRun>> ResolveRunsAsync(SeriesHead head, long from, long to, CachePins pins)
     {
         var (segments, chunks, _) = head.Snapshot();
-        return SeriesResolver.ResolveAsync(segments, chunks, _cache, _options.SegmentDirectory, from, to);
+        return SeriesResolver.ResolveAsync(segments, chunks, _cache, pins, _options.SegmentDirectory, from, to);
+    }
+
+    /// <summary>
+    /// A read scope: head chunks and replaced point files stay for it (an epoch), and the cached row
+    /// groups it loads stay pinned (<see cref="ReadHold.Pins"/>) until it is disposed.
+    /// </summary>
+    private ReadHold BeginRead() => new(_recycler.Read(), new CachePins(), _cache);
+
+    /// <summary>See <see cref="BeginRead"/>.</summary>
+    private readonly struct ReadHold(ReadScope epoch, CachePins pins, PartCache cache) : IDisposable
+    {
+        public CachePins Pins => pins;
+
+        public void Dispose()
+        {
+            cache.Unpin(pins);
+            epoch.Dispose();
+        }
     }
 }
 

@@ -171,49 +171,42 @@ public sealed class ChunkReuseTests
     }
 
     [Fact]
-    public void Evicted_columns_are_reused_only_after_earlier_readers_left_only_for_a_close_size_and_within_the_bound()
+    public void Returned_columns_are_reused_only_for_a_close_size_and_within_the_bound()
     {
         var recycler = new ChunkRecycler(maxChunks: 16, maxColumnBytes: 3 * 1000 * 24);
-        var early = recycler.EnterRead();
         var evicted = new SeriesColumns(1000);
-        recycler.RetireColumns(evicted);
-        Assert.Null(recycler.RentColumns(1000)); // the early reader may still read them
-        recycler.ExitRead(early);
-
+        recycler.EnterRead(); // readers do not hold returned columns: the cache pins what a read holds
+        recycler.ReturnColumns(evicted);
         Assert.Null(recycler.RentColumns(1001)); // too small
         Assert.Null(recycler.RentColumns(500)); // twice as large as needed
         Assert.Same(evicted, recycler.RentColumns(501));
         Assert.Equal((1, 0L), (recycler.ReusedColumns, recycler.ColumnBytes));
 
-        // Past the bound the oldest free columns make room; retired ones that do not fit go to the GC.
+        // Past the bound the oldest free columns make room.
         var bounded = new ChunkRecycler(maxChunks: 16, maxColumnBytes: 2 * 1000 * 24);
         var a = new SeriesColumns(1000);
         var b = new SeriesColumns(1000);
         var c = new SeriesColumns(1000);
-        bounded.RetireColumns(a);
-        bounded.RetireColumns(b);
-        bounded.RetireColumns(c); // no reader: a and b are free by then, and a, the oldest, makes room
+        bounded.ReturnColumns(a);
+        bounded.ReturnColumns(b);
+        bounded.ReturnColumns(c); // a, the oldest, makes room
         Assert.Equal(2 * 1000 * 24, bounded.ColumnBytes);
-        Assert.Same(c, bounded.RentColumns(1000)); // the most recently freed first
+        Assert.Same(c, bounded.RentColumns(1000)); // the most recently returned first
         Assert.Same(b, bounded.RentColumns(1000));
         Assert.Null(bounded.RentColumns(1000)); // a went to the GC
 
-        // A reader that never leaves: retired columns stay unusable, and what does not fit is dropped.
-        bounded.EnterRead();
-        bounded.RetireColumns(a);
-        bounded.RetireColumns(b);
-        bounded.RetireColumns(c);
-        Assert.Equal(2 * 1000 * 24, bounded.ColumnBytes);
-        Assert.Null(bounded.RentColumns(1000));
+        // Columns larger than the whole bound are not kept.
+        bounded.ReturnColumns(new SeriesColumns(3000));
+        Assert.Equal(0, bounded.ColumnBytes);
     }
 
     [Fact]
-    public async Task A_read_held_open_keeps_its_cached_row_group_while_other_reads_evict_it_and_reuse_columns()
+    public async Task A_read_held_open_pins_only_its_own_row_group_while_other_reads_evict_it_and_reuse_columns()
     {
         await using var h = EngineHarness.Open();
         await h.CloseAsync();
         const int Points = 50_000; // one row group per series
-        const long entry = (Points * 24L) + (Points * 2L);
+        const long entry = (57_344 * 24L) + (Points * 2L); // capacity rounded up to 7 x 8192 points
         await using var engine = StorageEngine.Open(h.Options() with { QueryCacheBytes = 2 * entry, QueryCacheFloorBytes = 2 * entry });
         ulong seq = 0;
         for (var i = 0; i < 8; i++)
@@ -224,29 +217,50 @@ public sealed class ChunkReuseTests
 
         await engine.SealNowAsync();
 
-        // The held reader's slices point into the cached columns of m0.
-        var reader = engine.ReadPointsAsync(Key("m0"), 0, long.MaxValue, 1000).GetAsyncEnumerator();
-        Assert.True(await reader.MoveNextAsync());
-        var slice = reader.Current;
-
-        // Other reads evict m0 (the cache holds two row groups). While the reader that entered
-        // before those evictions is open, no evicted columns may be decoded into again.
-        await ReadOthersAsync(engine, Points);
-        Assert.Equal(Enumerable.Range(0, 1000).Select(s => (double)s), slice.Values.ToArray());
-        Assert.Equal(0, engine.HeadChunkReuse.ReusedColumns);
-        var read = new List<double>(slice.Values.ToArray());
-        while (await reader.MoveNextAsync())
+        // Two held readers' slices point into the cached columns of m0 (taken by a miss) and m1
+        // (taken by a hit: read once before).
+        Assert.Equal(Points, (await engine.ReadSeriesAsync(Key("m1")))!.Count);
+        var held = new[] { engine.ReadPointsAsync(Key("m0"), 0, long.MaxValue, 1000).GetAsyncEnumerator(), engine.ReadPointsAsync(Key("m1"), 0, long.MaxValue, 1000).GetAsyncEnumerator() };
+        var slices = new PointSlice[2];
+        for (var i = 0; i < 2; i++)
         {
-            read.AddRange(reader.Current.Values.ToArray());
+            Assert.True(await held[i].MoveNextAsync());
+            slices[i] = held[i].Current;
         }
 
-        await reader.DisposeAsync();
-        Assert.Equal(Enumerable.Range(0, Points).Select(s => (double)s), read);
+        // Other reads evict m0 and m1 (the cache holds two row groups) and each other. The held
+        // readers pin only their own: the others' misses decode into each other's evicted columns,
+        // never into m0's or m1's, and those count against the budget while held.
+        await ReadOthersAsync(engine, Points, first: 2);
+        for (var i = 0; i < 2; i++)
+        {
+            Assert.Equal(Enumerable.Range(0, 1000).Select(s => (i * 1_000_000.0) + s), slices[i].Values.ToArray());
+        }
 
-        // With it gone, misses decode into evicted columns, and every read stays exact.
-        await ReadOthersAsync(engine, Points);
-        Assert.True(engine.HeadChunkReuse.ReusedColumns > 0, "no miss reused evicted columns");
-        Assert.Equal(Enumerable.Range(0, Points).Select(s => (double)s), (await engine.ReadSeriesAsync(Key("m0")))!.Values.AsSpan(0, Points).ToArray());
+        Assert.True(engine.HeadChunkReuse.ReusedColumns > 0, "an open read kept other reads' evicted columns from reuse");
+        Assert.True(engine.PooledColumnBytes >= 2 * entry, $"{engine.PooledColumnBytes} bytes pooled or held");
+        for (var i = 0; i < 2; i++)
+        {
+            var read = new List<double>(slices[i].Values.ToArray());
+            while (await held[i].MoveNextAsync())
+            {
+                read.AddRange(held[i].Current.Values.ToArray());
+            }
+
+            await held[i].DisposeAsync();
+            Assert.Equal(Enumerable.Range(0, Points).Select(s => (i * 1_000_000.0) + s), read);
+        }
+
+        // Let go, their columns are free: the next miss (m2; the cache holds m6 and m7) decodes into
+        // m1's, the last returned, and every read stays exact.
+        await using (var next = engine.ReadPointsAsync(Key("m2"), 0, long.MaxValue, 1000).GetAsyncEnumerator())
+        {
+            Assert.True(await next.MoveNextAsync());
+            Assert.Same(slices[1].Source, next.Current.Source);
+            Assert.Equal(Enumerable.Range(0, 1000).Select(s => 2_000_000.0 + s), next.Current.Values.ToArray());
+        }
+
+        await ReadOthersAsync(engine, Points, first: 0);
     }
 
     /// <summary>
@@ -283,11 +297,11 @@ public sealed class ChunkReuseTests
         Assert.Equal(24_576, ChunkRecycler.ColumnCapacity(Points + 4));
     }
 
-    private static async Task ReadOthersAsync(StorageEngine engine, int points)
+    private static async Task ReadOthersAsync(StorageEngine engine, int points, int first)
     {
         for (var round = 0; round < 3; round++)
         {
-            for (var i = 1; i < 8; i++)
+            for (var i = first; i < 8; i++)
             {
                 var read = (await engine.ReadSeriesAsync(Key($"m{i}")))!;
                 Assert.Equal(Enumerable.Range(0, points).Select(s => (i * 1_000_000.0) + s), read.Values.AsSpan(0, read.Count).ToArray());

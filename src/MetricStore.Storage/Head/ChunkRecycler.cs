@@ -17,11 +17,12 @@ namespace MetricStore.Storage.Head;
 /// head. A reader that never exits only stops reuse; the retired list is bounded and what falls off
 /// it is left to the garbage collector, which is always safe.
 /// <para>
-/// The same epochs guard the decoded row groups the query cache evicts (<see cref="RetireColumns"/>):
-/// a reader that took an entry before it was evicted may still read it, and every read of cached
-/// row groups happens inside a read scope. Under a dashboard load whose row groups do not all fit
-/// in the cache, every miss used to allocate (and every eviction drop) megabytes of large-object
-/// heap; a miss now decodes into the columns of an earlier eviction.
+/// It also pools the columns of decoded row groups the query cache evicts (<see cref="ReturnColumns"/>),
+/// so a miss decodes into the columns of an earlier eviction instead of allocating megabytes of
+/// large-object heap. Those need no epoch: the cache pins each entry for the reads that took it
+/// (<see cref="Query.CachePins"/>) and returns its columns only once it is evicted and unpinned.
+/// (Guarded by epochs, one long read kept every column any other read evicted meanwhile from reuse;
+/// under a bench's read-back only half the misses reused columns, docs/benchmarks.md, tenth session.)
 /// </para>
 /// <para>
 /// And they guard the point files a compaction replaced (<see cref="RetireAsync"/>): a reader that
@@ -37,10 +38,9 @@ internal sealed class ChunkRecycler
     private readonly Queue<(long Epoch, List<HeadChunk> Chunks)> _retired = new();
     private readonly Stack<HeadChunk>[] _free = [new(), new(), new()]; // by size class: 16k, 32k, 64k points
     private readonly long _maxPoints;
-    private readonly Queue<(long Epoch, SeriesColumns Columns)> _retiredColumns = new();
     private readonly LinkedList<SeriesColumns> _freeColumns = new(); // oldest first
     private readonly long _maxColumnBytes;
-    private long _columnBytes; // retired and free columns
+    private long _columnBytes; // free columns
     private readonly Queue<(long Epoch, Func<Task> Action)> _deferred = new();
     private Task _deferredRuns = Task.CompletedTask; // actions that came due, one after another
     private bool _closed;
@@ -51,7 +51,7 @@ internal sealed class ChunkRecycler
     public const int SmallestPooled = SeriesHead.ChunkSize / 4;
 
     /// <param name="maxChunks">Most capacity kept, retired and free together, in full-size chunks (each holds 64k points: 1.5 MiB of columns).</param>
-    /// <param name="maxColumnBytes">Most bytes of decoded row-group columns kept for reuse, retired and free together.</param>
+    /// <param name="maxColumnBytes">Most bytes of decoded row-group columns kept for reuse.</param>
     public ChunkRecycler(int maxChunks, long maxColumnBytes = 0)
     {
         _maxPoints = (long)maxChunks * SeriesHead.ChunkSize;
@@ -61,7 +61,7 @@ internal sealed class ChunkRecycler
     /// <summary>Row-group columns handed out again instead of allocated (for tests and logs).</summary>
     public long ReusedColumns { get; private set; }
 
-    /// <summary>Bytes of row-group columns waiting for readers or ready for reuse.</summary>
+    /// <summary>Bytes of row-group columns ready for reuse.</summary>
     public long ColumnBytes
     {
         get
@@ -208,16 +208,15 @@ internal sealed class ChunkRecycler
     }
 
     /// <summary>
-    /// Columns of a decoded row group the query cache let go (readers that took it before may still
-    /// be reading it): reuse them once no reader can see them. The oldest free columns make room;
-    /// what does not fit in the bound is left to the garbage collector.
+    /// Columns no reader can see any more (a row group the query cache evicted and no read holds;
+    /// a scan's own columns after it ended): kept for the next miss of a close size. The oldest
+    /// free columns make room; what does not fit in the bound is left to the garbage collector.
     /// </summary>
-    public void RetireColumns(SeriesColumns columns)
+    public void ReturnColumns(SeriesColumns columns)
     {
         var bytes = ColumnsBytes(columns);
         lock (_lock)
         {
-            ReclaimColumns();
             while (_columnBytes + bytes > _maxColumnBytes && _freeColumns.First is { } oldest)
             {
                 _freeColumns.RemoveFirst();
@@ -229,21 +228,19 @@ internal sealed class ChunkRecycler
                 return;
             }
 
-            _retiredColumns.Enqueue((_epoch, columns));
+            _freeColumns.AddLast(columns);
             _columnBytes += bytes;
-            _epoch++;
         }
     }
 
     /// <summary>
-    /// Free columns for <paramref name="points"/> points that no reader can still see, at most twice
+    /// Free columns for <paramref name="points"/> points, at most twice
     /// as large (so a cache entry never holds much more than it needs); null when there are none.
     /// </summary>
     public SeriesColumns? RentColumns(int points)
     {
         lock (_lock)
         {
-            ReclaimColumns();
             for (var node = _freeColumns.Last; node is not null; node = node.Previous)
             {
                 var capacity = node.Value.Steps.Length;
@@ -344,16 +341,6 @@ internal sealed class ChunkRecycler
         }
     }
 
-    /// <summary>Under the lock: moves the retired columns no active reader entered early enough to see to the free list.</summary>
-    private void ReclaimColumns()
-    {
-        var oldestReader = OldestReader();
-        while (_retiredColumns.Count > 0 && _retiredColumns.Peek().Epoch < oldestReader)
-        {
-            _freeColumns.AddLast(_retiredColumns.Dequeue().Columns);
-        }
-    }
-
     /// <summary>Under the lock: the epoch the oldest active reader entered at (long.MaxValue when none is active).</summary>
     private long OldestReader()
     {
@@ -367,7 +354,7 @@ internal sealed class ChunkRecycler
     }
 }
 
-/// <summary>An active reader of head chunks and cached row groups; disposing it leaves (see <see cref="ChunkRecycler.Read"/>).</summary>
+/// <summary>An active reader of head chunks and point files; disposing it leaves (see <see cref="ChunkRecycler.Read"/>).</summary>
 internal readonly struct ReadScope(ChunkRecycler recycler, long epoch) : IDisposable
 {
     public void Dispose() => recycler.ExitRead(epoch);

@@ -14,7 +14,13 @@ internal sealed record CachedPart(SeriesColumns Points, Rollup Fine);
 /// budget from live row groups until they age out. Concurrent readers of one row group share one decode.
 /// The capacity is asked for at every insertion and <see cref="Trim"/>: it shrinks while the head
 /// grows (<see cref="StorageOptions.MemoryBudgetBytes"/>). Evicted columns go to the recycler, and
-/// a miss decodes into columns it hands back (<see cref="ChunkRecycler.RetireColumns"/>).
+/// a miss decodes into columns it hands back (<see cref="ChunkRecycler.ReturnColumns"/>).
+/// <para>
+/// Every read that takes an entry pins it for the read's scope (<see cref="CachePins"/>): an entry
+/// evicted while pinned leaves the cache at once, but its columns go back for reuse only when the
+/// last read holding it lets go. So a read keeps from reuse exactly the row groups it holds, where
+/// an epoch per read kept every column evicted during the read (docs/benchmarks.md, tenth session).
+/// </para>
 /// </summary>
 internal sealed class PartCache(Func<long> capacityBytes, SegmentReaders readers, ChunkRecycler recycler)
 {
@@ -22,6 +28,7 @@ internal sealed class PartCache(Func<long> capacityBytes, SegmentReaders readers
     private readonly Dictionary<(string File, int RowGroup), LinkedListNode<Entry>> _entries = [];
     private readonly LinkedList<Entry> _lru = new();
     private long _bytes;
+    private long _heldBytes; // evicted entries still pinned
     private long _hits;
     private long _misses;
 
@@ -30,6 +37,9 @@ internal sealed class PartCache(Func<long> capacityBytes, SegmentReaders readers
     public long Misses => Interlocked.Read(ref _misses);
 
     public long Bytes => Interlocked.Read(ref _bytes);
+
+    /// <summary>Bytes of evicted row groups that reads still hold; they go to the recycler when the last lets go.</summary>
+    public long HeldEvictedBytes => Interlocked.Read(ref _heldBytes);
 
     /// <summary>The capacity now.</summary>
     public long Capacity => capacityBytes();
@@ -83,7 +93,11 @@ internal sealed class PartCache(Func<long> capacityBytes, SegmentReaders readers
         }
     }
 
-    public Task<CachedPart> GetAsync(string segmentDirectory, SegmentRef part)
+    /// <summary>
+    /// The decoded row group, pinned for <paramref name="pins"/> (whose owner must not touch the
+    /// points after it unpins): loaded into the cache on a miss, shared with a decode already running.
+    /// </summary>
+    public Task<CachedPart> GetAsync(string segmentDirectory, SegmentRef part, CachePins pins)
     {
         var key = (part.File, part.RowGroup);
         Entry entry;
@@ -94,6 +108,7 @@ internal sealed class PartCache(Func<long> capacityBytes, SegmentReaders readers
                 _lru.Remove(node);
                 _lru.AddFirst(node);
                 Interlocked.Increment(ref _hits);
+                Pin(node.Value, pins);
                 return node.Value.Load;
             }
 
@@ -117,6 +132,7 @@ internal sealed class PartCache(Func<long> capacityBytes, SegmentReaders readers
 
             _entries[key] = _lru.AddFirst(entry);
             Interlocked.Add(ref _bytes, entry.Bytes);
+            Pin(entry, pins);
             while (_lru.Last is { } last && last != _lru.First && _bytes > capacityBytes())
             {
                 Remove(last);
@@ -143,18 +159,79 @@ internal sealed class PartCache(Func<long> capacityBytes, SegmentReaders readers
         return entry.Load;
     }
 
-    private void Remove(LinkedListNode<Entry> node)
+    /// <summary>Lets go of the entries these pins hold; the evicted ones nobody else holds give their columns back.</summary>
+    public void Unpin(CachePins pins)
     {
-        _lru.Remove(node);
-        _entries.Remove(node.Value.Key);
-        Interlocked.Add(ref _bytes, -node.Value.Bytes);
-
-        // Only a finished decode: one still running writes into its columns.
-        if (node.Value.Load.IsCompletedSuccessfully)
+        lock (_lock)
         {
-            recycler.RetireColumns(node.Value.Load.Result.Points);
+            foreach (var entry in pins.Held)
+            {
+                if (--entry.Pins == 0 && entry.Evicted)
+                {
+                    Interlocked.Add(ref _heldBytes, -entry.Bytes);
+                    Recycle(entry);
+                }
+            }
+
+            pins.Held.Clear();
         }
     }
 
-    private sealed record Entry((string File, int RowGroup) Key, Task<CachedPart> Load, long Bytes);
+    /// <summary>Under the lock.</summary>
+    private static void Pin(Entry entry, CachePins pins)
+    {
+        entry.Pins++;
+        pins.Held.Add(entry);
+    }
+
+    /// <summary>Under the lock: takes the entry out of the cache; its columns go to the recycler now or when the last read holding it lets go.</summary>
+    private void Remove(LinkedListNode<Entry> node)
+    {
+        var entry = node.Value;
+        _lru.Remove(node);
+        _entries.Remove(entry.Key);
+        Interlocked.Add(ref _bytes, -entry.Bytes);
+        entry.Evicted = true;
+        if (entry.Pins > 0)
+        {
+            Interlocked.Add(ref _heldBytes, entry.Bytes);
+        }
+        else
+        {
+            Recycle(entry);
+        }
+    }
+
+    /// <summary>An evicted entry no read holds: only a finished decode gives its columns back (one still running writes into them).</summary>
+    private void Recycle(Entry entry)
+    {
+        if (entry.Load.IsCompletedSuccessfully)
+        {
+            recycler.ReturnColumns(entry.Load.Result.Points);
+        }
+    }
+
+    internal sealed class Entry((string File, int RowGroup) key, Task<CachedPart> load, long bytes)
+    {
+        public (string File, int RowGroup) Key { get; } = key;
+
+        public Task<CachedPart> Load { get; } = load;
+
+        public long Bytes { get; } = bytes;
+
+        /// <summary>Reads holding the entry now (under the cache lock).</summary>
+        public int Pins { get; set; }
+
+        /// <summary>Out of the cache (under the cache lock).</summary>
+        public bool Evicted { get; set; }
+    }
+}
+
+/// <summary>
+/// The cached row groups one read scope holds (<see cref="PartCache.GetAsync"/>); the scope's end
+/// unpins them (<see cref="PartCache.Unpin"/>). Used by one read, guarded by the cache's lock.
+/// </summary>
+internal sealed class CachePins
+{
+    internal List<PartCache.Entry> Held { get; } = [];
 }

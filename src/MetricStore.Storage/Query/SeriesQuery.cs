@@ -212,7 +212,7 @@ internal sealed class SortedRun
 /// </summary>
 internal static class SeriesResolver
 {
-    public static async Task<List<SortedRun>> ResolveAsync(SegmentRef[] segments, HeadChunkView[] chunks, PartCache cache, string segmentDirectory, long from, long to)
+    public static async Task<List<SortedRun>> ResolveAsync(SegmentRef[] segments, HeadChunkView[] chunks, PartCache cache, CachePins pins, string segmentDirectory, long from, long to)
     {
         var parts = new List<Part>(segments.Length + chunks.Length);
         for (var i = 0; i < segments.Length; i++)
@@ -247,9 +247,9 @@ internal static class SeriesResolver
 
             if (j == i + 1 && parts[i].Sorted)
             {
-                runs.Add(AsRun(parts[i], cache, segmentDirectory));
+                runs.Add(AsRun(parts[i], cache, pins, segmentDirectory));
             }
-            else if (await MergeAsync(parts.GetRange(i, j - i), cache, segmentDirectory, from, to) is { } merged)
+            else if (await MergeAsync(parts.GetRange(i, j - i), cache, pins, segmentDirectory, from, to) is { } merged)
             {
                 runs.Add(merged);
             }
@@ -260,24 +260,24 @@ internal static class SeriesResolver
         return runs;
     }
 
-    private static SortedRun AsRun(Part part, PartCache cache, string segmentDirectory)
+    private static SortedRun AsRun(Part part, PartCache cache, CachePins pins, string segmentDirectory)
     {
         if (part.Segment is { } s)
         {
-            return new SortedRun(s, () => cache.GetAsync(segmentDirectory, s));
+            return new SortedRun(s, () => cache.GetAsync(segmentDirectory, s, pins));
         }
 
         var c = part.Chunk!;
         return new SortedRun(c.Points, c.Rollup);
     }
 
-    private static async Task<SortedRun?> MergeAsync(List<Part> cluster, PartCache cache, string segmentDirectory, long from, long to)
+    private static async Task<SortedRun?> MergeAsync(List<Part> cluster, PartCache cache, CachePins pins, string segmentDirectory, long from, long to)
     {
         cluster.Sort(static (a, b) => a.Arrival.CompareTo(b.Arrival));
         var pieces = new List<SeriesColumns>(cluster.Count);
         foreach (var part in cluster)
         {
-            pieces.Add(part.Segment is { } s ? (await cache.GetAsync(segmentDirectory, s)).Points : part.Chunk!.Points);
+            pieces.Add(part.Segment is { } s ? (await cache.GetAsync(segmentDirectory, s, pins)).Points : part.Chunk!.Points);
         }
 
         var merged = SeriesHead.Merge(pieces, 0, from, to);
