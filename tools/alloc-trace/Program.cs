@@ -1,14 +1,53 @@
 // Sums the runtime's GCAllocationTick events (one per ~100 KB allocated, with the type and size of
 // the object that crossed the mark) of an EventPipe trace: by type and size, per second, and the
-// largest types of every second that allocated more than 500 MB. See README.md.
+// largest types of every second that allocated more than 500 MB. With --stacks TEXT, also the
+// call stacks (innermost 14 frames) that allocated the types whose name and size contain TEXT.
+// See README.md.
 using Microsoft.Diagnostics.Tracing;
+using Microsoft.Diagnostics.Tracing.Etlx;
 using Microsoft.Diagnostics.Tracing.Parsers;
 using Microsoft.Diagnostics.Tracing.Parsers.Clr;
 
-if (args.Length != 1)
+if (args.Length is not (1 or 3) || (args.Length == 3 && args[1] != "--stacks"))
 {
-    Console.Error.WriteLine("usage: alloc-trace TRACE.nettrace");
+    Console.Error.WriteLine("usage: alloc-trace TRACE.nettrace [--stacks TEXT]");
     return 2;
+}
+
+if (args.Length == 3)
+{
+    var byStack = new Dictionary<string, long>();
+    using var log = new TraceLog(TraceLog.CreateFromEventPipeDataFile(args[0]));
+    var stackSource = log.Events.GetSource();
+    var parser = new ClrTraceEventParser(stackSource);
+    parser.GCAllocationTick += e =>
+    {
+        var label = $"{e.TypeName}{(e.AllocationKind == GCAllocationKind.Large ? " [LOH]" : "")} {e.ObjectSize}";
+        if (!label.Contains(args[2], StringComparison.Ordinal))
+        {
+            return;
+        }
+
+        var frames = new List<string>();
+        for (var frame = e.CallStack(); frame is not null && frames.Count < 14; frame = frame.Caller)
+        {
+            var name = frame.CodeAddress.FullMethodName;
+            if (!string.IsNullOrEmpty(name))
+            {
+                frames.Add(name);
+            }
+        }
+
+        var stack = label + "\n      " + string.Join("\n      ", frames);
+        byStack[stack] = byStack.GetValueOrDefault(stack) + e.AllocationAmount64;
+    };
+    stackSource.Process();
+    foreach (var (stack, bytes) in byStack.OrderByDescending(kv => kv.Value).Take(12))
+    {
+        Console.WriteLine($"{bytes / 1e6,10:F1} MB  {stack}");
+    }
+
+    return 0;
 }
 
 var byType = new Dictionary<(string Type, long Size), long>();
