@@ -22,6 +22,9 @@ public sealed partial class StorageEngine
 
     /// <summary>Open point-file readers kept idle for the next query-cache misses, and files opened so far (for tests).</summary>
     internal (int Idle, long Opened, long Decoded, int Footers) SegmentReaderCounts => (_readers.Idle, _readers.Opened, _readers.Decoded, _readers.Footers);
+
+    /// <summary>Fine rollups built for cached row groups so far (for tests).</summary>
+    internal long CacheRollupsBuilt => _cache.RollupsBuilt;
     private readonly ChunkRecycler _recycler;
     private readonly ConcurrentDictionary<int, byte> _changedSeries = new();
 
@@ -280,8 +283,9 @@ public sealed partial class StorageEngine
     }
 
     /// <summary>
-    /// A raw read of more than <see cref="ScanRowGroups"/> sealed row groups is a scan (a long
-    /// series read in full, a bench verifying what it wrote): the row groups the cache does not hold are
+    /// A raw read of more than <see cref="ScanRowGroups"/> sealed row groups, or of row groups the
+    /// cache lacks that take more than the cache holds now, is a scan (a long series read in full, a
+    /// bench verifying what it wrote; see ScanBuffers.IsScan): the row groups the cache does not hold are
     /// decoded into two columns of the read's own, one being sent while the next decodes, instead of
     /// into the cache. So a scan neither evicts the row groups dashboards keep reading nor
     /// allocates a row group's columns per miss; scans used to fill and empty the cache with
@@ -301,14 +305,19 @@ public sealed partial class StorageEngine
         private readonly SeriesColumns?[] _columns = new SeriesColumns?[2];
         private readonly Task<SeriesColumns>?[] _loads = new Task<SeriesColumns>?[2];
         private List<SortedRun> _runs = [];
-        private bool _scan;
+        private bool? _scan;
 
-        /// <summary>A window's runs; starts loading the first. (A window starts nothing past its last run, and any load still running is awaited first, so none writes into columns the new window decodes into.)</summary>
+        /// <summary>
+        /// A window's runs (every run left to read, of which the window reads the first); starts
+        /// loading the first. The first window decides whether the read is a scan, for the whole
+        /// read. (A window starts nothing past its last run, and any load still running is awaited
+        /// first, so none writes into columns the new window decodes into.)
+        /// </summary>
         public async ValueTask BeginAsync(List<SortedRun> windowRuns)
         {
             await WaitAsync();
             _runs = windowRuns;
-            _scan = windowRuns.Count(r => r.Segment is not null) > ScanRowGroups;
+            _scan ??= IsScan(windowRuns);
             _loads[0] = _loads[1] = null;
             Start(0);
         }
@@ -323,7 +332,7 @@ public sealed partial class StorageEngine
 
             var slot = r & 1;
             _loads[slot] = null;
-            if (!_scan || _runs[r].Segment is not { } part || engine._cache.Contains(part))
+            if (_scan != true || _runs[r].Segment is not { } part || engine._cache.Contains(part))
             {
                 _runs[r].Prefetch();
                 return;
@@ -343,6 +352,33 @@ public sealed partial class StorageEngine
 
             var path = Path.Combine(engine._options.SegmentDirectory, part.File);
             _loads[slot] = Task.Run(() => engine._readers.ReadAsync(path, part.RowGroup, part.Float32, CancellationToken.None, columns));
+        }
+
+        /// <summary>
+        /// Whether a read of these runs is a scan: more than <see cref="ScanRowGroups"/> sealed row
+        /// groups, or row groups the cache lacks that would take more than the whole cache holds
+        /// now. Under ingest the cache is at its floor (64 MiB by default), and a dashboard's full
+        /// read of a 10M-step series (10 row groups, 260 MB) went through it: every read decoded
+        /// 240 MB into new columns and evicted everything else (docs/benchmarks.md, tenth session).
+        /// On an idle server the same read fits and stays warm.
+        /// </summary>
+        private bool IsScan(List<SortedRun> runs)
+        {
+            var sealedGroups = 0;
+            long missing = 0;
+            foreach (var run in runs)
+            {
+                if (run.Segment is { } part)
+                {
+                    sealedGroups++;
+                    if (!engine._cache.Contains(part))
+                    {
+                        missing += (long)part.Rows * HeadChunk.BytesPerPoint;
+                    }
+                }
+            }
+
+            return sealedGroups > ScanRowGroups || missing > engine._cache.Capacity;
         }
 
         /// <summary>Waits for the decodes still running (a failed one fails the read that awaits it, not this).</summary>

@@ -43,6 +43,36 @@ public sealed class DownsampleTests
     }
 
     [Fact]
+    public async Task A_cached_row_group_builds_its_fine_rollup_only_when_a_bucket_edge_needs_it_and_once()
+    {
+        await using var h = EngineHarness.Open();
+        var (steps, values) = Range(0, 50_000, s => s % 7 == 0 ? -s : s);
+        await h.Engine.WriteAsync(Batch("w", 1, (Key(), steps, values)));
+        await h.Engine.SealNowAsync();
+
+        // Raw reads load the row group into the cache and build no rollup.
+        for (var i = 0; i < 3; i++)
+        {
+            Assert.Equal(50_000, h.Read(Key())!.Count);
+        }
+
+        Assert.Equal((1L, 0L), (h.Engine.QueryCache.Misses, h.Engine.CacheRollupsBuilt));
+
+        // Edges inside the row group need it, once; the buckets equal a scan.
+        for (var i = 0; i < 3; i++)
+        {
+            using var result = (await h.Engine.DownsampleAsync(Key(), BucketGrid.Create(100, 40_099, 4)))!;
+            for (var b = 0; b < 4; b++)
+            {
+                var expected = Aggregate.Scan(steps, values, new long[steps.Length], 100 + (b * 10_000), 100 + ((b + 1) * 10_000));
+                Assert.Equal((expected.Count, expected.Min, expected.Max, expected.Sum), (result.Buckets[b].Count, result.Buckets[b].Min, result.Buckets[b].Max, result.Buckets[b].Sum));
+            }
+        }
+
+        Assert.Equal((1L, 1L), (h.Engine.QueryCache.Misses, h.Engine.CacheRollupsBuilt));
+    }
+
+    [Fact]
     public void Every_bucket_equals_a_full_scan()
     {
         Gen.Select(s_requests, s_queries, Gen.Int[2, 4]).Sample(

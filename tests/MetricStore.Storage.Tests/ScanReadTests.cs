@@ -60,6 +60,36 @@ public sealed class ScanReadTests
     }
 
     /// <summary>
+    /// A read of a few row groups that would take more than the cache holds now is a scan too: under
+    /// ingest the cache sits at its floor, and a full read of a 10M-step series (10 row groups) used
+    /// to push everything out of it and decode 240 MB into new columns every time.
+    /// </summary>
+    [Fact]
+    public async Task A_read_of_few_row_groups_larger_than_the_cache_now_is_a_scan()
+    {
+        await using var h = EngineHarness.Open();
+        await h.CloseAsync();
+        const long cache = 5L * PerSeal * 26; // five row groups' points and rollups
+        await using var engine = await SealedSeriesAsync(h, h.Options() with { CompactAtSegments = 1000, QueryCacheBytes = cache, QueryCacheFloorBytes = cache });
+
+        // Three row groups fit: through the cache.
+        Assert.Equal(3 * PerSeal, Read(engine, Key(), 0, (3 * PerSeal) - 1)!.Count);
+        Assert.Equal(3, engine.QueryCache.Misses);
+
+        // Six, of which the cache holds three: the three it lacks fit, so through the cache.
+        Assert.Equal(6 * PerSeal, Read(engine, Key(), 0, (6 * PerSeal) - 1)!.Count);
+        var (bytes, hits, misses) = engine.QueryCache;
+        Assert.Equal((3L, 6L), (hits, misses));
+        var decoded = engine.SegmentReaderCounts.Decoded;
+
+        // Six the cache lacks would not fit (far fewer than ScanRowGroups): a scan, every point exact.
+        var scanned = Read(engine, Key(), 6 * PerSeal, (12 * PerSeal) - 1)!;
+        Assert.Equal(Enumerable.Range(6 * PerSeal, 6 * PerSeal).Select(s => Value(s)), scanned.Values.AsSpan(0, scanned.Count).ToArray());
+        Assert.Equal((bytes, misses), (engine.QueryCache.Bytes, engine.QueryCache.Misses));
+        Assert.Equal(decoded + 6, engine.SegmentReaderCounts.Decoded);
+    }
+
+    /// <summary>
     /// A long read holds its read scope for a window of points at a time, not for the whole read:
     /// the files a compaction replaced go once the read has moved past the window that may list
     /// them, while it is still reading, and the read goes on from the compacted file, every point

@@ -3,8 +3,49 @@ using MetricStore.Storage.Segments;
 
 namespace MetricStore.Storage.Query;
 
-/// <summary>A decoded row group and its fine rollup, for bucket edges.</summary>
-internal sealed record CachedPart(SeriesColumns Points, Rollup Fine);
+/// <summary>
+/// A decoded row group and its fine rollup, for bucket edges. The rollup of a decoded row group is
+/// built when a read first needs it: a raw read never does, and under a dashboard whose full reads
+/// miss the cache, building it at every miss allocated 163 KB of large-object heap per 100k points
+/// that nobody read (0.66 GB in 15 s of the mixed load's read-back, docs/benchmarks.md, tenth session).
+/// </summary>
+internal sealed class CachedPart
+{
+    private readonly PartCache? _cache;
+    private Rollup? _fine;
+
+    /// <summary>Points in memory whose rollup is kept up to date by their owner (a head chunk, a merge).</summary>
+    public CachedPart(SeriesColumns points, Rollup fine)
+    {
+        Points = points;
+        _fine = fine;
+    }
+
+    /// <summary>A decoded row group of <paramref name="cache"/>: its rollup is built on first use (and counted there).</summary>
+    public CachedPart(SeriesColumns points, PartCache cache)
+    {
+        Points = points;
+        _cache = cache;
+    }
+
+    public SeriesColumns Points { get; }
+
+    /// <summary>The fine rollup (<see cref="Rollup.Fine"/>) of the points; reads racing to build it first may each build one, and all are equal.</summary>
+    public Rollup Fine => Volatile.Read(ref _fine) ?? BuildFine();
+
+    public void Deconstruct(out SeriesColumns points, out Rollup fine)
+    {
+        points = Points;
+        fine = Fine;
+    }
+
+    private Rollup BuildFine()
+    {
+        _cache?.CountRollupBuilt();
+        var p = Points;
+        return Interlocked.CompareExchange(ref _fine, Rollup.Build(p.Steps, p.Values, p.Timestamps, 0, p.Count, Rollup.Fine), null) ?? _fine!;
+    }
+}
 
 /// <summary>
 /// Decoded sealed row groups with fine rollups, least recently used first out, bounded by bytes
@@ -31,10 +72,16 @@ internal sealed class PartCache(Func<long> capacityBytes, SegmentReaders readers
     private long _heldBytes; // evicted entries still pinned
     private long _hits;
     private long _misses;
+    private long _rollupsBuilt;
 
     public long Hits => Interlocked.Read(ref _hits);
 
     public long Misses => Interlocked.Read(ref _misses);
+
+    /// <summary>Fine rollups built for decoded row groups (for tests: raw reads build none).</summary>
+    public long RollupsBuilt => Interlocked.Read(ref _rollupsBuilt);
+
+    internal void CountRollupBuilt() => Interlocked.Increment(ref _rollupsBuilt);
 
     public long Bytes => Interlocked.Read(ref _bytes);
 
@@ -122,7 +169,7 @@ internal sealed class PartCache(Func<long> capacityBytes, SegmentReaders readers
             var load = Task.Run(async () =>
             {
                 var points = await readers.ReadAsync(path, part.RowGroup, part.Float32, CancellationToken.None, columns); // the footer is parsed once per file, not per miss
-                return new CachedPart(points, Rollup.Build(points.Steps, points.Values, points.Timestamps, 0, points.Count, Rollup.Fine));
+                return new CachedPart(points, this);
             });
             entry = new Entry(key, load, bytes);
             if (entry.Bytes > capacity)
