@@ -43,6 +43,23 @@ public sealed class SegmentWriterTests
     }
 
     [Fact]
+    public void A_pooled_encoder_lets_go_of_a_footer_buffer_grown_for_a_large_file_and_keeps_a_small_one()
+    {
+        var encoder = new PointPageEncoder();
+        encoder.Footer.WriteBinary(1, new byte[PointPageEncoder.MaxKeptFooterBytes + 1]);
+        Assert.True(encoder.Footer.Capacity > PointPageEncoder.MaxKeptFooterBytes);
+        PointPageEncoder.Return(encoder);
+        Assert.Equal((64 * 1024, 0), (encoder.Footer.Capacity, encoder.Footer.Length));
+
+        var kept = new PointPageEncoder();
+        kept.Footer.WriteBinary(1, new byte[100_000]);
+        var capacity = kept.Footer.Capacity;
+        Assert.True(capacity > 64 * 1024);
+        PointPageEncoder.Return(kept);
+        Assert.Equal((capacity, 0), (kept.Footer.Capacity, kept.Footer.Length));
+    }
+
+    [Fact]
     public void Byte_stream_split_float_puts_byte_k_of_value_i_at_k_times_n_plus_i()
     {
         var random = new Random(7);

@@ -47,8 +47,17 @@ internal sealed class PointPageEncoder : IDisposable
     /// <summary>An encoder from the pool (a new one when it is empty); give it back with <see cref="Return"/>.</summary>
     public static PointPageEncoder Rent() => s_pool.TryTake(out var encoder) ? encoder : new PointPageEncoder();
 
+    /// <summary>
+    /// The most footer buffer a pooled encoder keeps. A compaction into a file of hundreds of
+    /// millions of points writes a footer of 10–15 MB (its rollups), and two pooled encoders held
+    /// such buffers for good: 30 MB of a heap dump under the mixed load (docs/benchmarks.md, tenth
+    /// session). Such footers are rare; the page buffers, which every seal uses, are kept.
+    /// </summary>
+    internal const int MaxKeptFooterBytes = 1 << 20;
+
     public static void Return(PointPageEncoder encoder)
     {
+        encoder.Footer.Shrink(MaxKeptFooterBytes);
         if (s_pool.Count < MaxPooled)
         {
             s_pool.Add(encoder);

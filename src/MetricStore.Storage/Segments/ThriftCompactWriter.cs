@@ -20,9 +20,28 @@ internal sealed class ThriftCompactWriter
     private byte[] _buffer;
     private short _lastField;
 
-    public ThriftCompactWriter(int capacity) => _buffer = new byte[capacity];
+    private readonly int _initialCapacity;
+
+    public ThriftCompactWriter(int capacity)
+    {
+        _initialCapacity = capacity;
+        _buffer = new byte[capacity];
+    }
 
     public int Length { get; private set; }
+
+    /// <summary>Bytes the buffer holds now (it grows as needed).</summary>
+    public int Capacity => _buffer.Length;
+
+    /// <summary>Empties the writer and, when its buffer grew past <paramref name="maxBytes"/>, lets go of it for one of the initial size.</summary>
+    public void Shrink(int maxBytes)
+    {
+        Reset();
+        if (_buffer.Length > maxBytes)
+        {
+            _buffer = new byte[_initialCapacity];
+        }
+    }
 
     public ReadOnlyMemory<byte> Written => _buffer.AsMemory(0, Length);
 
