@@ -96,11 +96,11 @@ public sealed class PointPageDecoderTests
         AssertSame(points, await readers.ReadAsync(ours, 0, float32: true, CancellationToken.None), "point file");
         Assert.Equal(1, readers.Decoded);
 
-        // The idle readers do not keep the footer's rollups (base64 in its key-value metadata).
+        // The idle readers do not keep the footer's key-value metadata (where the rollups lie).
         await using (var stream = File.OpenRead(ours))
         await using (var reader = await ParquetReader.CreateAsync(stream))
         {
-            Assert.NotEmpty(reader.CustomMetadata[SegmentWriter.RollupMetadataKey]);
+            Assert.NotEmpty(reader.CustomMetadata[SegmentWriter.RollupBlockKey]);
         }
 
         Assert.Equal(2, readers.Idle);
@@ -172,7 +172,14 @@ public sealed class PointPageDecoderTests
         Assert.NotNull(raw);
         Assert.Equal(70_000, raw.Rows);
         Assert.Equal((points.Timestamps.AsSpan(0, points.Count).ToArray().Min(), points.Timestamps.AsSpan(0, points.Count).ToArray().Max()), (raw.MinTimestamp, raw.MaxTimestamp));
-        Assert.Equal(raw.Length, new FileInfo(ours).Length - 4 - FooterLength(ours) - 8); // the whole row group: everything but magic and footer
+        long rollupBytes;
+        await using (var stream = File.OpenRead(ours))
+        await using (var reader = await ParquetReader.CreateAsync(stream))
+        {
+            rollupBytes = long.Parse(reader.CustomMetadata[SegmentWriter.RollupBlockKey].Split(':')[1], System.Globalization.CultureInfo.InvariantCulture);
+        }
+
+        Assert.Equal(raw.Length, new FileInfo(ours).Length - 4 - rollupBytes - FooterLength(ours) - 8); // the whole row group: everything but magic, rollups and footer
 
         // Copied after another series' row group, at another offset: both read back as written.
         var copy = Path.Combine(directory.Path, "copy.parquet");

@@ -5,6 +5,7 @@ using MetricStore.Storage.Query;
 using MetricStore.Storage.Segments;
 using MetricStore.Tests;
 using Parquet;
+using Parquet.Schema;
 
 namespace MetricStore.Storage.Tests;
 
@@ -40,6 +41,78 @@ public sealed class SegmentWriterTests
             PointPageDecoder.DecodeDeltaBinaryPacked(page, length, decoded);
             Assert.Equal(values, decoded);
         }
+    }
+
+    [Fact]
+    public async Task Rollups_lie_in_the_body_outside_the_footer_and_files_with_rollups_in_the_footer_still_read()
+    {
+        using var directory = new TempDirectory();
+        var path = Path.Combine(directory.Path, "points.parquet");
+        var points = new SeriesColumns(3 * SegmentWriter.MaxRowGroupRows);
+        for (var i = 0; i < points.Steps.Length; i++)
+        {
+            points.Steps[i] = i;
+            points.Values[i] = (float)Math.Sin(i * 0.001);
+            points.Timestamps[i] = 1_700_000_000_000L + i;
+        }
+
+        points.Count = points.Steps.Length;
+        await SegmentFile.WriteAsync(path, [(7, SeriesKey.Create("key", RunId.New(), "m"), points)], float32: true, CompressionMethod.Zstd, CancellationToken.None);
+
+        // The footer holds where the rollups are, not the rollups: it stays small however many points.
+        var bytes = await File.ReadAllBytesAsync(path);
+        var footerLength = BitConverter.ToInt32(bytes, bytes.Length - 8);
+        string block;
+        await using (var stream = File.OpenRead(path))
+        await using (var reader = await ParquetReader.CreateAsync(stream))
+        {
+            Assert.False(reader.CustomMetadata.ContainsKey(SegmentWriter.RollupMetadataKey));
+            block = reader.CustomMetadata[SegmentWriter.RollupBlockKey];
+        }
+
+        var rollupLength = int.Parse(block.Split(':')[1], CultureInfo.InvariantCulture);
+        Assert.True(footerLength < 4096 && rollupLength > footerLength, $"footer {footerLength} bytes, rollups {rollupLength}");
+        var rollups = await SegmentFile.ReadRollupsAsync(path, CancellationToken.None);
+        Assert.Equal(3, rollups.Count);
+        for (var g = 0; g < 3; g++)
+        {
+            var from = g * SegmentWriter.MaxRowGroupRows;
+            var expected = Aggregate.Scan(points.Steps, points.Values, points.Timestamps, from, from + SegmentWriter.MaxRowGroupRows);
+            var total = rollups[g].Total();
+            Assert.Equal((expected.Count, expected.Min, expected.Max, expected.FirstStep, expected.LastStep), (total.Count, total.Min, total.Max, total.FirstStep, total.LastStep));
+        }
+
+        // A file written before: the rollups in base64 in the footer.
+        var old = Path.Combine(directory.Path, "old.parquet");
+        var schema = new ParquetSchema(new DataField<int>("series_id"), new DataField<long>("step"), new DataField<float>("value"), new DataField<long>("timestamp_ms"));
+        await using (var stream = File.Create(old))
+        await using (var writer = await ParquetWriter.CreateAsync(schema, stream))
+        {
+            writer.CustomMetadata = new Dictionary<string, string> { [SegmentWriter.RollupMetadataKey] = Convert.ToBase64String(Rollup.Serialize([(0, rollups[1])])) };
+            using var group = writer.CreateRowGroup();
+            await group.WriteAsync(schema.DataFields[0], new ReadOnlyMemory<int>([7]));
+            await group.WriteAsync(schema.DataFields[1], new ReadOnlyMemory<long>([1]));
+            await group.WriteAsync(schema.DataFields[2], new ReadOnlyMemory<float>([1f]));
+            await group.WriteAsync(schema.DataFields[3], new ReadOnlyMemory<long>([1]));
+        }
+
+        Assert.Equal(rollups[1].Total().Sum, (await SegmentFile.ReadRollupsAsync(old, CancellationToken.None))[0].Total().Sum);
+
+        // A locator that points past the end is a damaged rollup, named with its file.
+        var damaged = Path.Combine(directory.Path, "damaged.parquet");
+        await using (var stream = File.Create(damaged))
+        await using (var writer = await ParquetWriter.CreateAsync(schema, stream))
+        {
+            writer.CustomMetadata = new Dictionary<string, string> { [SegmentWriter.RollupBlockKey] = $"4:{bytes.Length}" };
+            using var group = writer.CreateRowGroup();
+            await group.WriteAsync(schema.DataFields[0], new ReadOnlyMemory<int>([7]));
+            await group.WriteAsync(schema.DataFields[1], new ReadOnlyMemory<long>([1]));
+            await group.WriteAsync(schema.DataFields[2], new ReadOnlyMemory<float>([1f]));
+            await group.WriteAsync(schema.DataFields[3], new ReadOnlyMemory<long>([1]));
+        }
+
+        var error = await Assert.ThrowsAsync<IOException>(() => SegmentFile.ReadRollupsAsync(damaged, CancellationToken.None));
+        Assert.Contains("damaged.parquet", error.Message, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -228,9 +301,7 @@ public sealed class SegmentWriterTests
             await writer.CompleteAsync(CancellationToken.None);
         }
 
-        await using var stream = File.OpenRead(path);
-        await using var reader = await ParquetReader.CreateAsync(stream);
-        var rollups = Rollup.Deserialize(Convert.FromBase64String(reader.CustomMetadata[SegmentWriter.RollupMetadataKey]));
+        var rollups = await SegmentFile.ReadRollupsAsync(path, CancellationToken.None);
         Assert.Equal(2, rollups.Count);
         var taken = 0;
         var rowGroupStart = 0;
@@ -340,7 +411,7 @@ public sealed class SegmentWriterTests
             Assert.Equal(["series_id", "step", "value", "timestamp_ms"], reader.Schema.DataFields.Select(f => f.Name));
             Assert.Equal([typeof(int), typeof(long), typeof(float), typeof(long)], reader.Schema.DataFields.Select(f => f.ClrType));
             Assert.Equal(series.Count, reader.RowGroupCount);
-            var rollups = Rollup.Deserialize(Convert.FromBase64String(reader.CustomMetadata[SegmentWriter.RollupMetadataKey]));
+            var rollups = await SegmentFile.ReadRollupsAsync(path, CancellationToken.None);
             for (var g = 0; g < series.Count; g++)
             {
                 var (id, _, points) = series[g];

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Globalization;
 using System.IO.Compression;
 using System.Runtime.InteropServices;
 using MetricStore.Core;
@@ -14,7 +15,8 @@ namespace MetricStore.Storage.Segments;
 /// series_id (int32, PLAIN), step and timestamp_ms (int64, DELTA_BINARY_PACKED) and value (float or
 /// double, BYTE_STREAM_SPLIT), zstd at the fastest level, sorted by (series, step) with a row
 /// group per series (per million rows of a longer one) so row-group statistics prune by series and
-/// step range, and each row group's rollup in the footer's key-value metadata. A series table
+/// step range, and each row group's rollup serialized between the last column chunk and the footer,
+/// located by the footer's key-value metadata (<see cref="SegmentWriter.RollupBlockKey"/>). A series table
 /// (<c>-s</c>) maps series_id to run_id, metric and labels. Keeping the strings out of the point
 /// rows made sealing about ten times faster (Parquet.Net handles every repeated string) at no cost
 /// in size. A point file holds float values only when every value in it is exactly a float32.
@@ -117,16 +119,21 @@ internal static class SegmentFile
         await using (var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read))
         {
             await using var reader = await ParquetReader.CreateAsync(stream, cancellationToken: cancellationToken);
-            if (reader.CustomMetadata.TryGetValue(SegmentWriter.RollupMetadataKey, out var encoded))
+            try
             {
-                try
+                if (reader.CustomMetadata.TryGetValue(SegmentWriter.RollupBlockKey, out var block))
                 {
-                    return Rollup.Deserialize(Convert.FromBase64String(encoded));
+                    return Rollup.Deserialize(await ReadRollupBlockAsync(stream, block, cancellationToken));
                 }
-                catch (Exception e) when (e is FormatException or InvalidDataException or EndOfStreamException)
+
+                if (reader.CustomMetadata.TryGetValue(SegmentWriter.RollupMetadataKey, out var encoded))
                 {
-                    throw new IOException($"segment {path} has a damaged rollup ({e.Message})", e);
+                    return Rollup.Deserialize(Convert.FromBase64String(encoded)); // written before the tenth session
                 }
+            }
+            catch (Exception e) when (e is FormatException or InvalidDataException or EndOfStreamException)
+            {
+                throw new IOException($"segment {path} has a damaged rollup ({e.Message})", e);
             }
 
             float32 = reader.Schema.DataFields.First(f => f.Name == "value").ClrType == typeof(float);
@@ -141,6 +148,28 @@ internal static class SegmentFile
         }
 
         return rollups;
+    }
+
+    /// <summary>The serialized rollups at "OFFSET:LENGTH" (<see cref="SegmentWriter.RollupBlockKey"/>), which must lie inside the file.</summary>
+    private static async Task<byte[]> ReadRollupBlockAsync(FileStream stream, string block, CancellationToken cancellationToken)
+    {
+        var colon = block.IndexOf(':', StringComparison.Ordinal);
+        if (colon < 0
+            || !long.TryParse(block.AsSpan(0, colon), NumberStyles.None, CultureInfo.InvariantCulture, out var offset)
+            || !int.TryParse(block.AsSpan(colon + 1), NumberStyles.None, CultureInfo.InvariantCulture, out var length)
+            || offset + length > stream.Length)
+        {
+            throw new InvalidDataException($"rollup block \"{block}\" is not OFFSET:LENGTH inside the file's {stream.Length} bytes");
+        }
+
+        var bytes = new byte[length];
+        var read = await RandomAccess.ReadAsync(stream.SafeFileHandle, bytes, offset, cancellationToken);
+        if (read != length)
+        {
+            throw new EndOfStreamException($"rollup block \"{block}\": read {read} of {length} bytes");
+        }
+
+        return bytes;
     }
 
     /// <summary>Writes the series table: one row per series (series_id, run_id, metric, labels), durably.</summary>

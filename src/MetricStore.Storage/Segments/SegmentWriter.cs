@@ -1,4 +1,4 @@
-using System.Buffers.Text;
+using System.Globalization;
 using MetricStore.Core;
 using MetricStore.Storage.Query;
 using Parquet;
@@ -106,8 +106,22 @@ internal sealed class SegmentWriter : IAsyncDisposable
     internal static Parquet.Meta.Type TypeOf(int column, bool float32) =>
         column == 2 && float32 ? Parquet.Meta.Type.FLOAT : Columns[column].Type;
 
-    /// <summary>The footer key holding the rollups of every row group (see <see cref="Rollup.Serialize"/>).</summary>
+    /// <summary>
+    /// The footer key that held the rollups of every row group in base64 (see <see cref="Rollup.Serialize"/>),
+    /// in files written before the tenth session; still read (<see cref="SegmentFile.ReadRollupsAsync"/>).
+    /// </summary>
     public const string RollupMetadataKey = "metricstore.rollup";
+
+    /// <summary>
+    /// The footer key locating the rollups of every row group in the file's body, as "OFFSET:LENGTH"
+    /// in bytes: the serialized rollups lie between the last column chunk and the footer, where
+    /// Parquet readers look only where the footer points (page indexes live there too). In the
+    /// footer, the rollups of a file of hundreds of millions of points were a 10 MB base64 value
+    /// that every parse of the footer read twice over, as bytes and as a 20 MB string (Parquet.Net
+    /// reads every key-value pair), and that the writer's footer buffer grew to hold
+    /// (docs/benchmarks.md, tenth session).
+    /// </summary>
+    public const string RollupBlockKey = "metricstore.rollup.block";
 
     /// <summary>
     /// Aggregates of a part's points already known, by <see cref="Rollup.BlockSize"/>-point block from
@@ -304,9 +318,12 @@ internal sealed class SegmentWriter : IAsyncDisposable
     public async Task<SegmentInfo> CompleteAsync(CancellationToken cancellationToken)
     {
         var rollups = Rollup.Serialize(_series.Select(s => (s.RowGroup, s.Rollup!)).ToList());
+        var rollupOffset = _position;
+        await _stream.WriteAsync(rollups, cancellationToken);
+        _position += rollups.Length;
         var footer = _encoder.Footer;
         footer.Reset();
-        WriteFooter(footer, rollups);
+        WriteFooter(footer, rollupOffset, rollups.Length);
         var tail = new byte[8];
         BitConverter.TryWriteBytes(tail, footer.Length);
         s_magic.CopyTo(tail, 4);
@@ -328,8 +345,8 @@ internal sealed class SegmentWriter : IAsyncDisposable
         };
     }
 
-    /// <summary>FileMetaData (parquet.thrift): version, schema, rows, row groups, the rollups as key-value metadata, created_by.</summary>
-    private void WriteFooter(ThriftCompactWriter w, byte[] rollups)
+    /// <summary>FileMetaData (parquet.thrift): version, schema, rows, row groups, where the rollups are as key-value metadata, created_by.</summary>
+    private void WriteFooter(ThriftCompactWriter w, long rollupOffset, int rollupLength)
     {
         const int Int32 = (int)Parquet.Meta.Type.INT32;
         const int Required = (int)Parquet.Meta.FieldRepetitionType.REQUIRED, Zstd = (int)Parquet.Meta.CompressionCodec.ZSTD, Uncompressed = (int)Parquet.Meta.CompressionCodec.UNCOMPRESSED;
@@ -413,9 +430,8 @@ internal sealed class SegmentWriter : IAsyncDisposable
 
         w.BeginList(5, ThriftCompactWriter.Struct, 1); // key_value_metadata
         w.BeginListStruct();
-        w.WriteString(1, RollupMetadataKey);
-        var base64 = w.WriteBinary(2, Base64.GetMaxEncodedToUtf8Length(rollups.Length)); // straight into the footer, no string
-        Base64.EncodeToUtf8(rollups, base64, out _, out _);
+        w.WriteString(1, RollupBlockKey);
+        w.WriteString(2, string.Create(CultureInfo.InvariantCulture, $"{rollupOffset}:{rollupLength}"));
         w.EndStruct();
         w.WriteString(6, RawRowGroup.CreatedBy);
         w.End();
