@@ -302,12 +302,22 @@ public sealed class QueryTests(ServerFixture fixture) : IClassFixture<ServerFixt
         await WriteAsync(run, "m", steps, values);
         using var call = fixture.Server.Client.Query.ReadSeries(new ReadSeriesRequest { Key = new SeriesKey { RunId = run, Metric = "m" }, MaxChunkPoints = 1_000 });
         var sizes = new List<int>();
+        var (readSteps, readValues, readTimestamps) = (new List<long>(), new List<double>(), new List<long>());
         while (await call.ResponseStream.MoveNext(CancellationToken.None))
         {
-            sizes.Add(call.ResponseStream.Current.Steps.Count);
+            // The server reuses one message for every chunk: each must hold only its own points, in every column.
+            var chunk = call.ResponseStream.Current;
+            sizes.Add(chunk.Steps.Count);
+            Assert.Equal((chunk.Steps.Count, chunk.Steps.Count), (chunk.Values.Count, chunk.TimestampsMs.Count));
+            readSteps.AddRange(chunk.Steps);
+            readValues.AddRange(chunk.Values);
+            readTimestamps.AddRange(chunk.TimestampsMs);
         }
 
         Assert.Equal([1_000, 1_000, 500], sizes);
+        Assert.Equal(steps, readSteps);
+        Assert.Equal(values, readValues);
+        Assert.True(readTimestamps.Zip(readTimestamps.Skip(1)).All(p => p.First <= p.Second), "timestamps of a series logged in order go forward");
     }
 
     [Fact]
