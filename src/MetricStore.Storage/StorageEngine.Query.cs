@@ -219,14 +219,14 @@ public sealed partial class StorageEngine
             yield break;
         }
 
-        // The slices point into head chunks, and the snapshot lists files a compaction may replace
-        // meanwhile: a read scope holds both (chunks from reuse, files from deletion). A read holds
-        // one for a window of about ReadWindowPoints points, then resolves the series again from
-        // the step after the last run it sent. The epochs of one scope over a whole long read (a
-        // series of tens of millions of points to a slow client) kept everything any other read
-        // evicted from being reused until it ended, so under such a read about half the dashboard's misses
-        // allocated new columns (docs/benchmarks.md, ninth session). A later window sees the series
-        // as it is then: points written meanwhile at later steps are included.
+        // The slices point into head chunks and cached row groups, and the snapshot lists files a
+        // compaction may replace meanwhile: a read scope holds all three (chunks from reuse, row
+        // groups pinned, files from deletion). A read holds one for a window of about
+        // ReadWindowPoints points, then resolves the series again from the step after the last run
+        // it sent, so a long read to a slow client holds none of them for its whole length (one
+        // scope over a whole read kept everything other reads evicted from reuse while epochs
+        // guarded the cache, docs/benchmarks.md, ninth session). A later window sees the series as
+        // it is then: points written meanwhile at later steps are included.
         var scan = new ScanBuffers(this);
         try
         {
@@ -289,8 +289,7 @@ public sealed partial class StorageEngine
     /// decoded into two columns of the read's own, one being sent while the next decodes, instead of
     /// into the cache. So a scan neither evicts the row groups dashboards keep reading nor
     /// allocates a row group's columns per miss; scans used to fill and empty the cache with
-    /// megabyte arrays as fast as they read, and under a scan, nothing evicted meanwhile could be
-    /// reused, since the scan's read scope covers the whole read (docs/benchmarks.md, ninth session).
+    /// megabyte arrays as fast as they read (docs/benchmarks.md, ninth session).
     /// Row groups the cache holds are read from it. Smaller reads go through the cache as before:
     /// at 16 full row groups (16M points, 420 MB of cache) a read is more than the default cache
     /// holds, while a dashboard's repeated full read of a 10M-step series stays warm (with a bound

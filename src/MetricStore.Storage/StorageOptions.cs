@@ -96,9 +96,9 @@ public sealed record StorageOptions
     public const long DefaultMemoryBudgetBytes = 512L * 1024 * 1024;
 
     /// <summary>
-    /// A raw read holds its read scope (which keeps the head chunks and cached columns it may see
-    /// from reuse, and its snapshot's files from deletion) for about this many points at a time,
-    /// then takes a new snapshot from the step after the last run it sent. 2M by default.
+    /// A raw read holds its read scope (which keeps the head chunks it may see from reuse, its
+    /// snapshot's files from deletion, and the cached row groups it took pinned) for about this many
+    /// points at a time, then takes a new snapshot from the step after the last run it sent. 2M by default.
     /// </summary>
     public int ReadWindowPoints { get; init; } = 1 << 21;
 

@@ -104,7 +104,7 @@ public sealed class PointPageDecoderTests
         }
 
         Assert.Equal(2, readers.Idle);
-        Assert.Equal(0, readers.IdleFooterMetadataChars);
+        Assert.Equal(0, readers.FooterMetadataChars);
     }
 
     [Fact]
@@ -132,7 +132,7 @@ public sealed class PointPageDecoderTests
         Assert.Equal(0, readers.Idle);
         Assert.Equal(1, readers.Opened);
         Assert.Equal(1, readers.Footers);
-        Assert.Equal(0, readers.IdleFooterMetadataChars); // the kept footer holds no rollups either
+        Assert.Equal(0, readers.FooterMetadataChars); // the kept footer holds no rollups either
 
         // A file compaction removed is forgotten, with its footer.
         await readers.ForgetAsync(new HashSet<string> { path });

@@ -84,35 +84,30 @@ public sealed class SegmentWriterTests
 
         // A file written before: the rollups in base64 in the footer.
         var old = Path.Combine(directory.Path, "old.parquet");
-        var schema = new ParquetSchema(new DataField<int>("series_id"), new DataField<long>("step"), new DataField<float>("value"), new DataField<long>("timestamp_ms"));
-        await using (var stream = File.Create(old))
-        await using (var writer = await ParquetWriter.CreateAsync(schema, stream))
-        {
-            writer.CustomMetadata = new Dictionary<string, string> { [SegmentWriter.RollupMetadataKey] = Convert.ToBase64String(Rollup.Serialize([(0, rollups[1])])) };
-            using var group = writer.CreateRowGroup();
-            await group.WriteAsync(schema.DataFields[0], new ReadOnlyMemory<int>([7]));
-            await group.WriteAsync(schema.DataFields[1], new ReadOnlyMemory<long>([1]));
-            await group.WriteAsync(schema.DataFields[2], new ReadOnlyMemory<float>([1f]));
-            await group.WriteAsync(schema.DataFields[3], new ReadOnlyMemory<long>([1]));
-        }
+        await WriteOnePointFileAsync(old, SegmentWriter.RollupMetadataKey, Convert.ToBase64String(Rollup.Serialize([(0, rollups[1])])));
 
         Assert.Equal(rollups[1].Total().Sum, (await SegmentFile.ReadRollupsAsync(old, CancellationToken.None))[0].Total().Sum);
 
         // A locator that points past the end is a damaged rollup, named with its file.
         var damaged = Path.Combine(directory.Path, "damaged.parquet");
-        await using (var stream = File.Create(damaged))
-        await using (var writer = await ParquetWriter.CreateAsync(schema, stream))
-        {
-            writer.CustomMetadata = new Dictionary<string, string> { [SegmentWriter.RollupBlockKey] = $"4:{bytes.Length}" };
-            using var group = writer.CreateRowGroup();
-            await group.WriteAsync(schema.DataFields[0], new ReadOnlyMemory<int>([7]));
-            await group.WriteAsync(schema.DataFields[1], new ReadOnlyMemory<long>([1]));
-            await group.WriteAsync(schema.DataFields[2], new ReadOnlyMemory<float>([1f]));
-            await group.WriteAsync(schema.DataFields[3], new ReadOnlyMemory<long>([1]));
-        }
+        await WriteOnePointFileAsync(damaged, SegmentWriter.RollupBlockKey, $"4:{bytes.Length}");
 
         var error = await Assert.ThrowsAsync<IOException>(() => SegmentFile.ReadRollupsAsync(damaged, CancellationToken.None));
         Assert.Contains("damaged.parquet", error.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>A point file of one point (step 1, value 1) written by Parquet.Net, with one key-value pair in its footer.</summary>
+    private static async Task WriteOnePointFileAsync(string path, string key, string value)
+    {
+        var schema = new ParquetSchema(new DataField<int>("series_id"), new DataField<long>("step"), new DataField<float>("value"), new DataField<long>("timestamp_ms"));
+        await using var stream = File.Create(path);
+        await using var writer = await ParquetWriter.CreateAsync(schema, stream);
+        writer.CustomMetadata = new Dictionary<string, string> { [key] = value };
+        using var group = writer.CreateRowGroup();
+        await group.WriteAsync(schema.DataFields[0], new ReadOnlyMemory<int>([7]));
+        await group.WriteAsync(schema.DataFields[1], new ReadOnlyMemory<long>([1]));
+        await group.WriteAsync(schema.DataFields[2], new ReadOnlyMemory<float>([1f]));
+        await group.WriteAsync(schema.DataFields[3], new ReadOnlyMemory<long>([1]));
     }
 
     [Fact]
