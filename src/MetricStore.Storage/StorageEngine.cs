@@ -262,6 +262,7 @@ public sealed partial class StorageEngine : IAsyncDisposable
     {
         var flushEvery = _options.AsyncFlushInterval;
         var lastFlush = Stopwatch.GetTimestamp();
+        var lastWrite = lastFlush;
         var dirty = false;
         try
         {
@@ -275,6 +276,10 @@ public sealed partial class StorageEngine : IAsyncDisposable
                     }
 
                     MaybeSeal();
+                    if (Stopwatch.GetElapsedTime(lastWrite) >= _options.KeptChunksIdleTime && _recycler.ReleaseKept() is > 0 and var released)
+                    {
+                        _options.Log?.Invoke(StorageLogLevel.Information, $"no writes for {_options.KeptChunksIdleTime.TotalSeconds:F0} s: let go of {released * HeadChunk.BytesPerPoint >> 20} MiB of head chunks kept for reuse; the query cache may use it");
+                    }
 
                     if (dirty && Stopwatch.GetElapsedTime(lastFlush) >= flushEvery)
                     {
@@ -297,6 +302,7 @@ public sealed partial class StorageEngine : IAsyncDisposable
                 }
 
                 CommitGroup();
+                lastWrite = Stopwatch.GetTimestamp();
                 MaybeSeal();
                 if (_options.Durability == Durability.Sync)
                 {

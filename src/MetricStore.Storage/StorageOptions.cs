@@ -102,6 +102,15 @@ public sealed record StorageOptions
     /// </summary>
     public int ReadWindowPoints { get; init; } = 1 << 21;
 
+    /// <summary>
+    /// After this long without a write, the head chunks kept for reuse (up to two seals' worth, 198 MiB
+    /// at the default seal threshold) are let go, so the query cache may use their share of
+    /// <see cref="MemoryBudgetBytes"/> while only dashboards read. 30 s by default: longer than a
+    /// training job's usual pause (an evaluation, a checkpoint), after which the next writes would
+    /// allocate them again.
+    /// </summary>
+    public TimeSpan KeptChunksIdleTime { get; init; } = TimeSpan.FromSeconds(30);
+
     /// <summary>The query cache keeps at least this much (or <see cref="QueryCacheBytes"/> if smaller) however large the head: reads always have room for the row groups they are working on.</summary>
     public long QueryCacheFloorBytes { get; init; } = 64L * 1024 * 1024;
 

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using MetricStore.Core;
 using static MetricStore.Storage.Tests.EngineHarness;
 
@@ -69,6 +70,57 @@ public sealed class MemoryBudgetTests
         var keptAfter = engine.HeadChunkReuse.KeptPoints / Head.SeriesHead.ChunkSize;
         Assert.True(keptAfter < kept - 10, $"{keptAfter} of {kept} chunks still kept after 1M more points");
         Assert.True(Math.Abs(engine.HeadBytes - before) <= 2 * ChunkBytes, $"head {engine.HeadBytes} bytes after reusing chunks, {before} before");
+    }
+
+    [Fact]
+    public async Task Kept_head_chunks_go_back_to_the_cache_once_writes_stop()
+    {
+        await using var h = EngineHarness.Open();
+        await h.CloseAsync();
+        const long budget = 96L << 20;
+        var idle = TimeSpan.FromMilliseconds(300);
+        await using var engine = StorageEngine.Open(h.Options() with
+        {
+            SealThresholdPoints = 100_000_000, // seals only when asked
+            MemoryBudgetBytes = budget,
+            QueryCacheBytes = budget,
+            QueryCacheFloorBytes = 2L << 20,
+            KeptChunksIdleTime = idle,
+        });
+
+        // A seal keeps the head's full chunks for the next writes, inside the budget.
+        await WriteAsync(engine, "big", 1, 0, 1_000_000);
+        await engine.SealNowAsync();
+        var kept = engine.HeadChunkReuse.KeptPoints;
+        Assert.True(kept >= 15 * Head.SeriesHead.ChunkSize, $"{kept} points of chunks kept after sealing 1M points");
+        Assert.Equal(budget - (kept * 26) - engine.PooledColumnBytes, engine.QueryCacheCapacity());
+
+        // Writes keep coming, each within the idle time of the last: the chunks stay.
+        for (var i = 0; i < 4; i++)
+        {
+            await Task.Delay(idle / 3);
+            await WriteAsync(engine, "small", (ulong)i + 1, i, 1);
+        }
+
+        Assert.Equal(kept, engine.HeadChunkReuse.KeptPoints);
+
+        // No writes for the idle time: the writer lets them go, and the cache may use the budget.
+        var waited = Stopwatch.StartNew();
+        while (engine.HeadChunkReuse.KeptPoints > 0 && waited.Elapsed < TimeSpan.FromSeconds(30))
+        {
+            await Task.Delay(50);
+        }
+
+        Assert.Equal(0, engine.HeadChunkReuse.KeptPoints);
+        Assert.Equal(budget - engine.HeadBytes - engine.PooledColumnBytes, engine.QueryCacheCapacity());
+        Assert.Equal(4 * 26, engine.HeadBytes); // the 4 unsealed points
+
+        // The next writes allocate chunks again, and reads see every point.
+        await WriteAsync(engine, "big", 2, 1_000_000, 100_000);
+        var points = await engine.ReadSeriesAsync(Key("big"));
+        Assert.NotNull(points);
+        Assert.Equal(1_100_000, points.Count);
+        Assert.Equal(1_099_999, points.Values[points.Count - 1]);
     }
 
     private static async Task WriteAsync(StorageEngine engine, string writer, ulong seq, long from, int count)

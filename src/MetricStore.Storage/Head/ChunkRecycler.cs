@@ -294,6 +294,36 @@ internal sealed class ChunkRecycler
         return new HeadChunk(capacity);
     }
 
+    /// <summary>
+    /// Lets go of the kept chunks no reader can see any more, for when writes have stopped: nothing
+    /// will rent them soon, and what they held goes back to the query cache's share of the memory
+    /// budget (<see cref="StorageOptions.KeptChunksIdleTime"/>). Chunks still waiting for a reader
+    /// stay, and go at a later call. Returns the points of capacity let go.
+    /// </summary>
+    public long ReleaseKept()
+    {
+        lock (_lock)
+        {
+            if (_keptPoints == 0)
+            {
+                return 0;
+            }
+
+            Reclaim();
+            long released = 0;
+            foreach (var free in _free)
+            {
+                while (free.TryPop(out var chunk))
+                {
+                    released += chunk.Capacity;
+                }
+            }
+
+            _keptPoints -= released;
+            return released;
+        }
+    }
+
     /// <summary>Under the lock: frees the retired chunks no active reader entered early enough to see.</summary>
     private void Reclaim()
     {
