@@ -50,6 +50,9 @@ public sealed class MetricStoreServer : IAsyncDisposable
     public StorageEngine Storage => _app.Services.GetRequiredService<StorageEngine>();
 
     /// <summary>Copies changed metric summaries into the tracking store now (run search sees them); the server also does it every second.</summary>
+    /// <summary>The heap governor, when <see cref="MetricStoreServerOptions.HeapSlackMiB"/> or <see cref="MetricStoreServerOptions.HeapCompactFreeMiB"/> turned it on.</summary>
+    internal HeapGovernor? HeapGovernor => _app.Services.GetService<HeapGovernor>();
+
     public Task<int> SyncMetricSummariesAsync() => _app.Services.GetRequiredService<MetricSummarySync>().SyncOnceAsync();
 
     /// <summary>Completes when the host begins to stop (Ctrl+C, SIGTERM or <see cref="StopAsync"/>).</summary>
@@ -127,6 +130,13 @@ public sealed class MetricStoreServer : IAsyncDisposable
             builder.Services.AddSingleton<RunDirectory>();
             builder.Services.AddSingleton(new ReadStallPolicy(options.ReadStallTimeout));
             builder.Services.AddSingleton<MetricSummarySync>();
+            if (options.HeapSlackMiB is > 0 || options.HeapCompactFreeMiB is > 0)
+            {
+                builder.Services.AddSingleton(services => new HeapGovernor(
+                    (options.HeapSlackMiB ?? 0) * 1024L * 1024, (options.HeapCompactFreeMiB ?? 0) * 1024L * 1024, services.GetRequiredService<ILogger<HeapGovernor>>()));
+                builder.Services.AddHostedService(services => services.GetRequiredService<HeapGovernor>());
+            }
+
             builder.Services.AddHostedService(services => services.GetRequiredService<MetricSummarySync>());
             builder.Services.AddSingleton(services =>
             {

@@ -35,8 +35,27 @@ public sealed record MetricStoreServerOptions
     /// <summary>MiB of decoded row groups kept for queries; null = the storage default (512).</summary>
     public int? QueryCacheMiB { get; init; }
 
-    /// <summary>MiB the head and the query cache hold together (the cache gives way); null = the storage default (512).</summary>
+    /// <summary>MiB the head and the query cache hold together (the cache gives way); null = the storage default (384).</summary>
     public int? MemoryBudgetMiB { get; init; }
+
+    /// <summary>
+    /// MiB the managed heap may grow past what the last full collection left live before the server
+    /// starts a background collection (<see cref="HeapGovernor"/>); null or 0 = off, the GC's own
+    /// pacing. The GC is the process's, so an embedding host opts in; <c>metricstore serve</c> uses
+    /// <see cref="ServeHeapSlackMiB"/>.
+    /// </summary>
+    public int? HeapSlackMiB { get; init; }
+
+    /// <summary>
+    /// MiB of free space a full collection may leave in the heap before the server compacts it (at
+    /// most once every 10 s; the process pauses while live arrays move); null or 0 = never.
+    /// <c>metricstore serve</c> uses <see cref="ServeHeapCompactFreeMiB"/>.
+    /// </summary>
+    public int? HeapCompactFreeMiB { get; init; }
+
+    public const int ServeHeapSlackMiB = 64;
+
+    public const int ServeHeapCompactFreeMiB = 128;
 
     /// <summary>Benchmark only: ingest streams are acknowledged and their points discarded (the gRPC ceiling).</summary>
     public bool DiscardIngest { get; init; }
@@ -82,6 +101,16 @@ public sealed record MetricStoreServerOptions
         if (ReadStallTimeout <= TimeSpan.Zero)
         {
             MetricStoreException.InvalidArgument($"read stall timeout {ReadStallTimeout.TotalSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture)} s is not positive (--read-stall-seconds)");
+        }
+
+        if (HeapSlackMiB is < 0)
+        {
+            MetricStoreException.InvalidArgument($"heap slack {HeapSlackMiB} MiB is negative; use 0 (off) or more (--heap-slack-mb)");
+        }
+
+        if (HeapCompactFreeMiB is < 0)
+        {
+            MetricStoreException.InvalidArgument($"heap compaction threshold {HeapCompactFreeMiB} MiB is negative; use 0 (never) or more (--heap-compact-free-mb)");
         }
 
         if (MaxArtifactBytes is <= 0)

@@ -88,12 +88,15 @@ public sealed record StorageOptions
     /// <remarks>
     /// At the default seal threshold the head holds at most about 600 MiB (16M points being
     /// written or sealed: 397 MiB; 122 kept chunks of 64k points: 198 MiB), so under the heaviest
-    /// ingest the cache is at its floor. When writes stop it has at least 214 MiB (the budget less
-    /// the kept chunks and up to 4M points waiting for the age-based seal), 314 MiB once those are
-    /// sealed, and all 512 MiB with an empty head and no kept chunks. 768 MiB was measured too: under ingest plus a dashboard load, peak RSS was
-    /// 1,923-2,052 MiB at 768 against 1,550-1,617 MiB at 512 (docs/benchmarks.md, "A mixed load").
+    /// ingest the cache is at its floor. When writes stop, the kept chunks go after
+    /// <see cref="KeptChunksIdleTime"/>, and up to 4M points (99 MiB) wait for the age-based seal:
+    /// the cache then has at least 285 MiB less the evicted columns pooled for reuse (up to the
+    /// floor), and all 384 MiB with an empty head. A 10M-step series takes 260 MB of cache.
+    /// 512 MiB was the default until the eleventh session: with the server's heap governor, ingest
+    /// plus a dashboard peaked at 969–993 MiB of RSS at 384 against 1,114–1,146 MiB at 512
+    /// (docs/benchmarks.md). 768 MiB was measured too: 1,923–2,052 MiB under that load.
     /// </remarks>
-    public const long DefaultMemoryBudgetBytes = 512L * 1024 * 1024;
+    public const long DefaultMemoryBudgetBytes = 384L * 1024 * 1024;
 
     /// <summary>
     /// A raw read holds its read scope (which keeps the head chunks it may see from reuse, its

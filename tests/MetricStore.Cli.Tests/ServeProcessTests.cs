@@ -34,14 +34,18 @@ public sealed class ServeProcessTests
             var exit = await serve.TerminateAsync();
             Assert.Equal(0, exit);
             Assert.Contains("stopped cleanly", serve.Output, StringComparison.Ordinal);
+            Assert.Contains("Heap governor: a background collection when the heap grows 64 MiB past its live size; a compaction when a full collection leaves over 128 MiB free", serve.Output, StringComparison.Ordinal);
         }
 
-        // Restart on the same directory, given through the environment this time.
-        using var again = await ServeProcess.StartAsync(["serve", "--grpc-port", "0", "--http-port", "0"], new Dictionary<string, string> { ["METRICSTORE_DATA"] = data.Path });
+        // Restart on the same directory, given through the environment this time, as is turning the heap governor off.
+        using var again = await ServeProcess.StartAsync(
+            ["serve", "--grpc-port", "0", "--http-port", "0"],
+            new Dictionary<string, string> { ["METRICSTORE_DATA"] = data.Path, ["METRICSTORE_HEAP_SLACK_MB"] = "0", ["METRICSTORE_HEAP_COMPACT_FREE_MB"] = "0" });
         var list = await RunCliAsync(["experiments", "list", "--json"], again.GrpcUrl);
         Assert.True(list.ExitCode == 0, list.ToString());
         Assert.Contains(JsonDocument.Parse(list.Output).RootElement.EnumerateArray(), e => e.GetProperty("name").GetString() == "from-a-child");
         Assert.Equal(0, await again.TerminateAsync());
+        Assert.DoesNotContain("Heap governor", again.Output, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -1,0 +1,98 @@
+using System.Diagnostics;
+using System.Runtime;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace MetricStore.Server;
+
+/// <summary>
+/// Keeps the managed heap near what is live: a background gen2 collection when the heap has grown
+/// more than a slack past what the last full collection left live, and a compaction of the heap
+/// (large object heap included) when that collection left more free space than a bound, at most
+/// once every <see cref="MinCompactionInterval"/>.
+/// </summary>
+/// <remarks>
+/// The server's live data is mostly large arrays of numbers (the memory budget's columns) that
+/// survive every collection. Seeing that, the GC lets the large object heap take several times as
+/// much new allocation before its next gen2 collection, and on a machine with free memory nothing
+/// else starts one. Nor does it compact that heap by default, so the space of dead arrays of many
+/// sizes (columns of 64k, 100k and 1M points, rollups, page buffers) stays committed between the
+/// live ones. Under ingest plus a dashboard that put 300–600 MB of dead arrays and free space on top
+/// of what was live (docs/benchmarks.md, eleventh session). A background collection marks the heap
+/// concurrently and cheaply, since arrays of numbers hold no references. A compaction stops the
+/// process while it moves the live arrays, so it is rare and logged with its length.
+/// <para>
+/// The GC is the process's, so this is the host's choice: <see cref="MetricStoreServerOptions.HeapSlackMiB"/>
+/// and <see cref="MetricStoreServerOptions.HeapCompactFreeMiB"/> are off unless set, and
+/// <c>metricstore serve</c> sets them.
+/// </para>
+/// </remarks>
+internal sealed class HeapGovernor(long slackBytes, long compactFreeBytes, ILogger<HeapGovernor> log) : BackgroundService
+{
+    public static readonly TimeSpan MinCompactionInterval = TimeSpan.FromSeconds(10);
+
+    private static readonly TimeSpan s_period = TimeSpan.FromMilliseconds(100);
+    private long _collections;
+    private long _compactions;
+
+    /// <summary>Background collections this governor started.</summary>
+    public long Collections => Interlocked.Read(ref _collections);
+
+    /// <summary>Compacting collections this governor ran.</summary>
+    public long Compactions => Interlocked.Read(ref _compactions);
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        log.LogInformation(
+            "Heap governor: a background collection when the heap grows {Slack} MiB past its live size; a compaction when a full collection leaves over {Free} MiB free",
+            slackBytes > 0 ? slackBytes >> 20 : "(off)",
+            compactFreeBytes > 0 ? compactFreeBytes >> 20 : "(off)");
+        using var timer = new PeriodicTimer(s_period);
+        var requestedAt = -1;
+        var lastCompaction = long.MinValue;
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stoppingToken))
+            {
+                var gen2 = GC.CollectionCount(2);
+                if (gen2 == requestedAt)
+                {
+                    continue; // the one asked for has not finished
+                }
+
+                var (index, live, free) = LastFullCollection();
+                if (compactFreeBytes > 0 && free > compactFreeBytes && index != 0
+                    && (lastCompaction == long.MinValue || Stopwatch.GetElapsedTime(lastCompaction) >= MinCompactionInterval))
+                {
+                    lastCompaction = Stopwatch.GetTimestamp();
+                    requestedAt = gen2;
+                    GCSettings.LargeObjectHeapCompactionMode = GCLargeObjectHeapCompactionMode.CompactOnce;
+                    GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
+                    Interlocked.Increment(ref _compactions);
+                    log.LogInformation("Compacted the heap: a full collection had left {Free} MiB free; the compaction took {Ms:F0} ms", free >> 20, Stopwatch.GetElapsedTime(lastCompaction).TotalMilliseconds);
+                    continue;
+                }
+
+                if (slackBytes > 0 && GC.GetTotalMemory(forceFullCollection: false) > live + slackBytes)
+                {
+                    requestedAt = gen2;
+                    Interlocked.Increment(ref _collections);
+                    GC.Collect(2, GCCollectionMode.Forced, blocking: false, compacting: false);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            // stopping
+        }
+    }
+
+    /// <summary>The most recent full collection (background or blocking): its index (0 = none yet), the bytes it found live, and the free space it left.</summary>
+    private static (long Index, long Live, long Free) LastFullCollection()
+    {
+        var background = GC.GetGCMemoryInfo(GCKind.Background);
+        var blocking = GC.GetGCMemoryInfo(GCKind.FullBlocking);
+        var last = background.Index >= blocking.Index ? background : blocking;
+        return (last.Index, last.HeapSizeBytes - last.FragmentedBytes, last.FragmentedBytes);
+    }
+}

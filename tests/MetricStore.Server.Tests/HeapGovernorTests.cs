@@ -1,0 +1,107 @@
+using System.Diagnostics;
+using MetricStore.Core;
+using MetricStore.Tests;
+
+namespace MetricStore.Server.Tests;
+
+/// <summary>
+/// The heap governor with a real server: it starts background collections when the heap grows past
+/// its slack, compacts when a full collection leaves more free space than its bound, does neither
+/// under bounds the heap never reaches, and is off unless the host turns it on.
+/// </summary>
+public sealed class HeapGovernorTests
+{
+    [Fact]
+    public async Task Grows_past_the_slack_start_background_collections_and_a_large_slack_starts_none()
+    {
+        using var tightDirectory = new TempDirectory();
+        using var looseDirectory = new TempDirectory();
+        await using var tight = await StartAsync(tightDirectory.Path, slackMiB: 16, compactMiB: 0);
+        await using var loose = await StartAsync(looseDirectory.Path, slackMiB: 64 * 1024, compactMiB: 64 * 1024);
+        var governor = tight.HeapGovernor!;
+        var idle = loose.HeapGovernor!;
+        Assert.Equal(0, governor.Compactions);
+
+        // 4 MiB of garbage at a time, in the large object heap, which only a gen2 collection frees.
+        var waited = Stopwatch.StartNew();
+        while (governor.Collections == 0 && waited.Elapsed < TimeSpan.FromSeconds(20))
+        {
+            for (var i = 0; i < 16; i++)
+            {
+                GC.KeepAlive(new long[512 * 1024]);
+            }
+
+            await Task.Delay(20);
+        }
+
+        Assert.True(governor.Collections > 0, "no background collection after allocating past the slack");
+        Assert.Equal(0, governor.Compactions); // its compaction is off
+        Assert.Equal(0, idle.Collections);
+        Assert.Equal(0, idle.Compactions);
+    }
+
+    [Fact]
+    public async Task A_full_collection_that_leaves_much_free_space_is_followed_by_a_compaction()
+    {
+        using var directory = new TempDirectory();
+        await using var server = await StartAsync(directory.Path, slackMiB: 0, compactMiB: 32);
+        var governor = server.HeapGovernor!;
+
+        // Every other 1 MiB array stays live: a full collection frees the others in place, and the
+        // large object heap is not compacted unless asked.
+        var kept = new List<byte[]>();
+        var waited = Stopwatch.StartNew();
+        while (governor.Compactions == 0 && waited.Elapsed < TimeSpan.FromSeconds(20))
+        {
+            for (var i = 0; i < 128; i++)
+            {
+                var array = new byte[1 << 20];
+                if (i % 2 == 0)
+                {
+                    kept.Add(array);
+                }
+            }
+
+            GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: false);
+            await Task.Delay(300);
+            kept.Clear();
+        }
+
+        Assert.True(governor.Compactions > 0, "no compaction after a full collection left 64 MiB free");
+        var last = GC.GetGCMemoryInfo(GCKind.FullBlocking); // the governor's
+        Assert.True(last.Compacted, "the last full collection did not compact");
+        var largeObjectHeapFree = last.GenerationInfo[3].FragmentationAfterBytes;
+        Assert.True(largeObjectHeapFree < 16 << 20, $"{largeObjectHeapFree} bytes free in the large object heap after the compaction");
+        GC.KeepAlive(kept);
+        Assert.Equal(0, governor.Collections); // its background collections are off
+    }
+
+    [Fact]
+    public async Task The_governor_is_off_unless_the_host_turns_it_on()
+    {
+        using var directory = new TempDirectory();
+        await using var server = await MetricStoreServer.StartAsync(new MetricStoreServerOptions { DataDirectory = directory.Path, GrpcPort = 0, HttpPort = 0 });
+        Assert.Null(server.HeapGovernor);
+    }
+
+    [Theory]
+    [InlineData(-1, 0, "heap slack -1 MiB")]
+    [InlineData(0, -2, "heap compaction threshold -2 MiB")]
+    public async Task Negative_bounds_are_refused_naming_them(int slackMiB, int compactMiB, string expected)
+    {
+        using var directory = new TempDirectory();
+        var e = await Assert.ThrowsAsync<MetricStoreException>(() => StartAsync(directory.Path, slackMiB, compactMiB));
+        Assert.Contains(expected, e.Message, StringComparison.Ordinal);
+        Assert.False(File.Exists(Path.Combine(directory.Path, "meta.db")));
+    }
+
+    private static Task<MetricStoreServer> StartAsync(string directory, int slackMiB, int compactMiB) =>
+        MetricStoreServer.StartAsync(new MetricStoreServerOptions
+        {
+            DataDirectory = directory,
+            GrpcPort = 0,
+            HttpPort = 0,
+            HeapSlackMiB = slackMiB,
+            HeapCompactFreeMiB = compactMiB,
+        });
+}
