@@ -49,10 +49,10 @@ public sealed class MetricStoreServer : IAsyncDisposable
     /// <summary>The metrics engine, for tests and the bench harness (stats, recovery report).</summary>
     public StorageEngine Storage => _app.Services.GetRequiredService<StorageEngine>();
 
-    /// <summary>Copies changed metric summaries into the tracking store now (run search sees them); the server also does it every second.</summary>
     /// <summary>The heap governor, when <see cref="MetricStoreServerOptions.HeapSlackMiB"/> or <see cref="MetricStoreServerOptions.HeapCompactFreeMiB"/> turned it on.</summary>
     internal HeapGovernor? HeapGovernor => _app.Services.GetService<HeapGovernor>();
 
+    /// <summary>Copies changed metric summaries into the tracking store now (run search sees them); the server also does it every second.</summary>
     public Task<int> SyncMetricSummariesAsync() => _app.Services.GetRequiredService<MetricSummarySync>().SyncOnceAsync();
 
     /// <summary>Completes when the host begins to stop (Ctrl+C, SIGTERM or <see cref="StopAsync"/>).</summary>
