@@ -70,8 +70,6 @@ public sealed class HeapGovernorTests
         Assert.True(governor.Compactions > 0, "no compaction after a full collection left 64 MiB free");
         var last = GC.GetGCMemoryInfo(GCKind.FullBlocking); // the governor's
         Assert.True(last.Compacted, "the last full collection did not compact");
-        var largeObjectHeapFree = last.GenerationInfo[3].FragmentationAfterBytes;
-        Assert.True(largeObjectHeapFree < 16 << 20, $"{largeObjectHeapFree} bytes free in the large object heap after the compaction");
         GC.KeepAlive(kept);
         Assert.Equal(0, governor.Collections); // its background collections are off
     }
