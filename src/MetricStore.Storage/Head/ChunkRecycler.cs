@@ -200,7 +200,7 @@ internal sealed class ChunkRecycler
                     _keptPoints += chunk.Capacity;
                 }
 
-                Trim();
+                Trim(_maxPoints);
             }
 
             _epoch++;
@@ -295,32 +295,17 @@ internal sealed class ChunkRecycler
     }
 
     /// <summary>
-    /// Lets go of the kept chunks no reader can see any more, for when writes have stopped: nothing
-    /// will rent them soon, and what they held goes back to the query cache's share of the memory
-    /// budget (<see cref="StorageOptions.KeptChunksIdleTime"/>). Chunks still waiting for a reader
-    /// stay, and go at a later call. Returns the points of capacity let go.
+    /// Lets go of every kept chunk, for when writes have stopped: nothing will rent them soon, and
+    /// what they held goes back to the query cache's share of the memory budget
+    /// (<see cref="StorageOptions.KeptChunksIdleTime"/>). Returns the points of capacity let go.
     /// </summary>
     public long ReleaseKept()
     {
         lock (_lock)
         {
-            if (_keptPoints == 0)
-            {
-                return 0;
-            }
-
-            Reclaim();
-            long released = 0;
-            foreach (var free in _free)
-            {
-                while (free.TryPop(out var chunk))
-                {
-                    released += chunk.Capacity;
-                }
-            }
-
-            _keptPoints -= released;
-            return released;
+            var before = _keptPoints;
+            Trim(0);
+            return before - _keptPoints;
         }
     }
 
@@ -338,15 +323,15 @@ internal sealed class ChunkRecycler
     }
 
     /// <summary>
-    /// Under the lock: over the bound, lets go of just enough chunks, free ones first (full-size
+    /// Under the lock: over <paramref name="maxPoints"/> of capacity, lets go of just enough chunks, free ones first (full-size
     /// first: the seals retire those), then the oldest retired ones. What it lets go of is left to
     /// the GC, which is safe whether or not a reader still holds it. (Dropping a whole retired seal
     /// at once, as it once did, threw away a hundred chunks that the next seconds of writes
     /// allocated again.)
     /// </summary>
-    private void Trim()
+    private void Trim(long maxPoints)
     {
-        if (_keptPoints <= _maxPoints)
+        if (_keptPoints <= maxPoints)
         {
             return;
         }
@@ -354,13 +339,13 @@ internal sealed class ChunkRecycler
         Reclaim();
         for (var size = _free.Length - 1; size >= 0; size--)
         {
-            while (_keptPoints > _maxPoints && _free[size].TryPop(out var chunk))
+            while (_keptPoints > maxPoints && _free[size].TryPop(out var chunk))
             {
                 _keptPoints -= chunk.Capacity;
             }
         }
 
-        while (_keptPoints > _maxPoints && _retired.TryPeek(out var oldest))
+        while (_keptPoints > maxPoints && _retired.TryPeek(out var oldest))
         {
             _keptPoints -= oldest.Chunks[^1].Capacity;
             oldest.Chunks.RemoveAt(oldest.Chunks.Count - 1);
