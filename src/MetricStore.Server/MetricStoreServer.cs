@@ -148,6 +148,7 @@ public sealed class MetricStoreServer : IAsyncDisposable
                     SealThresholdPoints = options.SealThresholdPoints ?? StorageOptions.DefaultSealThresholdPoints,
                     QueryCacheBytes = options.QueryCacheMiB is { } mib ? mib * 1024L * 1024 : StorageOptions.DefaultQueryCacheBytes,
                     MemoryBudgetBytes = options.MemoryBudgetMiB is { } budget ? budget * 1024L * 1024 : StorageOptions.DefaultMemoryBudgetBytes,
+                    ScanMemoryBytes = options.ScanMemoryMiB is { } scans ? scans * 1024L * 1024 : StorageOptions.DefaultScanMemoryBytes,
                     Log = (level, message) => log.Log(
                         level switch { StorageLogLevel.Error => LogLevel.Error, StorageLogLevel.Warning => LogLevel.Warning, _ => LogLevel.Information },
                         message),

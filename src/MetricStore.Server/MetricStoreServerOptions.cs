@@ -38,6 +38,9 @@ public sealed record MetricStoreServerOptions
     /// <summary>MiB the head and the query cache hold together (the cache gives way); null = the storage default (384).</summary>
     public int? MemoryBudgetMiB { get; init; }
 
+    /// <summary>MiB of decoded columns that long raw reads (scans) hold of their own, all together; null = the storage default (48).</summary>
+    public int? ScanMemoryMiB { get; init; }
+
     /// <summary>
     /// MiB the managed heap may grow past what the last full collection left live before the server
     /// starts a background collection (<see cref="HeapGovernor"/>); null or 0 = off, the GC's own
@@ -96,6 +99,11 @@ public sealed record MetricStoreServerOptions
         if (MemoryBudgetMiB is <= 0)
         {
             MetricStoreException.InvalidArgument($"memory budget {MemoryBudgetMiB} MiB is not positive");
+        }
+
+        if (ScanMemoryMiB is <= 0)
+        {
+            MetricStoreException.InvalidArgument($"scan memory {ScanMemoryMiB} MiB is not positive");
         }
 
         if (ReadStallTimeout <= TimeSpan.Zero)

@@ -15,6 +15,7 @@ public sealed partial class StorageEngine
 {
     private readonly ConcurrentDictionary<string, List<SeriesHead>> _seriesByRun = new(StringComparer.Ordinal);
     private readonly PartCache _cache;
+    private readonly ScanMemory _scanMemory;
     private readonly SegmentReaders _readers = new(OpenSegmentReaders);
 
     /// <summary>Idle open point-file readers kept for query-cache misses (each holds a file and its parsed footer).</summary>
@@ -64,6 +65,15 @@ public sealed partial class StorageEngine
         var manifest = Manifest.LoadLatest(new StorageOptions { DataDirectory = dataDirectory }.ManifestDirectory);
         return manifest is null ? (0, 0) : (manifest.Segments.Sum(s => s.Bytes), manifest.Segments.Sum(s => s.Rows));
     }
+
+    /// <summary>Bytes of columns scans hold now, the most they held at once, and the scans waiting for their first (<see cref="StorageOptions.ScanMemoryBytes"/>).</summary>
+    public (long Used, long Peak, int Waiting) ScanMemoryUse => (_scanMemory.UsedBytes, _scanMemory.PeakBytes, _scanMemory.Waiting);
+
+    /// <summary>The bound on <see cref="ScanMemoryUse"/>: <see cref="StorageOptions.ScanMemoryBytes"/>.</summary>
+    public long ScanMemoryLimit => _scanMemory.LimitBytes;
+
+    /// <summary>Reads inside a read scope now: holding a snapshot, pinned row groups and the epoch that keeps sealed head chunks from reuse (for tests).</summary>
+    internal int ActiveReads => _recycler.ActiveReaders;
 
     /// <summary>
     /// Sealed head chunks given out again instead of allocated, how many are kept for that now, and
@@ -227,18 +237,19 @@ public sealed partial class StorageEngine
         // scope over a whole read kept everything other reads evicted from reuse while epochs
         // guarded the cache, docs/benchmarks.md, ninth session). A later window sees the series as
         // it is then: points written meanwhile at later steps are included.
-        var scan = new ScanBuffers(this);
+        var scan = new ScanBuffers(this, cancellationToken);
         try
         {
             for (var from = fromStep; from <= toStep;)
             {
                 long? next = null;
+                long wait;
                 using (var read = BeginRead())
                 {
                     var runs = await ResolveRunsAsync(head, from, toStep, read.Pins);
-                    await scan.BeginAsync(runs);
+                    wait = await scan.BeginAsync(runs);
                     long sent = 0;
-                    for (var r = 0; r < runs.Count; r++)
+                    for (var r = 0; wait == 0 && r < runs.Count; r++)
                     {
                         cancellationToken.ThrowIfCancellationRequested();
                         var run = runs[r];
@@ -266,6 +277,16 @@ public sealed partial class StorageEngine
                             break;
                         }
                     }
+                }
+
+                if (wait > 0)
+                {
+                    // A scan waits for its columns outside any read scope: holding a snapshot, pins and
+                    // the epoch that keeps sealed head chunks from reuse while it waited, sixteen
+                    // waiting scans left every seal's chunks to the garbage collector. Then it
+                    // resolves the window again.
+                    await scan.TakeAsync(wait);
+                    continue;
                 }
 
                 if (next is not { } resume)
@@ -298,30 +319,90 @@ public sealed partial class StorageEngine
     /// </summary>
     internal const int ScanRowGroups = 16;
 
-    /// <summary>The two decode targets of one scan (<see cref="ScanRowGroups"/>), by the parity of the run's index in its window.</summary>
-    private sealed class ScanBuffers(StorageEngine engine) : IAsyncDisposable
+    /// <summary>
+    /// The decode targets of one scan (<see cref="ScanRowGroups"/>): two sets of columns, by the
+    /// parity of the run's index in its window, one being sent while the next decodes; or, when
+    /// <see cref="ScanMemory"/> has no room for a second set or another scan waits for its first,
+    /// one set, into which each run decodes when it is asked for. Every set is taken from the
+    /// engine's scan memory and given back when the scan ends.
+    /// </summary>
+    private sealed class ScanBuffers(StorageEngine engine, CancellationToken cancellationToken) : IAsyncDisposable
     {
         private readonly SeriesColumns?[] _columns = new SeriesColumns?[2];
+        private readonly long[] _taken = new long[2]; // bytes of scan memory each set holds
         private readonly Task<SeriesColumns>?[] _loads = new Task<SeriesColumns>?[2];
+        private readonly bool[] _onDemand = new bool[2]; // the slot's run decodes into the one set when asked for
         private List<SortedRun> _runs = [];
         private bool? _scan;
+        private bool _oneSet;
 
         /// <summary>
         /// A window's runs (every run left to read, of which the window reads the first); starts
         /// loading the first. The first window decides whether the read is a scan, for the whole
-        /// read. (A window starts nothing past its last run, and any load still running is awaited
-        /// first, so none writes into columns the new window decodes into.)
+        /// read; each window tries for two sets of columns again. (A window starts nothing past its
+        /// last run, and any load still running is awaited first, so none writes into columns the
+        /// new window decodes into.)
         /// </summary>
-        public async ValueTask BeginAsync(List<SortedRun> windowRuns)
+        public async ValueTask<long> BeginAsync(List<SortedRun> windowRuns)
         {
             await WaitAsync();
             _runs = windowRuns;
             _scan ??= IsScan(windowRuns);
             _loads[0] = _loads[1] = null;
+            _onDemand[0] = _onDemand[1] = false;
+            _oneSet = false;
+            if (_scan == true && LargestMissing(windowRuns) is var rows and > 0 && !HoldsFor(rows))
+            {
+                // One set for the largest row group the scan decodes itself, so it never waits within a window.
+                Release(0);
+                Release(1);
+                var capacity = ChunkRecycler.ColumnCapacity(rows);
+                var bytes = (long)capacity * HeadChunk.ColumnBytesPerPoint;
+                if (!engine._scanMemory.TryTake(bytes))
+                {
+                    return bytes;
+                }
+
+                Hold(0, rows, capacity, bytes);
+            }
+
             Start(0);
+            return 0;
         }
 
-        /// <summary>Starts loading run <paramref name="r"/>: into this scan's columns when it is a sealed row group the cache lacks, else through the cache.</summary>
+        /// <summary>
+        /// Waits in line for <paramref name="bytes"/> of scan memory (<see cref="BeginAsync"/> asked for them)
+        /// and holds them as one set of columns; the caller holds no read scope meanwhile.
+        /// </summary>
+        public async ValueTask TakeAsync(long bytes)
+        {
+            await engine._scanMemory.TakeAsync(bytes, cancellationToken);
+            var capacity = (int)(bytes / HeadChunk.ColumnBytesPerPoint);
+            Hold(0, capacity, capacity, bytes);
+        }
+
+        /// <summary>The most rows of a sealed row group among these runs that the cache lacks now (0 for none).</summary>
+        private int LargestMissing(List<SortedRun> runs)
+        {
+            var rows = 0;
+            foreach (var run in runs)
+            {
+                if (run.Segment is { } part && !engine._cache.Contains(part))
+                {
+                    rows = Math.Max(rows, part.Rows);
+                }
+            }
+
+            return rows;
+        }
+
+        private bool HoldsFor(int rows) => _columns[0]?.Steps.Length >= rows || _columns[1]?.Steps.Length >= rows;
+
+        /// <summary>
+        /// Starts loading run <paramref name="r"/>: into this scan's columns when it is a sealed row
+        /// group the cache lacks, else through the cache; with one set of columns, only marks it to
+        /// decode when asked for.
+        /// </summary>
         public void Start(int r)
         {
             if (r >= _runs.Count)
@@ -331,26 +412,105 @@ public sealed partial class StorageEngine
 
             var slot = r & 1;
             _loads[slot] = null;
+            _onDemand[slot] = false;
             if (_scan != true || _runs[r].Segment is not { } part || engine._cache.Contains(part))
             {
                 _runs[r].Prefetch();
                 return;
             }
 
-            // This slot's columns last held run r - 2, whose slices the caller is done with.
-            var columns = _columns[slot];
-            if (columns is null || columns.Steps.Length < part.Rows)
+            // This slot's columns last held run r - 2, whose slices the caller is done with; the
+            // other slot's may still be decoding run r - 1 or holding its slices.
+            var others = _columns[slot ^ 1] is not null;
+            if (others && engine._scanMemory.Waiting > 0)
             {
-                if (columns is not null)
+                _oneSet = true; // another scan waits for its first columns: this one keeps one set
+            }
+
+            var columns = _oneSet ? null : TryColumns(slot, part.Rows);
+            if (columns is null)
+            {
+                _oneSet = true;
+                if (others)
                 {
-                    engine._recycler.ReturnColumns(columns);
+                    Release(slot);
                 }
 
-                columns = _columns[slot] = engine._recycler.RentColumns(part.Rows) ?? new SeriesColumns(ChunkRecycler.ColumnCapacity(part.Rows));
+                _onDemand[slot] = true;
+                return;
             }
 
             var path = Path.Combine(engine._options.SegmentDirectory, part.File);
             _loads[slot] = Task.Run(() => engine._readers.ReadAsync(path, part.RowGroup, part.Float32, CancellationToken.None, columns));
+        }
+
+        public async ValueTask<SeriesColumns> PointsAsync(int r)
+        {
+            var slot = r & 1;
+            if (_loads[slot] is { } load)
+            {
+                return await load;
+            }
+
+            if (!_onDemand[slot])
+            {
+                return await _runs[r].PointsAsync();
+            }
+
+            // One set: the caller is done with the slices of run r - 1, which it may hold.
+            await WaitAsync();
+            var part = _runs[r].Segment!;
+            var at = _columns[0] is not null ? 0 : 1;
+            var columns = _columns[at] is { } held && held.Steps.Length >= part.Rows ? held : await TakeColumnsAsync(at, part.Rows);
+            var path = Path.Combine(engine._options.SegmentDirectory, part.File);
+            return await engine._readers.ReadAsync(path, part.RowGroup, part.Float32, cancellationToken, columns);
+        }
+
+        /// <summary>The slot's columns when they hold <paramref name="rows"/>, else new ones if the scan memory has room now; null when it has not.</summary>
+        private SeriesColumns? TryColumns(int slot, int rows)
+        {
+            if (_columns[slot] is { } held && held.Steps.Length >= rows)
+            {
+                return held;
+            }
+
+            Release(slot);
+            var capacity = ChunkRecycler.ColumnCapacity(rows);
+            var bytes = (long)capacity * HeadChunk.ColumnBytesPerPoint;
+            if (!engine._scanMemory.TryTake(bytes))
+            {
+                return null;
+            }
+
+            return Hold(slot, rows, capacity, bytes);
+        }
+
+        /// <summary>New columns for <paramref name="rows"/> in the slot, waiting in line for the scan memory (the scan holds no other set).</summary>
+        private async ValueTask<SeriesColumns> TakeColumnsAsync(int slot, int rows)
+        {
+            Release(slot);
+            var capacity = ChunkRecycler.ColumnCapacity(rows);
+            var bytes = (long)capacity * HeadChunk.ColumnBytesPerPoint;
+            await engine._scanMemory.TakeAsync(bytes, cancellationToken);
+            return Hold(slot, rows, capacity, bytes);
+        }
+
+        private SeriesColumns Hold(int slot, int rows, int capacity, long bytes)
+        {
+            _taken[slot] = bytes;
+            return _columns[slot] = engine._recycler.RentColumns(rows, capacity) ?? new SeriesColumns(capacity);
+        }
+
+        /// <summary>Gives the slot's columns back to the recycler and their bytes to the scan memory.</summary>
+        private void Release(int slot)
+        {
+            if (_columns[slot] is { } columns)
+            {
+                _columns[slot] = null;
+                engine._recycler.ReturnColumns(columns);
+                engine._scanMemory.Give(_taken[slot]);
+                _taken[slot] = 0;
+            }
         }
 
         /// <summary>
@@ -399,20 +559,12 @@ public sealed partial class StorageEngine
             }
         }
 
-        public async ValueTask<SeriesColumns> PointsAsync(int r) =>
-            _loads[r & 1] is { } load ? await load : await _runs[r].PointsAsync();
-
         /// <summary>Waits for a decode still writing into its columns, then gives the columns back.</summary>
         public async ValueTask DisposeAsync()
         {
             await WaitAsync();
-            foreach (var columns in _columns)
-            {
-                if (columns is not null)
-                {
-                    engine._recycler.ReturnColumns(columns);
-                }
-            }
+            Release(0);
+            Release(1);
         }
     }
 

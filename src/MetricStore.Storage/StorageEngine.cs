@@ -48,6 +48,7 @@ public sealed partial class StorageEngine : IAsyncDisposable
         _lock = directoryLock;
         _ring = new BoundedMpscQueue<PendingWrite>(options.RingCapacity);
         _cache = new PartCache(QueryCacheCapacity, _readers, recycler);
+        _scanMemory = new ScanMemory(options.ScanMemoryBytes);
         _wal = new WalSegmentWriter(options.WalDirectory, nextSegment, options.WalSegmentBytes, options.WalCompressAboveBytes);
         _writer = new Thread(WriterLoop) { IsBackground = true, Name = "metricstore-wal-writer" };
     }
@@ -62,6 +63,7 @@ public sealed partial class StorageEngine : IAsyncDisposable
     public static StorageEngine Open(StorageOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
+        ArgumentOutOfRangeException.ThrowIfNegative(options.ScanMemoryBytes);
         Directory.CreateDirectory(options.WalDirectory);
         var directoryLock = LockDirectory(options.DataDirectory);
         try

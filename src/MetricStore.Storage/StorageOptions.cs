@@ -114,6 +114,22 @@ public sealed record StorageOptions
     /// </summary>
     public TimeSpan KeptChunksIdleTime { get; init; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// Bytes of decoded columns that scans (raw reads of more row groups than the query cache holds
+    /// or should keep: a long series read in full, a bench verifying what it wrote) hold of their
+    /// own, over all scans at once, outside <see cref="MemoryBudgetBytes"/>. A scan takes 24 MB per
+    /// million-point row group for the one being sent, and as much again for the next while there
+    /// is room; past the bound it keeps one set, and a scan that would need its first waits its turn.
+    /// 48 MiB by default: two million-point sets, so one scan decodes ahead, or two read at once;
+    /// on two cores more at once would not read faster. Eight full reads of a 10M-step series under
+    /// ingest took the server to 1,643 MiB of RSS without a bound, 1,164 MiB at 96 and 1,047 MiB at 48
+    /// (docs/benchmarks.md, twelfth session).
+    /// </summary>
+    public long ScanMemoryBytes { get; init; } = DefaultScanMemoryBytes;
+
+    /// <summary>48 MiB: two sets of columns for the largest row group a point file holds (<see cref="Segments.SegmentWriter.MaxRowGroupRows"/>, 24 bytes a point).</summary>
+    public const long DefaultScanMemoryBytes = 2L * Segments.SegmentWriter.MaxRowGroupRows * Head.HeadChunk.ColumnBytesPerPoint;
+
     /// <summary>The query cache keeps at least this much (or <see cref="QueryCacheBytes"/> if smaller) however large the head: reads always have room for the row groups they are working on.</summary>
     public long QueryCacheFloorBytes { get; init; } = 64L * 1024 * 1024;
 

@@ -90,6 +90,27 @@ public sealed class ServerLifecycleTests
         Assert.False(File.Exists(Path.Combine(directory.Path, "meta.db")));
     }
 
+    [Fact]
+    public async Task The_scan_memory_bounds_the_scans_of_the_engine_it_starts()
+    {
+        using var directory = new TempDirectory();
+        await using var server = await MetricStoreServer.StartAsync(
+            new MetricStoreServerOptions { DataDirectory = directory.Path, GrpcPort = 0, HttpPort = 0, ScanMemoryMiB = 7 });
+        Assert.Equal(7L << 20, server.Storage.ScanMemoryLimit);
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(-2)]
+    public async Task A_scan_memory_that_is_not_positive_is_refused_naming_it(int mib)
+    {
+        using var directory = new TempDirectory();
+        var e = await Assert.ThrowsAsync<MetricStoreException>(() => MetricStoreServer.StartAsync(
+            new MetricStoreServerOptions { DataDirectory = directory.Path, GrpcPort = 0, HttpPort = 0, ScanMemoryMiB = mib }));
+        Assert.Contains($"scan memory {mib} MiB", e.Message, StringComparison.Ordinal);
+        Assert.False(File.Exists(Path.Combine(directory.Path, "meta.db")));
+    }
+
     [Theory]
     [InlineData(0)]
     [InlineData(-3)]

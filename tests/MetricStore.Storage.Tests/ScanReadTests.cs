@@ -1,3 +1,4 @@
+using MetricStore.Storage.Head;
 using static MetricStore.Storage.Tests.EngineHarness;
 
 namespace MetricStore.Storage.Tests;
@@ -152,6 +153,150 @@ public sealed class ScanReadTests
 
         await read.DisposeAsync();
         Assert.Equal((Seals + 1) * PerSeal, expected);
+    }
+
+    /// <summary>
+    /// Scans take their columns from one bound over all of them (<see cref="StorageOptions.ScanMemoryBytes"/>):
+    /// six slow scans at once, with room for two sets of columns, hold two sets at most, every one
+    /// reads every point exactly, and all of it is given back when they end.
+    /// </summary>
+    [Fact]
+    public async Task Concurrent_scans_hold_no_more_columns_than_the_scan_memory_and_read_every_point()
+    {
+        await using var h = EngineHarness.Open();
+        await h.CloseAsync();
+        await using var engine = await SealedSeriesAsync(h, h.Options() with { CompactAtSegments = 1000, ScanMemoryBytes = 2 * s_setBytes });
+
+        await Task.WhenAll(Enumerable.Range(0, 6).Select(_ => Task.Run(() => AssertScanAsync(engine)))).WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.Equal((0L, 2 * s_setBytes, 0), engine.ScanMemoryUse);
+        Assert.Equal(0, engine.QueryCache.Bytes);
+    }
+
+    /// <summary>
+    /// A scan that finds no room waits in line, outside any read scope (a waiting scan that held its
+    /// snapshot kept every seal's head chunks from reuse under sixteen dashboards), and leaves the line
+    /// when its read is cancelled. The scan with the only set reads on with one set, each row group
+    /// decoded when it is asked for, every point exact; when it ends, the next in line reads.
+    /// </summary>
+    [Fact]
+    public async Task A_scan_without_room_waits_its_turn_outside_any_read_scope()
+    {
+        await using var h = EngineHarness.Open();
+        await h.CloseAsync();
+        await using var engine = await SealedSeriesAsync(h, h.Options() with { CompactAtSegments = 1000, ScanMemoryBytes = s_setBytes });
+
+        var first = engine.ReadPointsAsync(Key(), long.MinValue, long.MaxValue, PerSeal / 4).GetAsyncEnumerator();
+        Assert.True(await first.MoveNextAsync());
+        Assert.Equal((s_setBytes, 0), (engine.ScanMemoryUse.Used, engine.ScanMemoryUse.Waiting));
+        Assert.Equal(1, engine.ActiveReads);
+
+        var second = Task.Run(() => AssertScanAsync(engine));
+        await WaitUntilAsync(() => engine.ScanMemoryUse.Waiting == 1);
+        using var cancel = new CancellationTokenSource();
+        var third = Task.Run(async () =>
+        {
+            await foreach (var _ in engine.ReadPointsAsync(Key(), long.MinValue, long.MaxValue, PerSeal, cancel.Token))
+            {
+            }
+        });
+        await WaitUntilAsync(() => engine.ScanMemoryUse.Waiting == 2);
+        Assert.Equal(1, engine.ActiveReads); // the first's; the waiting scans hold none
+        Assert.Equal(s_setBytes, engine.ScanMemoryUse.Used);
+
+        await cancel.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => third);
+        Assert.Equal(1, engine.ScanMemoryUse.Waiting);
+        Assert.False(second.IsCompleted);
+
+        long expected = 0;
+        do
+        {
+            await Task.Delay(1);
+            for (var i = 0; i < first.Current.Count; i++, expected++)
+            {
+                Assert.Equal(expected, first.Current.Steps[i]);
+                Assert.Equal(Value(expected), first.Current.Values[i]);
+            }
+        }
+        while (await first.MoveNextAsync());
+        Assert.Equal(Seals * PerSeal, expected);
+        await first.DisposeAsync();
+
+        await second.WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.Equal((0L, s_setBytes, 0), engine.ScanMemoryUse);
+    }
+
+    /// <summary>
+    /// A scan that decodes ahead into a second set of columns gives that set back as soon as another
+    /// scan waits, at its next row group, and reads on with one set, every point exact, without
+    /// asking for more: the waiting scan starts while the first is still open.
+    /// </summary>
+    [Fact]
+    public async Task A_scan_with_two_sets_gives_one_back_when_another_waits()
+    {
+        await using var h = EngineHarness.Open();
+        await h.CloseAsync();
+        await using var engine = await SealedSeriesAsync(h, h.Options() with { CompactAtSegments = 1000, ScanMemoryBytes = 2 * s_setBytes });
+
+        await using var first = engine.ReadPointsAsync(Key(), long.MinValue, long.MaxValue, PerSeal / 4).GetAsyncEnumerator();
+        await using var second = engine.ReadPointsAsync(Key(), long.MinValue, long.MaxValue, PerSeal / 4).GetAsyncEnumerator();
+        long firstAt = 0, secondAt = 0;
+        Assert.True(await first.MoveNextAsync());
+        Assert.Equal((2 * s_setBytes, 0), (engine.ScanMemoryUse.Used, engine.ScanMemoryUse.Waiting)); // decoding ahead
+
+        var secondStarts = second.MoveNextAsync().AsTask();
+        await WaitUntilAsync(() => engine.ScanMemoryUse.Waiting == 1);
+        var firstOpen = true;
+        while (!secondStarts.IsCompleted && firstOpen)
+        {
+            CheckSlice(first.Current, ref firstAt);
+            firstOpen = await first.MoveNextAsync();
+            await Task.Delay(1);
+        }
+
+        Assert.True(firstOpen, "the second scan started only when the first ended");
+        Assert.True(await secondStarts.WaitAsync(TimeSpan.FromSeconds(20)));
+        Assert.Equal((2 * s_setBytes, 0), (engine.ScanMemoryUse.Used, engine.ScanMemoryUse.Waiting)); // one set each
+
+        // The first reads to its end with its one set while the second holds the other.
+        await Task.Run(async () =>
+        {
+            do
+            {
+                CheckSlice(first.Current, ref firstAt);
+            }
+            while (await first.MoveNextAsync());
+        }).WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.Equal(Seals * PerSeal, firstAt);
+
+        do
+        {
+            CheckSlice(second.Current, ref secondAt);
+        }
+        while (await second.MoveNextAsync());
+        Assert.Equal(Seals * PerSeal, secondAt);
+    }
+
+    private static void CheckSlice(PointSlice slice, ref long expected)
+    {
+        for (var i = 0; i < slice.Count; i++, expected++)
+        {
+            Assert.Equal(expected, slice.Steps[i]);
+            Assert.Equal(Value(expected), slice.Values[i]);
+        }
+    }
+
+    /// <summary>One set of columns for a row group of this test's series, as a scan takes it from the scan memory.</summary>
+    private static readonly long s_setBytes = (long)ChunkRecycler.ColumnCapacity(PerSeal) * HeadChunk.ColumnBytesPerPoint;
+
+    private static async Task WaitUntilAsync(Func<bool> condition)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while (!condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, "timed out");
+            await Task.Delay(5);
+        }
     }
 
     /// <summary>The point files (float and double; a seal also writes other files).</summary>

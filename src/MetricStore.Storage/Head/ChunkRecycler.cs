@@ -109,6 +109,18 @@ internal sealed class ChunkRecycler
         }
     }
 
+    /// <summary>Readers inside a read scope now (for tests).</summary>
+    public int ActiveReaders
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _readers.Values.Sum();
+            }
+        }
+    }
+
     /// <summary><see cref="EnterRead"/> until the scope is disposed: <c>using var read = recycler.Read();</c>.</summary>
     public ReadScope Read() => new(this, EnterRead());
 
@@ -234,17 +246,19 @@ internal sealed class ChunkRecycler
     }
 
     /// <summary>
-    /// Free columns for <paramref name="points"/> points, at most twice
-    /// as large (so a cache entry never holds much more than it needs); null when there are none.
+    /// Free columns for <paramref name="points"/> points, at most twice as large (so a cache entry
+    /// never holds much more than it needs) and at most <paramref name="maxCapacity"/> (a scan's
+    /// columns may not hold more than it took of <see cref="Query.ScanMemory"/>); null when there
+    /// are none.
     /// </summary>
-    public SeriesColumns? RentColumns(int points)
+    public SeriesColumns? RentColumns(int points, int maxCapacity = int.MaxValue)
     {
         lock (_lock)
         {
             for (var node = _freeColumns.Last; node is not null; node = node.Previous)
             {
                 var capacity = node.Value.Steps.Length;
-                if (capacity >= points && capacity / 2 < points)
+                if (capacity >= points && capacity / 2 < points && capacity <= maxCapacity)
                 {
                     _freeColumns.Remove(node);
                     _columnBytes -= ColumnsBytes(node.Value);
