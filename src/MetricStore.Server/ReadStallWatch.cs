@@ -22,7 +22,8 @@ internal sealed class ReadStallWatch : IDisposable
     private readonly TimeSpan _timeout;
     private readonly ILogger _log;
     private readonly Timer _timer;
-    private long _progress = Stopwatch.GetTimestamp();
+    private long _progress = Stopwatch.GetTimestamp(); // when the consumer got the slice it holds
+    private int _withClient; // 1 while the consumer holds a slice
     private int _aborted;
 
     public ReadStallWatch(HttpContext http, ReadStallPolicy policy, ILogger log)
@@ -35,21 +36,25 @@ internal sealed class ReadStallWatch : IDisposable
     }
 
     /// <summary>
-    /// The slices, counting progress whenever the consumer asks for the next one (it has written
-    /// the previous one by then).
+    /// The slices, timing only how long the consumer takes with each (it writes the slice to the
+    /// client, then asks for the next). The time the server takes to produce the next slice is not
+    /// the client's: a scan waiting its turn for columns (<see cref="StorageOptions.ScanMemoryBytes"/>)
+    /// behind a stalled read was ended as stalled too, when the stalled one was.
     /// </summary>
     public async IAsyncEnumerable<PointSlice> Watch(IAsyncEnumerable<PointSlice> points)
     {
         await foreach (var slice in points)
         {
-            yield return slice;
             Volatile.Write(ref _progress, Stopwatch.GetTimestamp());
+            Volatile.Write(ref _withClient, 1);
+            yield return slice;
+            Volatile.Write(ref _withClient, 0);
         }
     }
 
     private void Check()
     {
-        if (Stopwatch.GetElapsedTime(Volatile.Read(ref _progress)) <= _timeout || Interlocked.Exchange(ref _aborted, 1) != 0)
+        if (Volatile.Read(ref _withClient) == 0 || Stopwatch.GetElapsedTime(Volatile.Read(ref _progress)) <= _timeout || Interlocked.Exchange(ref _aborted, 1) != 0)
         {
             return;
         }

@@ -13,9 +13,9 @@ public sealed class ReadStallTests
 {
     private const int Points = 3_000_000; // far more than HTTP/2 windows and socket buffers hold
 
-    private static async Task<(TestServer Server, string RunId)> StartWithSeriesAsync()
+    private static async Task<(TestServer Server, string RunId)> StartWithSeriesAsync(Func<MetricStoreServerOptions, MetricStoreServerOptions>? configure = null)
     {
-        var server = await TestServer.StartAsync(configure: o => o with { ReadStallTimeout = TimeSpan.FromSeconds(2) });
+        var server = await TestServer.StartAsync(configure: o => (configure ?? (x => x))(o with { ReadStallTimeout = TimeSpan.FromSeconds(2) }));
         var name = Unique.Name("stall");
         await server.Client.CreateExperimentAsync(name);
         var runId = (await server.Client.Tracking.CreateRunAsync(new CreateRunRequest { ExperimentName = name })).RunId;
@@ -127,5 +127,62 @@ public sealed class ReadStallTests
 
         Assert.Equal(2, server.Warnings.Count(w => w.Contains("Ended a streamed read", StringComparison.Ordinal)));
         Assert.Empty(server.Errors); // an ended read is not a server error
+    }
+
+    /// <summary>
+    /// Only the client's time counts: a scan that waits its turn for columns behind a stalled read
+    /// (<see cref="MetricStoreServerOptions.ScanMemoryMiB"/>) is not ended with it, and reads every
+    /// point once the stalled one is ended and gives its columns back.
+    /// </summary>
+    [Fact]
+    public async Task A_read_waiting_for_scan_memory_behind_a_stalled_one_is_not_ended()
+    {
+        var (server, runId) = await StartWithSeriesAsync(o => o with { QueryCacheMiB = 1, ScanMemoryMiB = 1 });
+        await using var _ = server;
+        var storage = server.Server.Storage;
+        await storage.SealNowAsync(); // three row groups, far more than the 1 MiB cache: every full read is a scan
+        var url = $"/v1/query/points?run_id={runId}&metric=loss&max_chunk_points=1000&format=arrow";
+
+        using (var stalled = await server.Http.GetAsync(url, HttpCompletionOption.ResponseHeadersRead))
+        {
+            stalled.EnsureSuccessStatusCode();
+            using var body = await stalled.Content.ReadAsStreamAsync();
+            Assert.True(await body.ReadAsync(new byte[1 << 16]) > 0);
+            Assert.True(storage.ScanMemoryUse.Used > 0); // the stalled read holds the only set of columns
+
+            var waiting = Task.Run(async () =>
+            {
+                using var response = await server.Http.GetAsync(url, HttpCompletionOption.ResponseHeadersRead);
+                using var reader = new Apache.Arrow.Ipc.ArrowStreamReader(await response.Content.ReadAsStreamAsync());
+                var received = 0L;
+                while (await reader.ReadNextRecordBatchAsync() is { } batch)
+                {
+                    using (batch)
+                    {
+                        received += batch.Length;
+                    }
+                }
+
+                return received;
+            });
+            var deadline = DateTime.UtcNow.AddSeconds(10);
+            while (storage.ScanMemoryUse.Waiting == 0 && DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(10);
+            }
+
+            Assert.Equal(1, storage.ScanMemoryUse.Waiting);
+            Assert.Equal(Points, await waiting.WaitAsync(TimeSpan.FromSeconds(60))); // after the stalled read was ended, 2 s on
+        }
+
+        Assert.Equal(1, server.Warnings.Count(w => w.Contains("Ended a streamed read", StringComparison.Ordinal)));
+        var end = DateTime.UtcNow.AddSeconds(10);
+        while (storage.ScanMemoryUse.Used > 0 && DateTime.UtcNow < end)
+        {
+            await Task.Delay(10); // the read's end on the server may come just after the client's
+        }
+
+        Assert.Equal(0, storage.ScanMemoryUse.Used);
+        Assert.Empty(server.Errors);
     }
 }
