@@ -329,7 +329,6 @@ public sealed partial class StorageEngine
     private sealed class ScanBuffers(StorageEngine engine, CancellationToken cancellationToken) : IAsyncDisposable
     {
         private readonly SeriesColumns?[] _columns = new SeriesColumns?[2];
-        private readonly long[] _taken = new long[2]; // bytes of scan memory each set holds
         private readonly Task<SeriesColumns>?[] _loads = new Task<SeriesColumns>?[2];
         private readonly bool[] _onDemand = new bool[2]; // the slot's run decodes into the one set when asked for
         private List<SortedRun> _runs = [];
@@ -356,14 +355,13 @@ public sealed partial class StorageEngine
                 // One set for the largest row group the scan decodes itself, so it never waits within a window.
                 Release(0);
                 Release(1);
-                var capacity = ChunkRecycler.ColumnCapacity(rows);
-                var bytes = (long)capacity * HeadChunk.ColumnBytesPerPoint;
+                var bytes = SetBytes(rows);
                 if (!engine._scanMemory.TryTake(bytes))
                 {
                     return bytes;
                 }
 
-                Hold(0, rows, capacity, bytes);
+                Hold(0, bytes);
             }
 
             Start(0);
@@ -377,8 +375,7 @@ public sealed partial class StorageEngine
         public async ValueTask TakeAsync(long bytes)
         {
             await engine._scanMemory.TakeAsync(bytes, cancellationToken);
-            var capacity = (int)(bytes / HeadChunk.ColumnBytesPerPoint);
-            Hold(0, capacity, capacity, bytes);
+            Hold(0, bytes);
         }
 
         /// <summary>The most rows of a sealed row group among these runs that the cache lacks now (0 for none).</summary>
@@ -475,30 +472,31 @@ public sealed partial class StorageEngine
             }
 
             Release(slot);
-            var capacity = ChunkRecycler.ColumnCapacity(rows);
-            var bytes = (long)capacity * HeadChunk.ColumnBytesPerPoint;
-            if (!engine._scanMemory.TryTake(bytes))
-            {
-                return null;
-            }
-
-            return Hold(slot, rows, capacity, bytes);
+            var bytes = SetBytes(rows);
+            return engine._scanMemory.TryTake(bytes) ? Hold(slot, bytes) : null;
         }
 
         /// <summary>New columns for <paramref name="rows"/> in the slot, waiting in line for the scan memory (the scan holds no other set).</summary>
         private async ValueTask<SeriesColumns> TakeColumnsAsync(int slot, int rows)
         {
             Release(slot);
-            var capacity = ChunkRecycler.ColumnCapacity(rows);
-            var bytes = (long)capacity * HeadChunk.ColumnBytesPerPoint;
+            var bytes = SetBytes(rows);
             await engine._scanMemory.TakeAsync(bytes, cancellationToken);
-            return Hold(slot, rows, capacity, bytes);
+            return Hold(slot, bytes);
         }
 
-        private SeriesColumns Hold(int slot, int rows, int capacity, long bytes)
+        /// <summary>The scan memory a set for <paramref name="rows"/> takes: columns of the capacity the recycler rounds to.</summary>
+        private static long SetBytes(int rows) => (long)ChunkRecycler.ColumnCapacity(rows) * HeadChunk.ColumnBytesPerPoint;
+
+        /// <summary>
+        /// Columns in the slot for <paramref name="bytes"/> of scan memory already taken: free ones of
+        /// exactly that size from the recycler, else new ones. So a set's columns are the bytes it took,
+        /// and <see cref="Release"/> gives back what they hold.
+        /// </summary>
+        private SeriesColumns Hold(int slot, long bytes)
         {
-            _taken[slot] = bytes;
-            return _columns[slot] = engine._recycler.RentColumns(rows, capacity) ?? new SeriesColumns(capacity);
+            var capacity = (int)(bytes / HeadChunk.ColumnBytesPerPoint);
+            return _columns[slot] = engine._recycler.RentColumns(capacity, capacity) ?? new SeriesColumns(capacity);
         }
 
         /// <summary>Gives the slot's columns back to the recycler and their bytes to the scan memory.</summary>
@@ -508,8 +506,7 @@ public sealed partial class StorageEngine
             {
                 _columns[slot] = null;
                 engine._recycler.ReturnColumns(columns);
-                engine._scanMemory.Give(_taken[slot]);
-                _taken[slot] = 0;
+                engine._scanMemory.Give(ChunkRecycler.ColumnsBytes(columns));
             }
         }
 

@@ -121,9 +121,10 @@ public sealed record StorageOptions
     /// million-point row group for the one being sent, and as much again for the next while there
     /// is room; past the bound it keeps one set, and a scan that would need its first waits its turn.
     /// 48 MiB by default: two million-point sets, so one scan decodes ahead, or two read at once;
-    /// on two cores more at once would not read faster. Eight full reads of a 10M-step series under
-    /// ingest took the server to 1,643 MiB of RSS without a bound, 1,164 MiB at 96 and 1,047 MiB at 48
-    /// (docs/benchmarks.md, twelfth session).
+    /// on two cores more at once would not read faster. Eight and sixteen full reads of a 10M-step
+    /// series under ingest took the server to 1,643 and 2,292 MiB of RSS without a bound, 973 and
+    /// 949–1,029 MiB with it (docs/benchmarks.md, twelfth session, which also has the versions tried
+    /// first: 96 MiB, and scans that waited inside their read scope).
     /// </summary>
     public long ScanMemoryBytes { get; init; } = DefaultScanMemoryBytes;
 

@@ -247,9 +247,8 @@ internal sealed class ChunkRecycler
 
     /// <summary>
     /// Free columns for <paramref name="points"/> points, at most twice as large (so a cache entry
-    /// never holds much more than it needs) and at most <paramref name="maxCapacity"/> (a scan's
-    /// columns may not hold more than it took of <see cref="Query.ScanMemory"/>); null when there
-    /// are none.
+    /// never holds much more than it needs) and at most <paramref name="maxCapacity"/> (a scan asks
+    /// for exactly the size it took of <see cref="Query.ScanMemory"/>); null when there are none.
     /// </summary>
     public SeriesColumns? RentColumns(int points, int maxCapacity = int.MaxValue)
     {
