@@ -123,7 +123,7 @@ public sealed record StorageOptions
     /// 48 MiB by default: two million-point sets, so one scan decodes ahead, or two read at once;
     /// on two cores more at once would not read faster. Eight and sixteen full reads of a 10M-step
     /// series under ingest took the server to 1,643 and 2,292 MiB of RSS without a bound, 973 and
-    /// 949–1,029 MiB with it (docs/benchmarks.md, twelfth session, which also has the versions tried
+    /// 949–1,203 MiB with it (docs/benchmarks.md, twelfth session, which also has the versions tried
     /// first: 96 MiB, and scans that waited inside their read scope).
     /// </summary>
     public long ScanMemoryBytes { get; init; } = DefaultScanMemoryBytes;
