@@ -40,6 +40,7 @@ public sealed partial class StorageEngine : IAsyncDisposable
     private long _lastSlowFsyncLog;
     private volatile Exception? _fault;
     private int _disposed;
+    private readonly System.Diagnostics.Metrics.Meter _meter;
 
     private StorageEngine(StorageOptions options, long nextSegment, FileStream directoryLock, ChunkRecycler recycler)
     {
@@ -51,6 +52,7 @@ public sealed partial class StorageEngine : IAsyncDisposable
         _scanMemory = new ScanMemory(options.ScanMemoryBytes);
         _wal = new WalSegmentWriter(options.WalDirectory, nextSegment, options.WalSegmentBytes, options.WalCompressAboveBytes);
         _writer = new Thread(WriterLoop) { IsBackground = true, Name = "metricstore-wal-writer" };
+        _meter = CreateMeter();
     }
 
     /// <summary>What recovery replayed at open.</summary>
@@ -231,6 +233,7 @@ public sealed partial class StorageEngine : IAsyncDisposable
             return;
         }
 
+        _meter.Dispose();
         await _stop.CancelAsync();
         await Task.Run(() => _writer.Join());
         if (_seal is { } seal)
