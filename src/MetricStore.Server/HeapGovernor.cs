@@ -31,6 +31,16 @@ internal sealed class HeapGovernor(long slackBytes, long compactFreeBytes, ILogg
 {
     public static readonly TimeSpan MinCompactionInterval = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// How long the governor waits for the full collection it asked for to finish before it looks
+    /// again. A request made while a background collection runs joins that one, and a request the
+    /// GC declines never finishes. The governor used to wait for the gen2 count to move past the
+    /// one it asked at, which such a request never moves: under 16 full reads plus ingest it then
+    /// did nothing for 56 s, not even the compaction a finished collection called for, while
+    /// 460-695 MiB of the heap lay free (docs/benchmarks.md, thirteenth session).
+    /// </summary>
+    public static readonly TimeSpan RequestPatience = TimeSpan.FromSeconds(2);
+
     private static readonly TimeSpan s_period = TimeSpan.FromMilliseconds(100);
     private long _collections;
     private long _compactions;
@@ -48,24 +58,28 @@ internal sealed class HeapGovernor(long slackBytes, long compactFreeBytes, ILogg
             slackBytes > 0 ? slackBytes >> 20 : "(off)",
             compactFreeBytes > 0 ? compactFreeBytes >> 20 : "(off)");
         using var timer = new PeriodicTimer(s_period);
-        var requestedAt = -1;
+        long? waitingFor = null; // the index of the last full collection when this governor asked for one
+        var askedAt = 0L;
         var lastCompaction = long.MinValue;
         try
         {
             while (await timer.WaitForNextTickAsync(stoppingToken))
             {
-                var gen2 = GC.CollectionCount(2);
-                if (gen2 == requestedAt)
+                var (index, live, free) = LastFullCollection();
+                if (waitingFor is { } before)
                 {
-                    continue; // the one asked for has not finished
+                    if (StillWaiting(before, index, Stopwatch.GetElapsedTime(askedAt)))
+                    {
+                        continue;
+                    }
+
+                    waitingFor = null;
                 }
 
-                var (index, live, free) = LastFullCollection();
                 if (compactFreeBytes > 0 && free > compactFreeBytes && index != 0
                     && (lastCompaction == long.MinValue || Stopwatch.GetElapsedTime(lastCompaction) >= MinCompactionInterval))
                 {
                     lastCompaction = Stopwatch.GetTimestamp();
-                    requestedAt = gen2;
                     GCSettings.LargeObjectHeapCompactionMode = GCLargeObjectHeapCompactionMode.CompactOnce;
                     GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
                     Interlocked.Increment(ref _compactions);
@@ -75,7 +89,8 @@ internal sealed class HeapGovernor(long slackBytes, long compactFreeBytes, ILogg
 
                 if (slackBytes > 0 && GC.GetTotalMemory(forceFullCollection: false) > live + slackBytes)
                 {
-                    requestedAt = gen2;
+                    waitingFor = index;
+                    askedAt = Stopwatch.GetTimestamp();
                     Interlocked.Increment(ref _collections);
                     GC.Collect(2, GCCollectionMode.Forced, blocking: false, compacting: false);
                 }
@@ -87,8 +102,16 @@ internal sealed class HeapGovernor(long slackBytes, long compactFreeBytes, ILogg
         }
     }
 
+    /// <summary>
+    /// Whether a full collection asked for when the last one had <paramref name="indexAtAsk"/> has
+    /// not finished yet: no full collection finished since (the one asked for, or one already running,
+    /// which the request joined), and the patience is not spent.
+    /// </summary>
+    internal static bool StillWaiting(long indexAtAsk, long lastFullIndex, TimeSpan sinceAsked) =>
+        lastFullIndex == indexAtAsk && sinceAsked < RequestPatience;
+
     /// <summary>The most recent full collection (background or blocking): its index (0 = none yet), the bytes it found live, and the free space it left.</summary>
-    private static (long Index, long Live, long Free) LastFullCollection()
+    internal static (long Index, long Live, long Free) LastFullCollection()
     {
         var background = GC.GetGCMemoryInfo(GCKind.Background);
         var blocking = GC.GetGCMemoryInfo(GCKind.FullBlocking);

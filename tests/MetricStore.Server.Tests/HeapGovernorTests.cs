@@ -41,6 +41,35 @@ public sealed class HeapGovernorTests
     }
 
     [Fact]
+    public void A_request_that_joins_a_running_background_collection_ends_when_that_one_finishes()
+    {
+        // Small live objects make a background collection mark for a while.
+        var graph = new object[3_000_000];
+        for (var i = 0; i < graph.Length; i++)
+        {
+            graph[i] = new byte[24];
+        }
+
+        // The GC's own request, then the governor's while it runs: the governor's joins it, and the
+        // gen2 count it used to wait on does not move for it.
+        var (before, _, _) = HeapGovernor.LastFullCollection();
+        GC.Collect(2, GCCollectionMode.Forced, blocking: false, compacting: false);
+        GC.Collect(2, GCCollectionMode.Forced, blocking: false, compacting: false);
+
+        var waited = Stopwatch.StartNew();
+        while (HeapGovernor.LastFullCollection().Index == before && waited.Elapsed < TimeSpan.FromSeconds(20))
+        {
+            Thread.Sleep(10);
+        }
+
+        var (after, _, _) = HeapGovernor.LastFullCollection();
+        Assert.NotEqual(before, after);
+        Assert.False(HeapGovernor.StillWaiting(before, after, TimeSpan.Zero), "still waiting after a full collection finished");
+        Assert.False(HeapGovernor.StillWaiting(before, before, HeapGovernor.RequestPatience), "still waiting past its patience");
+        GC.KeepAlive(graph);
+    }
+
+    [Fact]
     public async Task A_full_collection_that_leaves_much_free_space_is_followed_by_a_compaction()
     {
         using var directory = new TempDirectory();
