@@ -47,6 +47,9 @@ public sealed partial class StorageEngine
     /// </summary>
     public long PooledColumnBytes => _recycler.ColumnBytes + _cache.HeldEvictedBytes;
 
+    /// <summary>Bytes of evicted row groups that reads still hold (for tests).</summary>
+    internal long HeldEvictedBytes => _cache.HeldEvictedBytes;
+
     /// <summary>
     /// What the query cache may hold now: the memory budget left by the head and the pooled and
     /// held evicted columns, within its floor and its maximum.
@@ -332,25 +335,31 @@ public sealed partial class StorageEngine
         private readonly Task<SeriesColumns>?[] _loads = new Task<SeriesColumns>?[2];
         private readonly bool[] _onDemand = new bool[2]; // the slot's run decodes into the one set when asked for
         private List<SortedRun> _runs = [];
-        private bool? _scan;
+        private bool _scan;
         private bool _oneSet;
 
         /// <summary>
         /// A window's runs (every run left to read, of which the window reads the first); starts
-        /// loading the first. The first window decides whether the read is a scan, for the whole
-        /// read; each window tries for two sets of columns again. (A window starts nothing past its
-        /// last run, and any load still running is awaited first, so none writes into columns the
-        /// new window decodes into.)
+        /// loading the first. Each window decides again whether a read that is not yet a scan
+        /// becomes one (the cache shrinks when ingest starts: sixteen full reads that began while
+        /// the series fitted each decoded their misses into the cache for the rest of the read,
+        /// docs/benchmarks.md, thirteenth session); a scan stays one. Each window tries for two sets
+        /// of columns again. (A window starts nothing past its last run, and any load still running
+        /// is awaited first, so none writes into columns the new window decodes into.)
         /// </summary>
         public async ValueTask<long> BeginAsync(List<SortedRun> windowRuns)
         {
             await WaitAsync();
             _runs = windowRuns;
-            _scan ??= IsScan(windowRuns);
+            if (!_scan)
+            {
+                _scan = IsScan(windowRuns);
+            }
+
             _loads[0] = _loads[1] = null;
             _onDemand[0] = _onDemand[1] = false;
             _oneSet = false;
-            if (_scan == true && LargestMissing(windowRuns) is var rows and > 0 && !HoldsFor(rows))
+            if (_scan && LargestMissing(windowRuns) is var rows and > 0 && !HoldsFor(rows))
             {
                 // One set for the largest row group the scan decodes itself, so it never waits within a window.
                 Release(0);
@@ -410,7 +419,7 @@ public sealed partial class StorageEngine
             var slot = r & 1;
             _loads[slot] = null;
             _onDemand[slot] = false;
-            if (_scan != true || _runs[r].Segment is not { } part || engine._cache.Contains(part))
+            if (!_scan || _runs[r].Segment is not { } part || engine._cache.Contains(part))
             {
                 _runs[r].Prefetch();
                 return;

@@ -91,6 +91,61 @@ public sealed class ScanReadTests
     }
 
     /// <summary>
+    /// Each window decides again whether a read is a scan. A read that began while the cache held
+    /// its row groups becomes a scan at its next window once the head has grown and the cache has
+    /// shrunk: it no longer decodes its misses into the cache (under ingest, sixteen such reads each
+    /// held their own copies).
+    /// </summary>
+    [Fact]
+    public async Task A_read_that_began_through_the_cache_becomes_a_scan_when_the_cache_shrinks()
+    {
+        await using var h = EngineHarness.Open();
+        await h.CloseAsync();
+        const int Groups = 12; // fewer than ScanRowGroups
+        var entry = ((long)ChunkRecycler.ColumnCapacity(PerSeal) * HeadChunk.ColumnBytesPerPoint) + (PerSeal * HeadChunk.RollupBytesPerPoint);
+        var budget = (Seals + 2) * entry;
+        await using var engine = await SealedSeriesAsync(h, h.Options() with
+        {
+            CompactAtSegments = 1000,
+            SealThresholdPoints = 100_000_000,
+            MemoryBudgetBytes = budget,
+            QueryCacheBytes = budget,
+            QueryCacheFloorBytes = 3 * entry,
+            ReadWindowPoints = 2 * PerSeal,
+        });
+        const long last = (Groups * PerSeal) - 1;
+        Assert.Equal(Groups * PerSeal, Read(engine, Key(), 0, last)!.Count);
+        Assert.Equal(Groups, engine.QueryCache.Misses);
+
+        long expected = 0;
+        await using (var read = engine.ReadPointsAsync(Key(), 0, last, 1000).GetAsyncEnumerator())
+        {
+            Assert.True(await read.MoveNextAsync()); // its first window, through the cache
+
+            // Writes fill the head past the budget: the cache gives way down to its floor.
+            var (steps, values) = Range(0, (int)(budget / HeadChunk.BytesPerPoint), s => s);
+            await engine.WriteAsync(Batch("other", 1, (Key("other"), steps, values)));
+            Assert.Equal(3 * entry, engine.QueryCacheCapacity());
+            var decoded = engine.SegmentReaderCounts.Decoded;
+            do
+            {
+                var slice = read.Current;
+                for (var i = 0; i < slice.Count; i++, expected++)
+                {
+                    Assert.Equal(expected, slice.Steps[i]);
+                    Assert.Equal(Value(expected), slice.Values[i]);
+                }
+            }
+            while (await read.MoveNextAsync());
+
+            Assert.True(engine.SegmentReaderCounts.Decoded > decoded + 5, $"{engine.SegmentReaderCounts.Decoded - decoded} row groups decoded after the cache shrank");
+        }
+
+        Assert.Equal(Groups * PerSeal, expected);
+        Assert.Equal(Groups, engine.QueryCache.Misses); // the rest were decoded by the scan, not into the cache
+    }
+
+    /// <summary>
     /// A long read holds its read scope for a window of points at a time, not for the whole read:
     /// the files a compaction replaced go once the read has moved past the window that may list
     /// them, while it is still reading, and the read goes on from the compacted file, every point
