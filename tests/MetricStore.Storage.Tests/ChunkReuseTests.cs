@@ -263,6 +263,64 @@ public sealed class ChunkReuseTests
         await ReadOthersAsync(engine, Points, first: 0);
     }
 
+    [Fact]
+    public async Task A_read_of_a_row_group_evicted_while_another_read_holds_it_shares_those_columns()
+    {
+        await using var h = EngineHarness.Open();
+        await h.CloseAsync();
+        const int Points = 50_000; // one row group per series
+        const long entry = (57_344 * 24L) + (Points * 2L); // capacity rounded up to 7 x 8192 points
+        await using var engine = StorageEngine.Open(h.Options() with { QueryCacheBytes = 2 * entry, QueryCacheFloorBytes = 2 * entry });
+        ulong seq = 0;
+        for (var i = 0; i < 4; i++)
+        {
+            var (steps, values) = Range(0, Points, s => (i * 1_000_000) + s);
+            await engine.WriteAsync(Batch("w", ++seq, (Key($"m{i}"), steps, values)));
+        }
+
+        await engine.SealNowAsync();
+
+        // The first read holds m0; two other row groups evict it from the cache.
+        await using var first = engine.ReadPointsAsync(Key("m0"), 0, long.MaxValue, 1000).GetAsyncEnumerator();
+        Assert.True(await first.MoveNextAsync());
+        var held = first.Current.Source;
+        Assert.Equal(Points, (await engine.ReadSeriesAsync(Key("m1")))!.Count);
+        Assert.Equal(Points, (await engine.ReadSeriesAsync(Key("m2")))!.Count);
+        Assert.Equal(3, engine.QueryCache.Misses);
+        Assert.Equal(entry, engine.HeldEvictedBytes);
+
+        // A second read of m0 takes the held columns: no decode, no second copy.
+        var second = new List<double>();
+        await using (var read = engine.ReadPointsAsync(Key("m0"), 0, long.MaxValue, 1000).GetAsyncEnumerator())
+        {
+            Assert.True(await read.MoveNextAsync());
+            Assert.Same(held, read.Current.Source);
+            Assert.Equal(3, engine.QueryCache.Misses);
+            Assert.Equal(entry, engine.HeldEvictedBytes);
+            do
+            {
+                second.AddRange(read.Current.Values.ToArray());
+            }
+            while (await read.MoveNextAsync());
+        }
+
+        Assert.Equal(Enumerable.Range(0, Points).Select(s => (double)s), second);
+        Assert.Equal(entry, engine.HeldEvictedBytes); // the first read still holds it
+
+        // Once the first lets go, the columns go back for reuse and m0 is decoded again when read.
+        await first.DisposeAsync();
+        Assert.Equal(0, engine.HeldEvictedBytes);
+        await using (var next = engine.ReadPointsAsync(Key("m3"), 0, long.MaxValue, 1000).GetAsyncEnumerator())
+        {
+            Assert.True(await next.MoveNextAsync());
+            Assert.Same(held, next.Current.Source);
+            Assert.Equal(Enumerable.Range(0, 1000).Select(s => 3_000_000.0 + s), next.Current.Values.ToArray());
+        }
+
+        Assert.Equal(Points, (await engine.ReadSeriesAsync(Key("m0")))!.Count);
+        Assert.Equal(5, engine.QueryCache.Misses);
+    }
+
     /// <summary>
     /// Cache misses allocate columns rounded up to a multiple of 8192 points
     /// (<see cref="ChunkRecycler.ColumnCapacity"/>), so a row group a few points larger than an

@@ -61,6 +61,7 @@ internal sealed class CachedPart
 /// evicted while pinned leaves the cache at once, but its columns go back for reuse only when the
 /// last read holding it lets go. So a read keeps from reuse exactly the row groups it holds, where
 /// an epoch per read kept every column evicted during the read (docs/benchmarks.md, tenth session).
+/// Until then a read that asks for it shares those columns instead of decoding a copy of its own.
 /// </para>
 /// </summary>
 internal sealed class PartCache(Func<long> capacityBytes, SegmentReaders readers, ChunkRecycler recycler)
@@ -70,6 +71,7 @@ internal sealed class PartCache(Func<long> capacityBytes, SegmentReaders readers
     private readonly LinkedList<Entry> _lru = new();
     private long _bytes;
     private long _heldBytes; // evicted entries still pinned
+    private readonly Dictionary<(string File, int RowGroup), Entry> _held = []; // those entries, by row group
     private long _hits;
     private long _misses;
     private long _rollupsBuilt;
@@ -159,6 +161,17 @@ internal sealed class PartCache(Func<long> capacityBytes, SegmentReaders readers
                 return node.Value.Load;
             }
 
+            if (_held.TryGetValue(key, out var held))
+            {
+                // Evicted, but another read still holds it: share those columns rather than decode
+                // a copy per read. Sixteen full reads of one series under ingest held 498 MB of such
+                // copies when the cache shrank (docs/benchmarks.md, thirteenth session). It stays
+                // out of the cache and goes when the last read lets go.
+                Interlocked.Increment(ref _hits);
+                Pin(held, pins);
+                return held.Load;
+            }
+
             Interlocked.Increment(ref _misses);
             var capacity = capacityBytes();
             var columns = recycler.RentColumns(part.Rows) ?? new SeriesColumns(ChunkRecycler.ColumnCapacity(part.Rows));
@@ -198,6 +211,8 @@ internal sealed class PartCache(Func<long> capacityBytes, SegmentReaders readers
                     {
                         Remove(node);
                     }
+
+                    ForgetHeld(entry);
                 }
             },
             CancellationToken.None,
@@ -216,6 +231,7 @@ internal sealed class PartCache(Func<long> capacityBytes, SegmentReaders readers
                 if (--entry.Pins == 0 && entry.Evicted)
                 {
                     Interlocked.Add(ref _heldBytes, -entry.Bytes);
+                    ForgetHeld(entry);
                     Recycle(entry);
                 }
             }
@@ -242,10 +258,20 @@ internal sealed class PartCache(Func<long> capacityBytes, SegmentReaders readers
         if (entry.Pins > 0)
         {
             Interlocked.Add(ref _heldBytes, entry.Bytes);
+            _held[entry.Key] = entry;
         }
         else
         {
             Recycle(entry);
+        }
+    }
+
+    /// <summary>Under the lock: the entry is no longer offered to new reads (its last holder let go, or its decode failed).</summary>
+    private void ForgetHeld(Entry entry)
+    {
+        if (_held.TryGetValue(entry.Key, out var held) && held == entry)
+        {
+            _held.Remove(entry.Key);
         }
     }
 
