@@ -51,6 +51,15 @@ internal sealed class HeapGovernor(long slackBytes, long compactFreeBytes, ILogg
     /// <summary>Compacting collections this governor ran.</summary>
     public long Compactions => Interlocked.Read(ref _compactions);
 
+    /// <summary>The last compaction this governor ran (null before the first), as the GC reported it right after.</summary>
+    public Compaction? LastCompaction { get; private set; }
+
+    /// <summary>
+    /// A compaction the governor ran: whether the GC reports it compacted, the free space the full
+    /// collection before it had left and the free space it left, and how long the process stopped.
+    /// </summary>
+    public sealed record Compaction(bool Compacted, long FreeBeforeBytes, long FreeAfterBytes, TimeSpan Pause);
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         log.LogInformation(
@@ -82,8 +91,11 @@ internal sealed class HeapGovernor(long slackBytes, long compactFreeBytes, ILogg
                     lastCompaction = Stopwatch.GetTimestamp();
                     GCSettings.LargeObjectHeapCompactionMode = GCLargeObjectHeapCompactionMode.CompactOnce;
                     GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
+                    var took = Stopwatch.GetElapsedTime(lastCompaction);
+                    var done = GC.GetGCMemoryInfo(GCKind.FullBlocking); // this one's, unless another blocking collection ran since
+                    LastCompaction = new Compaction(done.Compacted, free, done.FragmentedBytes, took);
                     Interlocked.Increment(ref _compactions);
-                    log.LogInformation("Compacted the heap: a full collection had left {Free} MiB free; the compaction took {Ms:F0} ms", free >> 20, Stopwatch.GetElapsedTime(lastCompaction).TotalMilliseconds);
+                    log.LogInformation("Compacted the heap: a full collection had left {Free} MiB free, the compaction left {After} MiB; it took {Ms:F0} ms", free >> 20, done.FragmentedBytes >> 20, took.TotalMilliseconds);
                     continue;
                 }
 

@@ -137,7 +137,8 @@ public sealed class ReadStallTests
     [Fact]
     public async Task A_read_waiting_for_scan_memory_behind_a_stalled_one_is_not_ended()
     {
-        var (server, runId) = await StartWithSeriesAsync(o => o with { QueryCacheMiB = 1, ScanMemoryMiB = 1 });
+        // 5 s, not 2: on a loaded machine the second read must reach its wait before the stalled one is ended.
+        var (server, runId) = await StartWithSeriesAsync(o => o with { QueryCacheMiB = 1, ScanMemoryMiB = 1, ReadStallTimeout = TimeSpan.FromSeconds(5) });
         await using var _ = server;
         var storage = server.Server.Storage;
         await storage.SealNowAsync(); // three row groups, far more than the 1 MiB cache: every full read is a scan
@@ -148,6 +149,12 @@ public sealed class ReadStallTests
             stalled.EnsureSuccessStatusCode();
             using var body = await stalled.Content.ReadAsStreamAsync();
             Assert.True(await body.ReadAsync(new byte[1 << 16]) > 0);
+            var taken = DateTime.UtcNow.AddSeconds(10);
+            while (storage.ScanMemoryUse.Used == 0 && DateTime.UtcNow < taken)
+            {
+                await Task.Delay(10); // the Arrow schema goes out before the read's first window takes its columns
+            }
+
             Assert.True(storage.ScanMemoryUse.Used > 0); // the stalled read holds the only set of columns
 
             var waiting = Task.Run(async () =>
@@ -172,7 +179,7 @@ public sealed class ReadStallTests
             }
 
             Assert.Equal(1, storage.ScanMemoryUse.Waiting);
-            Assert.Equal(Points, await waiting.WaitAsync(TimeSpan.FromSeconds(60))); // after the stalled read was ended, 2 s on
+            Assert.Equal(Points, await waiting.WaitAsync(TimeSpan.FromSeconds(60))); // after the stalled read was ended, 5 s on
         }
 
         Assert.Equal(1, server.Warnings.Count(w => w.Contains("Ended a streamed read", StringComparison.Ordinal)));
