@@ -2,6 +2,8 @@
 # usage: [SERVE_ENV="VAR=value ..."] mix.sh LABEL READERS(0/1) [serve args...]
 # SERVE_ENV sets environment variables for the server only, not for the bench ingest client.
 # READERS_ARGS="THREADS [RUN_NAME]" sets reader.py's threads and runs (2 threads over every run unless given).
+# READER=grpc reads with grpc-reader.cs (ReadSeries over gRPC) instead of reader.py (Arrow over HTTP);
+# build it first: dotnet build -c Release tools/mixed-load/grpc-reader.cs -o /tmp/mix/grpc-reader
 if pgrep -f "metricstore.dll serve" >/dev/null; then echo "a server is already running"; exit 1; fi
 label=$1; readers=$2; shift 2
 rm -rf /tmp/mix/run /tmp/mix/stop /tmp/mix/rss-$label.txt; cp -r /tmp/mix/base /tmp/mix/run
@@ -13,7 +15,11 @@ GRPC=$(awk '$1=="gRPC"{print $2; exit}' /tmp/mix/serve.out)
 HTTP=$(awk '$1=="HTTP/JSON"{print $2; exit}' /tmp/mix/serve.out)
 # RSS every 0.5 s with a millisecond timestamp, to split the peak by phase below.
 (while kill -0 $SPID 2>/dev/null; do echo "$(date +%s%3N) $(awk '/VmRSS/{print $2}' /proc/$SPID/status)" >> /tmp/mix/rss-$label.txt; sleep 0.5; done) &
-if [ "$readers" = 1 ]; then python3 "$(dirname "$0")/reader.py" $HTTP /tmp/mix/stop $READERS_ARGS > /tmp/mix/reader-$label.out 2>&1 & RPID=$!; sleep 20; fi
+if [ "$readers" = 1 ]; then
+  if [ "$READER" = grpc ]; then dotnet /tmp/mix/grpc-reader/grpc-reader.dll $GRPC /tmp/mix/stop $READERS_ARGS > /tmp/mix/reader-$label.out 2>&1 & RPID=$!
+  else python3 "$(dirname "$0")/reader.py" $HTTP /tmp/mix/stop $READERS_ARGS > /tmp/mix/reader-$label.out 2>&1 & RPID=$!; fi
+  sleep 20
+fi
 ingest_start=$(date +%s%3N)
 # The bench's progress lines, timestamped: "[bench] verifying ..." marks the end of the ingest.
 out=$(dotnet $DLL bench ingest --server $GRPC --duration 20 --warmup 10 --no-ceiling --json 2> >(while IFS= read -r l; do echo "$(date +%s%3N) $l"; done > /tmp/mix/bench-$label.err) | tail -1)
