@@ -204,22 +204,11 @@ public sealed class ChunkReuseTests
     public async Task A_read_held_open_pins_only_its_own_row_group_while_other_reads_evict_it_and_reuse_columns()
     {
         await using var h = EngineHarness.Open();
-        await h.CloseAsync();
-        const int Points = 50_000; // one row group per series
-        const long entry = (57_344 * 24L) + (Points * 2L); // capacity rounded up to 7 x 8192 points
-        await using var engine = StorageEngine.Open(h.Options() with { QueryCacheBytes = 2 * entry, QueryCacheFloorBytes = 2 * entry });
-        ulong seq = 0;
-        for (var i = 0; i < 8; i++)
-        {
-            var (steps, values) = Range(0, Points, s => (i * 1_000_000) + s);
-            await engine.WriteAsync(Batch("w", ++seq, (Key($"m{i}"), steps, values)));
-        }
-
-        await engine.SealNowAsync();
+        await using var engine = await OpenWithSealedSeriesAsync(h, 8);
 
         // Two held readers' slices point into the cached columns of m0 (taken by a miss) and m1
         // (taken by a hit: read once before).
-        Assert.Equal(Points, (await engine.ReadSeriesAsync(Key("m1")))!.Count);
+        Assert.Equal(SealedPoints, (await engine.ReadSeriesAsync(Key("m1")))!.Count);
         var held = new[] { engine.ReadPointsAsync(Key("m0"), 0, long.MaxValue, 1000).GetAsyncEnumerator(), engine.ReadPointsAsync(Key("m1"), 0, long.MaxValue, 1000).GetAsyncEnumerator() };
         var slices = new PointSlice[2];
         for (var i = 0; i < 2; i++)
@@ -231,14 +220,14 @@ public sealed class ChunkReuseTests
         // Other reads evict m0 and m1 (the cache holds two row groups) and each other. The held
         // readers pin only their own: the others' misses decode into each other's evicted columns,
         // never into m0's or m1's, and those count against the budget while held.
-        await ReadOthersAsync(engine, Points, first: 2);
+        await ReadOthersAsync(engine, SealedPoints, first: 2);
         for (var i = 0; i < 2; i++)
         {
             Assert.Equal(Enumerable.Range(0, 1000).Select(s => (i * 1_000_000.0) + s), slices[i].Values.ToArray());
         }
 
         Assert.True(engine.HeadChunkReuse.ReusedColumns > 0, "an open read kept other reads' evicted columns from reuse");
-        Assert.True(engine.PooledColumnBytes >= 2 * entry, $"{engine.PooledColumnBytes} bytes pooled or held");
+        Assert.True(engine.PooledColumnBytes >= 2 * SealedRowGroupBytes, $"{engine.PooledColumnBytes} bytes pooled or held");
         for (var i = 0; i < 2; i++)
         {
             var read = new List<double>(slices[i].Values.ToArray());
@@ -248,7 +237,7 @@ public sealed class ChunkReuseTests
             }
 
             await held[i].DisposeAsync();
-            Assert.Equal(Enumerable.Range(0, Points).Select(s => (i * 1_000_000.0) + s), read);
+            Assert.Equal(Enumerable.Range(0, SealedPoints).Select(s => (i * 1_000_000.0) + s), read);
         }
 
         // Let go, their columns are free: the next miss (m2; the cache holds m6 and m7) decodes into
@@ -260,34 +249,23 @@ public sealed class ChunkReuseTests
             Assert.Equal(Enumerable.Range(0, 1000).Select(s => 2_000_000.0 + s), next.Current.Values.ToArray());
         }
 
-        await ReadOthersAsync(engine, Points, first: 0);
+        await ReadOthersAsync(engine, SealedPoints, first: 0);
     }
 
     [Fact]
     public async Task A_read_of_a_row_group_evicted_while_another_read_holds_it_shares_those_columns()
     {
         await using var h = EngineHarness.Open();
-        await h.CloseAsync();
-        const int Points = 50_000; // one row group per series
-        const long entry = (57_344 * 24L) + (Points * 2L); // capacity rounded up to 7 x 8192 points
-        await using var engine = StorageEngine.Open(h.Options() with { QueryCacheBytes = 2 * entry, QueryCacheFloorBytes = 2 * entry });
-        ulong seq = 0;
-        for (var i = 0; i < 4; i++)
-        {
-            var (steps, values) = Range(0, Points, s => (i * 1_000_000) + s);
-            await engine.WriteAsync(Batch("w", ++seq, (Key($"m{i}"), steps, values)));
-        }
-
-        await engine.SealNowAsync();
+        await using var engine = await OpenWithSealedSeriesAsync(h, 4);
 
         // The first read holds m0; two other row groups evict it from the cache.
         await using var first = engine.ReadPointsAsync(Key("m0"), 0, long.MaxValue, 1000).GetAsyncEnumerator();
         Assert.True(await first.MoveNextAsync());
         var held = first.Current.Source;
-        Assert.Equal(Points, (await engine.ReadSeriesAsync(Key("m1")))!.Count);
-        Assert.Equal(Points, (await engine.ReadSeriesAsync(Key("m2")))!.Count);
+        Assert.Equal(SealedPoints, (await engine.ReadSeriesAsync(Key("m1")))!.Count);
+        Assert.Equal(SealedPoints, (await engine.ReadSeriesAsync(Key("m2")))!.Count);
         Assert.Equal(3, engine.QueryCache.Misses);
-        Assert.Equal(entry, engine.HeldEvictedBytes);
+        Assert.Equal(SealedRowGroupBytes, engine.HeldEvictedBytes);
 
         // A second read of m0 takes the held columns: no decode, no second copy.
         var second = new List<double>();
@@ -296,7 +274,7 @@ public sealed class ChunkReuseTests
             Assert.True(await read.MoveNextAsync());
             Assert.Same(held, read.Current.Source);
             Assert.Equal(3, engine.QueryCache.Misses);
-            Assert.Equal(entry, engine.HeldEvictedBytes);
+            Assert.Equal(SealedRowGroupBytes, engine.HeldEvictedBytes);
             do
             {
                 second.AddRange(read.Current.Values.ToArray());
@@ -304,8 +282,8 @@ public sealed class ChunkReuseTests
             while (await read.MoveNextAsync());
         }
 
-        Assert.Equal(Enumerable.Range(0, Points).Select(s => (double)s), second);
-        Assert.Equal(entry, engine.HeldEvictedBytes); // the first read still holds it
+        Assert.Equal(Enumerable.Range(0, SealedPoints).Select(s => (double)s), second);
+        Assert.Equal(SealedRowGroupBytes, engine.HeldEvictedBytes); // the first read still holds it
 
         // Once the first lets go, the columns go back for reuse and m0 is decoded again when read.
         await first.DisposeAsync();
@@ -317,8 +295,32 @@ public sealed class ChunkReuseTests
             Assert.Equal(Enumerable.Range(0, 1000).Select(s => 3_000_000.0 + s), next.Current.Values.ToArray());
         }
 
-        Assert.Equal(Points, (await engine.ReadSeriesAsync(Key("m0")))!.Count);
+        Assert.Equal(SealedPoints, (await engine.ReadSeriesAsync(Key("m0")))!.Count);
         Assert.Equal(5, engine.QueryCache.Misses);
+    }
+
+    private const int SealedPoints = 50_000; // one row group per series
+
+    private const long SealedRowGroupBytes = (57_344 * 24L) + (SealedPoints * 2L); // capacity rounded up to 7 x 8192 points
+
+    /// <summary>
+    /// An engine on <paramref name="h"/>'s directory whose query cache holds two row groups, with
+    /// series m0 to m(count - 1) sealed, one row group each of <see cref="SealedPoints"/> steps, value
+    /// i·1,000,000 + step.
+    /// </summary>
+    private static async Task<StorageEngine> OpenWithSealedSeriesAsync(EngineHarness h, int count)
+    {
+        await h.CloseAsync();
+        var engine = StorageEngine.Open(h.Options() with { QueryCacheBytes = 2 * SealedRowGroupBytes, QueryCacheFloorBytes = 2 * SealedRowGroupBytes });
+        ulong seq = 0;
+        for (var i = 0; i < count; i++)
+        {
+            var (steps, values) = Range(0, SealedPoints, s => (i * 1_000_000) + s);
+            await engine.WriteAsync(Batch("w", ++seq, (Key($"m{i}"), steps, values)));
+        }
+
+        await engine.SealNowAsync();
+        return engine;
     }
 
     /// <summary>
