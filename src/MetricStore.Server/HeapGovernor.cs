@@ -54,11 +54,8 @@ internal sealed class HeapGovernor(long slackBytes, long compactFreeBytes, ILogg
     /// <summary>The last compaction this governor ran (null before the first), as the GC reported it right after.</summary>
     public Compaction? LastCompaction { get; private set; }
 
-    /// <summary>
-    /// A compaction the governor ran: whether the GC reports it compacted, the free space the full
-    /// collection before it had left and the free space it left, and how long the process stopped.
-    /// </summary>
-    public sealed record Compaction(bool Compacted, long FreeBeforeBytes, long FreeAfterBytes, TimeSpan Pause);
+    /// <summary>A compaction the governor ran: the free space the full collection before it had left, and the free space it left.</summary>
+    public sealed record Compaction(long FreeBeforeBytes, long FreeAfterBytes);
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -92,10 +89,10 @@ internal sealed class HeapGovernor(long slackBytes, long compactFreeBytes, ILogg
                     GCSettings.LargeObjectHeapCompactionMode = GCLargeObjectHeapCompactionMode.CompactOnce;
                     GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
                     var took = Stopwatch.GetElapsedTime(lastCompaction);
-                    var done = GC.GetGCMemoryInfo(GCKind.FullBlocking); // this one's, unless another blocking collection ran since
-                    LastCompaction = new Compaction(done.Compacted, free, done.FragmentedBytes, took);
+                    var after = GC.GetGCMemoryInfo(GCKind.FullBlocking).FragmentedBytes; // this one's, unless another blocking collection ran since
+                    LastCompaction = new Compaction(free, after);
                     Interlocked.Increment(ref _compactions);
-                    log.LogInformation("Compacted the heap: a full collection had left {Free} MiB free, the compaction left {After} MiB; it took {Ms:F0} ms", free >> 20, done.FragmentedBytes >> 20, took.TotalMilliseconds);
+                    log.LogInformation("Compacted the heap: a full collection had left {Free} MiB free, the compaction left {After} MiB; it took {Ms:F0} ms", free >> 20, after >> 20, took.TotalMilliseconds);
                     continue;
                 }
 

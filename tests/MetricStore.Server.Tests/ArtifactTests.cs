@@ -241,12 +241,12 @@ public sealed class ArtifactTests(ServerFixture fixture) : IClassFixture<ServerF
             }
 
             // Wait until the server has the partial file, then walk away mid-upload.
-            await Eventually(() => PartialFiles(server).Length > 0, "the upload to start writing");
+            await Eventually.Until(() => PartialFiles(server).Length > 0, "the upload to start writing");
             await cancel.CancelAsync();
             call.Dispose();
         }
 
-        await Eventually(() => PartialFiles(server).Length == 0, "the partial upload to be deleted");
+        await Eventually.Until(() => PartialFiles(server).Length == 0, "the partial upload to be deleted");
         Assert.Empty(await server.Client.ListArtifactsAsync(run));
         var missing = await Assert.ThrowsAsync<RpcException>(() => server.Client.DownloadArtifactAsync(run, "big.bin", Stream.Null));
         Assert.Equal(StatusCode.NotFound, missing.StatusCode);
@@ -297,7 +297,7 @@ public sealed class ArtifactTests(ServerFixture fixture) : IClassFixture<ServerF
 
         Assert.Empty(await server.Client.ListArtifactsAsync(run));
         Assert.Equal(blobs, BlobFiles(server).Length);
-        await Eventually(() => PartialFiles(server).Length == 0, "partial uploads to be deleted");
+        await Eventually.Until(() => PartialFiles(server).Length == 0, "partial uploads to be deleted");
     }
 
     [Fact]
@@ -371,20 +371,6 @@ public sealed class ArtifactTests(ServerFixture fixture) : IClassFixture<ServerF
         var back = new MemoryStream();
         await second.Client.DownloadArtifactAsync(run, "kept.bin", back);
         Assert.Equal(kept.Size, back.Length);
-    }
-
-    private static async Task Eventually(Func<bool> condition, string what)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
-        while (!condition())
-        {
-            if (DateTime.UtcNow > deadline)
-            {
-                Assert.Fail($"timed out waiting for {what}");
-            }
-
-            await Task.Delay(20);
-        }
     }
 
     /// <summary>A body whose length is unknown, as a pipe's would be (sent chunked).</summary>

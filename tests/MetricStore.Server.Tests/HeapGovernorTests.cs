@@ -107,7 +107,6 @@ public sealed class HeapGovernorTests
 
         Assert.True(governor.Compactions > 0, "no compaction after a full collection left 64 MiB free");
         var compaction = governor.LastCompaction!;
-        Assert.True(compaction.Compacted, "the governor's collection did not compact");
         Assert.True(compaction.FreeBeforeBytes > 32L << 20, $"compacted with {compaction.FreeBeforeBytes >> 20} MiB free, under its bound");
         Assert.True(compaction.FreeAfterBytes < compaction.FreeBeforeBytes / 2, $"the compaction left {compaction.FreeAfterBytes >> 20} MiB free of {compaction.FreeBeforeBytes >> 20}"); // the large object heap's too
         Assert.Equal(0, governor.Collections); // its background collections are off

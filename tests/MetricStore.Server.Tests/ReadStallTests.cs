@@ -149,13 +149,8 @@ public sealed class ReadStallTests
             stalled.EnsureSuccessStatusCode();
             using var body = await stalled.Content.ReadAsStreamAsync();
             Assert.True(await body.ReadAsync(new byte[1 << 16]) > 0);
-            var taken = DateTime.UtcNow.AddSeconds(10);
-            while (storage.ScanMemoryUse.Used == 0 && DateTime.UtcNow < taken)
-            {
-                await Task.Delay(10); // the Arrow schema goes out before the read's first window takes its columns
-            }
-
-            Assert.True(storage.ScanMemoryUse.Used > 0); // the stalled read holds the only set of columns
+            // The Arrow schema goes out before the read's first window takes its columns.
+            await Eventually.Until(() => storage.ScanMemoryUse.Used > 0, "the stalled read to hold the only set of columns");
 
             var waiting = Task.Run(async () =>
             {
@@ -172,24 +167,14 @@ public sealed class ReadStallTests
 
                 return received;
             });
-            var deadline = DateTime.UtcNow.AddSeconds(10);
-            while (storage.ScanMemoryUse.Waiting == 0 && DateTime.UtcNow < deadline)
-            {
-                await Task.Delay(10);
-            }
-
+            await Eventually.Until(() => storage.ScanMemoryUse.Waiting != 0, "the second read to wait for scan memory");
             Assert.Equal(1, storage.ScanMemoryUse.Waiting);
             Assert.Equal(Points, await waiting.WaitAsync(TimeSpan.FromSeconds(60))); // after the stalled read was ended, 5 s on
         }
 
         Assert.Equal(1, server.Warnings.Count(w => w.Contains("Ended a streamed read", StringComparison.Ordinal)));
-        var end = DateTime.UtcNow.AddSeconds(10);
-        while (storage.ScanMemoryUse.Used > 0 && DateTime.UtcNow < end)
-        {
-            await Task.Delay(10); // the read's end on the server may come just after the client's
-        }
-
-        Assert.Equal(0, storage.ScanMemoryUse.Used);
+        // The read's end on the server may come just after the client's.
+        await Eventually.Until(() => storage.ScanMemoryUse.Used == 0, "the reads to give back their scan memory");
         Assert.Empty(server.Errors);
     }
 }

@@ -1,4 +1,5 @@
 using MetricStore.Storage.Head;
+using MetricStore.Tests;
 using static MetricStore.Storage.Tests.EngineHarness;
 
 namespace MetricStore.Storage.Tests;
@@ -246,7 +247,7 @@ public sealed class ScanReadTests
         Assert.Equal(1, engine.ActiveReads);
 
         var second = Task.Run(() => AssertScanAsync(engine));
-        await WaitUntilAsync(() => engine.ScanMemoryUse.Waiting == 1);
+        await Eventually.Until(() => engine.ScanMemoryUse.Waiting == 1, "1 scan waiting for scan memory", TimeSpan.FromSeconds(20));
         using var cancel = new CancellationTokenSource();
         var third = Task.Run(async () =>
         {
@@ -254,7 +255,7 @@ public sealed class ScanReadTests
             {
             }
         });
-        await WaitUntilAsync(() => engine.ScanMemoryUse.Waiting == 2);
+        await Eventually.Until(() => engine.ScanMemoryUse.Waiting == 2, "2 scans waiting for scan memory", TimeSpan.FromSeconds(20));
         Assert.Equal(1, engine.ActiveReads); // the first's; the waiting scans hold none
         Assert.Equal(s_setBytes, engine.ScanMemoryUse.Used);
 
@@ -300,7 +301,7 @@ public sealed class ScanReadTests
         Assert.Equal((2 * s_setBytes, 0), (engine.ScanMemoryUse.Used, engine.ScanMemoryUse.Waiting)); // decoding ahead
 
         var secondStarts = second.MoveNextAsync().AsTask();
-        await WaitUntilAsync(() => engine.ScanMemoryUse.Waiting == 1);
+        await Eventually.Until(() => engine.ScanMemoryUse.Waiting == 1, "1 scan waiting for scan memory", TimeSpan.FromSeconds(20));
         var firstOpen = true;
         while (!secondStarts.IsCompleted && firstOpen)
         {
@@ -343,16 +344,6 @@ public sealed class ScanReadTests
 
     /// <summary>One set of columns for a row group of this test's series, as a scan takes it from the scan memory.</summary>
     private static readonly long s_setBytes = (long)ChunkRecycler.ColumnCapacity(PerSeal) * HeadChunk.ColumnBytesPerPoint;
-
-    private static async Task WaitUntilAsync(Func<bool> condition)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(20);
-        while (!condition())
-        {
-            Assert.True(DateTime.UtcNow < deadline, "timed out");
-            await Task.Delay(5);
-        }
-    }
 
     /// <summary>The point files (float and double; a seal also writes other files).</summary>
     private static string[] PointFiles(EngineHarness h) =>
