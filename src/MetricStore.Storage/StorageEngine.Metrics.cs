@@ -21,9 +21,11 @@ public sealed partial class StorageEngine
     private Meter CreateMeter()
     {
         var meter = new Meter(MeterName, version: null, tags: [new(DataDirectoryTag, Path.GetFullPath(_options.DataDirectory))]);
-        meter.CreateObservableGauge("metricstore.head.points_bytes",
-            () => (Interlocked.Read(ref _unsealedPoints) + Interlocked.Read(ref _sealingPoints)) * HeadChunk.BytesPerPoint,
-            "By", "Points in the head, written or being sealed, at their column bytes each");
+        meter.CreateObservableGauge("metricstore.head.bytes", () => UnsealedChunkBytes,
+            "By", "Memory of the head's chunks written or being sealed: their columns' capacity, rollups and objects");
+        meter.CreateObservableGauge("metricstore.head.points",
+            () => Interlocked.Read(ref _unsealedPoints) + Interlocked.Read(ref _sealingPoints),
+            "{point}", "Points in the head, written or being sealed");
         meter.CreateObservableGauge("metricstore.head.kept_chunk_bytes",
             () => _recycler.KeptPoints * HeadChunk.BytesPerPoint,
             "By", "Sealed head chunks kept for reuse: waiting for the reads that may see them, or free");

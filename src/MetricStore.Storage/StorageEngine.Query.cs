@@ -34,12 +34,13 @@ public sealed partial class StorageEngine
 
     /// <summary>
     /// Bytes the head holds now, as <see cref="StorageOptions.MemoryBudgetBytes"/> counts them:
-    /// points written or being sealed at <see cref="HeadChunk.BytesPerPoint"/> each, plus the
-    /// chunks kept for reuse.
+    /// the memory of the chunks written or being sealed (<see cref="HeadChunk.MemoryBytes"/>: what
+    /// they can hold, not only the points in them), plus the chunks kept for reuse.
     /// </summary>
-    public long HeadBytes =>
-        ((Interlocked.Read(ref _unsealedPoints) + Interlocked.Read(ref _sealingPoints)) * HeadChunk.BytesPerPoint)
-        + (_recycler.KeptPoints * HeadChunk.BytesPerPoint);
+    public long HeadBytes => UnsealedChunkBytes + (_recycler.KeptPoints * HeadChunk.BytesPerPoint);
+
+    /// <summary>Memory of the head's chunks written since the last seal or being sealed.</summary>
+    internal long UnsealedChunkBytes => Interlocked.Read(ref _unsealedBytes) + Interlocked.Read(ref _sealingBytes);
 
     /// <summary>
     /// Bytes of evicted row-group columns kept for the next cache misses (at most the cache floor),

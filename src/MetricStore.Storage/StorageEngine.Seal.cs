@@ -19,6 +19,8 @@ public sealed partial class StorageEngine
     private Task? _seal;
     private long _unsealedPoints;
     private long _sealingPoints; // the points of the running seal: still in memory until it completes
+    private long _unsealedBytes; // memory of the chunks written since the cut (HeadChunk.MemoryBytes)
+    private long _sealingBytes; // memory of the running seal's chunks
     private long _oldestUnsealed = Stopwatch.GetTimestamp();
     private long _manifestNumber;
     private long _fileNumber;
@@ -55,14 +57,14 @@ public sealed partial class StorageEngine
     private void MaybeSeal()
     {
         var running = _seal is { IsCompleted: false };
-        if (running && _unsealedPoints >= 2 * _options.SealThresholdPoints)
+        if (running && (_unsealedPoints >= 2 * _options.SealThresholdPoints || _unsealedBytes >= 2 * _options.SealThresholdBytes))
         {
             // Memory bound: stop taking writes until the running seal releases its points.
             var waited = Stopwatch.StartNew();
             _seal!.Wait();
             running = false;
             _options.Log?.Invoke(StorageLogLevel.Warning,
-                $"writes waited {waited.Elapsed.TotalMilliseconds:F0} ms for a seal: {_unsealedPoints} points were unsealed, twice the seal threshold (ingest is outrunning sealing)");
+                $"writes waited {waited.Elapsed.TotalMilliseconds:F0} ms for a seal: {_unsealedPoints} points ({_unsealedBytes >> 20} MiB) were unsealed, twice the seal threshold (ingest is outrunning sealing)");
         }
 
         // A request waiting while a seal runs is served by the next seal, after this one.
@@ -79,7 +81,7 @@ public sealed partial class StorageEngine
         }
 
         var old = Stopwatch.GetElapsedTime(_oldestUnsealed) >= _options.SealMaxAge;
-        if (!requested && !old && _unsealedPoints < _options.SealThresholdPoints)
+        if (!requested && !old && _unsealedPoints < _options.SealThresholdPoints && _unsealedBytes < _options.SealThresholdBytes)
         {
             return;
         }
@@ -100,7 +102,9 @@ public sealed partial class StorageEngine
 
         var writers = new Dictionary<string, ulong>(_durableSeqs, StringComparer.Ordinal);
         Interlocked.Exchange(ref _sealingPoints, _unsealedPoints);
+        Interlocked.Exchange(ref _sealingBytes, _unsealedBytes);
         _unsealedPoints = 0;
+        Interlocked.Exchange(ref _unsealedBytes, 0);
         _oldestUnsealed = Stopwatch.GetTimestamp();
         var seal = Task.Run(() => SealAsync(frozen, catalog, writers, walStart));
         Volatile.Write(ref _seal, seal);
@@ -120,6 +124,7 @@ public sealed partial class StorageEngine
         {
             // Sealed (its chunks are kept or gone) or put back into the unsealed points.
             Interlocked.Exchange(ref _sealingPoints, 0);
+            Interlocked.Exchange(ref _sealingBytes, 0);
         }
     }
 
@@ -219,6 +224,7 @@ public sealed partial class StorageEngine
             }
 
             Interlocked.Add(ref _unsealedPoints, frozen.Sum(f => f.Points));
+            Interlocked.Add(ref _unsealedBytes, frozenChunks.Sum(f => f.Chunks.Sum(c => c.MemoryBytes)));
             _options.Log?.Invoke(StorageLogLevel.Error, $"seal {number} failed and will be retried: {e.Message}");
         }
     }

@@ -192,6 +192,7 @@ public sealed partial class StorageEngine : IAsyncDisposable
         engine._liveSegments = manifest?.Segments ?? [];
         engine._liveSeriesTables = manifest?.SeriesTables ?? [];
         engine._unsealedPoints = points;
+        engine._unsealedBytes = series.Values.Sum(h => h.UnsealedBytes);
         engine.Recovery = new RecoveryStats(report.Segments, report.Frames, points, stopwatch.Elapsed, report.TruncatedTail);
         if (report.TruncatedTail is { } tail)
         {
@@ -351,6 +352,7 @@ public sealed partial class StorageEngine : IAsyncDisposable
     private void CommitGroup()
     {
         var groupPoints = 0L;
+        var groupBytes = 0L;
         var pendingSeqs = _groupSeqs;
         pendingSeqs.Clear();
         foreach (var pending in _group)
@@ -406,7 +408,7 @@ public sealed partial class StorageEngine : IAsyncDisposable
             {
                 for (var i = 0; i < batch.Series.Count; i++)
                 {
-                    _seriesById[pending.SeriesIds![i]].Append(batch.Series[i]);
+                    groupBytes += _seriesById[pending.SeriesIds![i]].Append(batch.Series[i]);
                     _changedSeries.TryAdd(pending.SeriesIds![i], 0);
                 }
 
@@ -416,6 +418,7 @@ public sealed partial class StorageEngine : IAsyncDisposable
 
         Interlocked.Add(ref _pointsWritten, groupPoints);
         _unsealedPoints += groupPoints;
+        Interlocked.Add(ref _unsealedBytes, groupBytes);
         if (_cache.Bytes > QueryCacheFloor)
         {
             _cache.Trim(); // the head grew: the query cache gives way (MemoryBudgetBytes)

@@ -45,6 +45,20 @@ public sealed record StorageOptions
 
     public const long DefaultSealThresholdPoints = 4_000_000;
 
+    /// <summary>
+    /// The head is also sealed once the chunks written since the last seal hold this many bytes
+    /// (<see cref="Head.HeadChunk.MemoryBytes"/>: column capacity, rollups and objects), and writes
+    /// wait for a running seal at twice this, as for <see cref="SealThresholdPoints"/>. Points alone
+    /// do not bound memory: a series' chunk has room for more points than it holds (it doubles as it
+    /// grows) and objects of its own, so 20,000 series of a few hundred points each held five times
+    /// the memory of the same points in one series (docs/benchmarks.md, "Many series"). Default:
+    /// the default point threshold at <see cref="Head.HeadChunk.BytesPerPoint"/> (104 MB), which a
+    /// few large series reach at about the same time as the point threshold.
+    /// </summary>
+    public long SealThresholdBytes { get; init; } = DefaultSealThresholdBytes;
+
+    public const long DefaultSealThresholdBytes = DefaultSealThresholdPoints * Head.HeadChunk.BytesPerPoint;
+
     /// <summary>The head is also sealed when its oldest unsealed point is this old (and there is something to seal).</summary>
     public TimeSpan SealMaxAge { get; init; } = TimeSpan.FromMinutes(10);
 

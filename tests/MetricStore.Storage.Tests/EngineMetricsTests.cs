@@ -18,16 +18,18 @@ public sealed class EngineMetricsTests
         await h.CloseAsync();
         await using var engine = StorageEngine.Open(h.Options() with { SealThresholdPoints = 100_000_000 });
         using var gauges = new Gauges(Path.GetFullPath(h.DataDirectory));
-        Assert.Equal(0, gauges.Read("metricstore.head.points_bytes"));
+        Assert.Equal(0, gauges.Read("metricstore.head.bytes"));
 
         var (steps, values) = Range(0, 300_000, s => s * 0.5);
         await engine.WriteAsync(Batch("w", 1, (Key(), steps, values)));
-        Assert.Equal(300_000L * Head.HeadChunk.BytesPerPoint, gauges.Read("metricstore.head.points_bytes"));
-        Assert.Equal(engine.HeadBytes, gauges.Read("metricstore.head.points_bytes") + gauges.Read("metricstore.head.kept_chunk_bytes"));
+        Assert.Equal(300_000, gauges.Read("metricstore.head.points"));
+        Assert.Equal(5 * new Head.HeadChunk(Head.SeriesHead.ChunkSize).MemoryBytes, gauges.Read("metricstore.head.bytes")); // 300k points fill 5 chunks of 64k
+        Assert.Equal(engine.HeadBytes, gauges.Read("metricstore.head.bytes") + gauges.Read("metricstore.head.kept_chunk_bytes"));
         Assert.Equal(0, gauges.Read("metricstore.query_cache.bytes"));
 
         await engine.SealNowAsync();
-        Assert.Equal(0, gauges.Read("metricstore.head.points_bytes"));
+        Assert.Equal(0, gauges.Read("metricstore.head.bytes"));
+        Assert.Equal(0, gauges.Read("metricstore.head.points"));
         Assert.Equal(engine.HeadChunkReuse.KeptPoints * Head.HeadChunk.BytesPerPoint, gauges.Read("metricstore.head.kept_chunk_bytes"));
         Assert.True(gauges.Read("metricstore.head.kept_chunk_bytes") > 0, "a seal of 300k points kept no chunk");
 

@@ -15,6 +15,8 @@ public sealed class MemoryBudgetTests
     private const int PointsPerSeries = 8_000; // its head chunk stays under 16k points, so a seal keeps no chunk for reuse
     private const long EntryBytes = PointsPerSeries * 26L;
     private const long ChunkBytes = Head.SeriesHead.ChunkSize * 26L;
+    private static readonly long s_fullChunk = new Head.HeadChunk(Head.SeriesHead.ChunkSize).MemoryBytes;
+    private static readonly long s_firstChunk = new Head.HeadChunk(Head.SeriesHead.FirstChunkSize).MemoryBytes;
 
     [Fact]
     public async Task The_query_cache_gives_way_to_a_growing_head_down_to_its_floor()
@@ -43,10 +45,10 @@ public sealed class MemoryBudgetTests
         await ReadAllAsync(engine);
         Assert.Equal(Series * EntryBytes, engine.QueryCache.Bytes); // 15.6 MB: all of it fits while the head is empty
 
-        // 1.6M points in the head (41.6 MB, and 1.2 MB of the 16k and 32k chunks it outgrew) leave the
-        // cache less than it holds: the least recently read row groups go.
+        // 1.6M points in the head (25 chunks of 64k points: 41.8 MB, and 1.2 MB of the 16k and 32k
+        // chunks it outgrew) leave the cache less than it holds: the least recently read row groups go.
         await WriteAsync(engine, "big", 1, 0, 1_600_000);
-        Assert.Equal((1_600_000 + engine.HeadChunkReuse.KeptPoints) * 26L, engine.HeadBytes); // the 16k and 32k chunks it outgrew are kept
+        Assert.Equal((25 * s_fullChunk) + (engine.HeadChunkReuse.KeptPoints * 26L), engine.HeadBytes); // the 16k and 32k chunks it outgrew are kept
         var capacity = budget - engine.HeadBytes - engine.PooledColumnBytes; // evicted columns wait for reuse in the budget too
         Assert.True(engine.PooledColumnBytes is > 0 and <= floor, $"{engine.PooledColumnBytes} bytes of evicted columns pooled");
         Assert.Equal(capacity, engine.QueryCacheCapacity());
@@ -94,7 +96,7 @@ public sealed class MemoryBudgetTests
         await WriteAsync(engine, "small", 1, 0, 1); // the idle time starts again here, not before the seal
         var kept = engine.HeadChunkReuse.KeptPoints;
         Assert.True(kept >= 15 * Head.SeriesHead.ChunkSize, $"{kept} points of chunks kept after sealing 1M points");
-        Assert.Equal((kept + 1) * 26, engine.HeadBytes); // the chunks and the one unsealed point
+        Assert.Equal((kept * 26) + s_firstChunk, engine.HeadBytes); // the chunks, and the first chunk of the series with one unsealed point
         Assert.Equal(budget - engine.HeadBytes - engine.PooledColumnBytes, engine.QueryCacheCapacity());
 
         // Writes keep coming, each within the idle time of the last: the chunks stay.
@@ -115,7 +117,7 @@ public sealed class MemoryBudgetTests
 
         Assert.Equal(0, engine.HeadChunkReuse.KeptPoints);
         Assert.Equal(budget - engine.HeadBytes - engine.PooledColumnBytes, engine.QueryCacheCapacity());
-        Assert.Equal(5 * 26, engine.HeadBytes); // the 5 unsealed points
+        Assert.Equal(s_firstChunk, engine.HeadBytes); // the 5 unsealed points, in their series' first chunk
 
         // The next writes allocate chunks again, and reads see every point.
         await WriteAsync(engine, "big", 2, 1_000_000, 100_000);

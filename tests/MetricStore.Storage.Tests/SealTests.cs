@@ -34,6 +34,81 @@ public sealed class SealTests
         Assert.Equal(500, h.Read(Key("f64"), 100, 599)!.Count);
     }
 
+    /// <summary>What the byte threshold counts: every array of a chunk, at any size and after it grows.</summary>
+    [Fact]
+    public void A_chunk_counts_the_memory_of_its_columns_and_rollup()
+    {
+        Assert.Equal(Query.Aggregate.Bytes, System.Runtime.CompilerServices.Unsafe.SizeOf<Query.Aggregate>());
+        static long Arrays(Head.HeadChunk chunk) =>
+            ((chunk.Columns.Steps.Length + chunk.Columns.Values.Length + chunk.Columns.Timestamps.Length) * 8L)
+            + chunk.Levels.Sum(l => (long)l.Length * System.Runtime.CompilerServices.Unsafe.SizeOf<Query.Aggregate>());
+        foreach (var capacity in new[] { Head.SeriesHead.FirstChunkSize, 4096, Head.SeriesHead.ChunkSize })
+        {
+            var chunk = new Head.HeadChunk(capacity);
+            Assert.Equal(Arrays(chunk) + Head.HeadChunk.ObjectBytes, chunk.MemoryBytes);
+            if (capacity < Head.SeriesHead.ChunkSize)
+            {
+                chunk.Grow(capacity * 4);
+                Assert.Equal(Arrays(chunk) + Head.HeadChunk.ObjectBytes, chunk.MemoryBytes);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Many short series fill the head's memory long before its point threshold: each series'
+    /// chunk has room and objects beyond its points. The byte threshold seals them, and writes wait
+    /// for a running seal at twice it, so the head's memory is bounded whatever the number of series.
+    /// </summary>
+    [Fact]
+    public async Task Many_short_series_are_sealed_by_the_memory_their_chunks_hold()
+    {
+        await using var h = EngineHarness.Open();
+        await h.CloseAsync();
+        const long threshold = 1L << 20;
+        const int series = 3000;
+        const int rounds = 8;
+        const int perRound = 5;
+        var waits = 0;
+        await using var engine = StorageEngine.Open(h.Options() with
+        {
+            SealThresholdPoints = 100_000_000, // never reached: 120k points in all
+            SealThresholdBytes = threshold,
+            Log = (_, message) =>
+            {
+                if (message.StartsWith("writes waited", StringComparison.Ordinal))
+                {
+                    Interlocked.Increment(ref waits);
+                }
+            },
+        });
+
+        // Each round adds 5 points to every series: 15k points, but 3.6 MB of first chunks after a seal.
+        var firstChunks = series * new Head.HeadChunk(Head.SeriesHead.FirstChunkSize).MemoryBytes;
+        Assert.True(firstChunks > 2 * threshold, $"{firstChunks} bytes of first chunks");
+        ulong seq = 0;
+        for (var round = 0; round < rounds; round++)
+        {
+            var batch = Enumerable.Range(0, series).Select(i =>
+            {
+                var (steps, values) = Range(round * perRound, perRound, s => (s * 10) + i);
+                return (Key($"m{i}"), steps, values);
+            }).ToArray();
+            Assert.Equal(WriteOutcome.Durable, (await engine.WriteAsync(Batch("w", ++seq, batch))).Outcome);
+        }
+
+        // A seal after every round, each started while the one before ran: a round is over twice the
+        // threshold, and the next arrives while its seal of 3000 series is still writing.
+        Assert.True(engine.Seals >= rounds / 2, $"{engine.Seals} seals of {rounds} rounds of {firstChunks} bytes against a threshold of {threshold}");
+        Assert.True(waits > 0, "no write waited for a running seal with twice the byte threshold unsealed");
+        await engine.SealNowAsync();
+        foreach (var i in new[] { 0, 1234, series - 1 })
+        {
+            var points = Read(engine, Key($"m{i}"))!;
+            Assert.Equal(rounds * perRound, points.Count);
+            Assert.Equal(Enumerable.Range(0, rounds * perRound).Select(s => (s * 10.0) + i), points.Values.AsSpan(0, points.Count).ToArray());
+        }
+    }
+
     /// <summary>
     /// A chunk knows whether its values are all float32 (from the batch's float32 origin, or a check
     /// at append), and a seal picks the file type from that. A double among the first points must
@@ -56,7 +131,7 @@ public sealed class SealTests
         ulong seq = 2;
         for (long from = 100; from < 70_100; from += 1000)
         {
-            await h.Engine.WriteAsync(Floats(key, seq++, from, 1000)); // the 256-point chunk grows, moves into pooled 16k, 32k and 64k chunks, then a second chunk starts
+            await h.Engine.WriteAsync(Floats(key, seq++, from, 1000)); // the first chunk grows, moves into pooled 16k, 32k and 64k chunks, then a second chunk starts
         }
 
         await h.Engine.SealNowAsync();

@@ -23,6 +23,12 @@ internal sealed class HeadChunk
     /// <summary>Memory per point of capacity: the columns and the fine rollup (a cached row group costs the same).</summary>
     public const int BytesPerPoint = ColumnBytesPerPoint + RollupBytesPerPoint;
 
+    /// <summary>
+    /// Memory of a chunk beyond its arrays' elements: the chunk, its columns and level-array objects
+    /// and the headers of its arrays. Small chunks (a series of a few points) are mostly this.
+    /// </summary>
+    public const int ObjectBytes = 320;
+
     public HeadChunk(int capacity)
     {
         Columns = new SeriesColumns(capacity);
@@ -38,6 +44,21 @@ internal sealed class HeadChunk
     public int Count => Columns.Count;
 
     public int Capacity => Columns.Steps.Length;
+
+    /// <summary>What the chunk holds in memory: its columns' capacity, its rollup levels and its objects.</summary>
+    public long MemoryBytes
+    {
+        get
+        {
+            long bytes = ObjectBytes + ((long)Capacity * ColumnBytesPerPoint);
+            foreach (var level in Levels)
+            {
+                bytes += (long)level.Length * Aggregate.Bytes;
+            }
+
+            return bytes;
+        }
+    }
 
     /// <summary>Rollup levels; arrays are replaced, never shrunk, when the chunk grows, so a view keeps its own.</summary>
     public Aggregate[][] Levels { get; private set; }

@@ -20,6 +20,7 @@ internal sealed class SeriesHead
     private readonly List<SegmentRef> _segments = [];
     private List<HeadChunk> _chunks = [];
     private List<HeadChunk> _frozen = [];
+    private long _chunkBytes; // memory of _chunks (HeadChunk.MemoryBytes)
 
     // The summary of the whole series (last write wins), kept up to date while steps only grow;
     // a step at or before the last one (a resumed run) makes it stale until a query recomputes it.
@@ -46,10 +47,27 @@ internal sealed class SeriesHead
 
     public SeriesKey Key { get; }
 
-    public void Append(SeriesPoints points)
+    /// <summary>The first chunk after a seal: small, since most series of a run are short (a few points per seal).</summary>
+    internal const int FirstChunkSize = 32;
+
+    /// <summary>Memory of the chunks being appended (not the frozen ones).</summary>
+    public long UnsealedBytes
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _chunkBytes;
+            }
+        }
+    }
+
+    /// <summary>Appends the points; returns the bytes of chunk memory the head grew by (0 when they fitted).</summary>
+    public long Append(SeriesPoints points)
     {
         lock (_lock)
         {
+            var before = _chunkBytes;
             for (var i = 0; i < points.Count;)
             {
                 var chunk = WritableChunk();
@@ -70,6 +88,8 @@ internal sealed class SeriesHead
                 Appended(chunk, at, take, points.Float32Origin);
                 i += take;
             }
+
+            return _chunkBytes - before;
         }
     }
 
@@ -79,7 +99,7 @@ internal sealed class SeriesHead
     /// float32 or float64 little-endian; one shared timestamp when <paramref name="rawTimestamps"/>
     /// is empty.
     /// </summary>
-    public void AppendEncoded(int n, ReadOnlySpan<byte> rawSteps, long firstStep, long stride, ReadOnlySpan<byte> rawValues, bool float32, ReadOnlySpan<byte> rawTimestamps, long sharedTimestamp)
+    public long AppendEncoded(int n, ReadOnlySpan<byte> rawSteps, long firstStep, long stride, ReadOnlySpan<byte> rawValues, bool float32, ReadOnlySpan<byte> rawTimestamps, long sharedTimestamp)
     {
         var steps = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, long>(rawSteps);
         var doubles = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, double>(rawValues);
@@ -87,6 +107,7 @@ internal sealed class SeriesHead
         var timestamps = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, long>(rawTimestamps);
         lock (_lock)
         {
+            var before = _chunkBytes;
             for (var i = 0; i < n;)
             {
                 var chunk = WritableChunk();
@@ -128,6 +149,8 @@ internal sealed class SeriesHead
                 Appended(chunk, at, take, float32);
                 i += take;
             }
+
+            return _chunkBytes - before;
         }
     }
 
@@ -200,6 +223,7 @@ internal sealed class SeriesHead
             FoldSummaryChunk(); // frozen chunks never change again, and a seal keeps the summary
             _frozen = _chunks;
             _chunks = [];
+            _chunkBytes = 0;
             return _frozen;
         }
     }
@@ -249,6 +273,7 @@ internal sealed class SeriesHead
             _frozen.AddRange(_chunks);
             _chunks = _frozen;
             _frozen = [];
+            _chunkBytes = _chunks.Sum(c => c.MemoryBytes);
             _version++;
         }
     }
@@ -405,7 +430,9 @@ internal sealed class SeriesHead
         {
             // Small again after a seal, even for a series that was large: thousands of series that
             // go quiet must not each hold a 1.5 MB chunk for a few new points.
-            _chunks.Add(new HeadChunk(256));
+            var first = new HeadChunk(FirstChunkSize);
+            _chunks.Add(first);
+            _chunkBytes += first.MemoryBytes;
         }
 
         var last = _chunks[^1];
@@ -417,21 +444,25 @@ internal sealed class SeriesHead
         if (last.Capacity < ChunkSize)
         {
             var capacity = Math.Min(ChunkSize, last.Capacity * 2);
+            var outgrown = last.MemoryBytes;
             if (!ChunkRecycler.IsPooled(capacity))
             {
                 last.Grow(capacity);
+                _chunkBytes += last.MemoryBytes - outgrown;
                 return last;
             }
 
             var grown = _recycler.Rent(capacity);
             grown.CopyFrom(last);
             _chunks[^1] = grown;
+            _chunkBytes += grown.MemoryBytes - outgrown;
             _recycler.Retire([last]); // after it left the series: readers holding a view keep it from reuse
             return grown;
         }
 
         var chunk = _recycler.Rent();
         _chunks.Add(chunk);
+        _chunkBytes += chunk.MemoryBytes;
         return chunk;
     }
 }

@@ -12,6 +12,9 @@ namespace MetricStore.Storage.Query;
 [StructLayout(LayoutKind.Sequential)]
 public struct Aggregate
 {
+    /// <summary>Size of one aggregate in an array (13 eight-byte fields).</summary>
+    public const int Bytes = 13 * sizeof(long);
+
     public long Count;
     public long NanCount;
     public long InfCount;
