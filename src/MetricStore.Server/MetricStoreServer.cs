@@ -52,6 +52,9 @@ public sealed class MetricStoreServer : IAsyncDisposable
     /// <summary>The heap governor, when <see cref="MetricStoreServerOptions.HeapSlackMiB"/> or <see cref="MetricStoreServerOptions.HeapCompactFreeMiB"/> turned it on.</summary>
     internal HeapGovernor? HeapGovernor => _app.Services.GetService<HeapGovernor>();
 
+    /// <summary>The bound on decoded write requests in memory (<see cref="MetricStoreServerOptions.IngestBufferMiB"/>).</summary>
+    internal IngestAdmission IngestAdmission => _app.Services.GetRequiredService<IngestAdmission>();
+
     /// <summary>Copies changed metric summaries into the tracking store now (run search sees them); the server also does it every second.</summary>
     public Task<int> SyncMetricSummariesAsync() => _app.Services.GetRequiredService<MetricSummarySync>().SyncOnceAsync();
 
@@ -129,6 +132,7 @@ public sealed class MetricStoreServer : IAsyncDisposable
             builder.Services.AddHostedService<WebhookDispatcher>();
             builder.Services.AddSingleton<RunDirectory>();
             builder.Services.AddSingleton(new ReadStallPolicy(options.ReadStallTimeout));
+            builder.Services.AddSingleton(new IngestAdmission(options.IngestBufferMiB * 1024L * 1024));
             builder.Services.AddSingleton<MetricSummarySync>();
             if (options.HeapSlackMiB is > 0 || options.HeapCompactFreeMiB is > 0)
             {

@@ -42,6 +42,15 @@ public sealed record MetricStoreServerOptions
     public int? ScanMemoryMiB { get; init; }
 
     /// <summary>
+    /// MiB of decoded write requests that all ingest streams hold at once (<see cref="Grpc.IngestAdmission"/>);
+    /// a stream past it reads its next request only when earlier ones are durable. 64 by default:
+    /// 4 writers keeping 32 requests of 10k points in flight hold about 32 MiB.
+    /// </summary>
+    public int IngestBufferMiB { get; init; } = DefaultIngestBufferMiB;
+
+    public const int DefaultIngestBufferMiB = 64;
+
+    /// <summary>
     /// MiB the managed heap may grow past what the last full collection left live before the server
     /// starts a background collection (<see cref="HeapGovernor"/>); null or 0 = off, the GC's own
     /// pacing. The GC is the process's, so an embedding host opts in; <c>metricstore serve</c> uses
@@ -109,6 +118,11 @@ public sealed record MetricStoreServerOptions
         if (ReadStallTimeout <= TimeSpan.Zero)
         {
             MetricStoreException.InvalidArgument($"read stall timeout {ReadStallTimeout.TotalSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture)} s is not positive (--read-stall-seconds)");
+        }
+
+        if (IngestBufferMiB < 1)
+        {
+            MetricStoreException.InvalidArgument($"ingest buffer {IngestBufferMiB} MiB is not positive; use 1 or more (--ingest-buffer-mb)");
         }
 
         if (HeapSlackMiB is < 0)

@@ -2,6 +2,7 @@
 # usage: [SERVE_ENV="VAR=value ..."] mix.sh LABEL READERS(0/1) [serve args...]
 # SERVE_ENV sets environment variables for the server only, not for the bench ingest client.
 # READERS_ARGS="THREADS [RUN_NAME]" sets reader.py's threads and runs (2 threads over every run unless given).
+# INGEST_ARGS="..." adds arguments to bench ingest (e.g. "--writers 4 --series 5000 --batch 10" for 20,000 series).
 # READER=grpc reads with grpc-reader.cs (ReadSeries over gRPC) instead of reader.py (Arrow over HTTP);
 # build it first: dotnet build -c Release tools/mixed-load/grpc-reader.cs -o /tmp/mix/grpc-reader
 if pgrep -f "metricstore.dll serve" >/dev/null; then echo "a server is already running"; exit 1; fi
@@ -22,7 +23,7 @@ if [ "$readers" = 1 ]; then
 fi
 ingest_start=$(date +%s%3N)
 # The bench's progress lines, timestamped: "[bench] verifying ..." marks the end of the ingest.
-out=$(dotnet $DLL bench ingest --server $GRPC --duration 20 --warmup 10 --no-ceiling --json 2> >(while IFS= read -r l; do echo "$(date +%s%3N) $l"; done > /tmp/mix/bench-$label.err) | tail -1)
+out=$(dotnet $DLL bench ingest --server $GRPC --duration 20 --warmup 10 --no-ceiling --json $INGEST_ARGS 2> >(while IFS= read -r l; do echo "$(date +%s%3N) $l"; done > /tmp/mix/bench-$label.err) | tail -1)
 verify_start=$(awk '/verifying/{print $1; exit}' /tmp/mix/bench-$label.err)
 hwm=$(grep VmHWM /proc/$SPID/status | awk '{print $2}')
 touch /tmp/mix/stop; [ -n "$RPID" ] && wait $RPID

@@ -25,6 +25,7 @@ internal static class ServeCommand
         var queryCache = new Option<int?>("--query-cache-mb") { Description = "MiB of decoded row groups kept for queries (env METRICSTORE_QUERY_CACHE_MB; default 512)" };
         var memoryBudget = new Option<int?>("--memory-budget-mb") { Description = "MiB the head and the query cache hold together; the cache gives way as the head grows (env METRICSTORE_MEMORY_BUDGET_MB; default 384)" };
         var scanMemory = new Option<int?>("--scan-memory-mb") { Description = "MiB of decoded columns long raw reads (scans) hold of their own, all together; past it a scan decodes one row group at a time or waits its turn (env METRICSTORE_SCAN_MEMORY_MB; default 48)" };
+        var ingestBuffer = new Option<int?>("--ingest-buffer-mb") { Description = "MiB of decoded write requests all ingest streams hold at once; past it a stream reads its next request only when room is made (env METRICSTORE_INGEST_BUFFER_MB; default 64)" };
         var heapSlack = new Option<int?>("--heap-slack-mb") { Description = "Start a background GC when the heap grows this many MiB past what is live; 0 = the GC's own pacing (env METRICSTORE_HEAP_SLACK_MB; default 64)" };
         var heapCompact = new Option<int?>("--heap-compact-free-mb") { Description = "Compact the heap (at most every 10 s) when a full GC leaves more than this many MiB free; 0 = never (env METRICSTORE_HEAP_COMPACT_FREE_MB; default 128)" };
         var maxArtifact = new Option<long?>("--max-artifact-mb") { Description = "Largest artifact accepted, in MiB (env METRICSTORE_MAX_ARTIFACT_MB; default 65536 = 64 GiB)" };
@@ -34,7 +35,7 @@ internal static class ServeCommand
         sink.AcceptOnlyFromAmong("store", "discard");
         var command = new Command("serve", "Start the server (gRPC and HTTP/JSON) on a data directory; stop with Ctrl+C or SIGTERM.")
         {
-            data, grpcPort, httpPort, host, durability, sealThreshold, queryCache, memoryBudget, scanMemory, heapSlack, heapCompact, maxArtifact, readStall, auth, sink,
+            data, grpcPort, httpPort, host, durability, sealThreshold, queryCache, memoryBudget, scanMemory, ingestBuffer, heapSlack, heapCompact, maxArtifact, readStall, auth, sink,
         };
 
         command.SetAction(async (parse, cancellationToken) =>
@@ -56,6 +57,7 @@ internal static class ServeCommand
                 QueryCacheMiB = parse.GetValue(queryCache) ?? EnvInt("METRICSTORE_QUERY_CACHE_MB"),
                 MemoryBudgetMiB = parse.GetValue(memoryBudget) ?? EnvInt("METRICSTORE_MEMORY_BUDGET_MB"),
                 ScanMemoryMiB = parse.GetValue(scanMemory) ?? EnvInt("METRICSTORE_SCAN_MEMORY_MB"),
+                IngestBufferMiB = parse.GetValue(ingestBuffer) ?? EnvInt("METRICSTORE_INGEST_BUFFER_MB") ?? MetricStoreServerOptions.DefaultIngestBufferMiB,
                 HeapSlackMiB = parse.GetValue(heapSlack) ?? EnvInt("METRICSTORE_HEAP_SLACK_MB") ?? MetricStoreServerOptions.ServeHeapSlackMiB,
                 HeapCompactFreeMiB = parse.GetValue(heapCompact) ?? EnvInt("METRICSTORE_HEAP_COMPACT_FREE_MB") ?? MetricStoreServerOptions.ServeHeapCompactFreeMiB,
                 Auth = parse.GetValue(auth) || Env("METRICSTORE_AUTH") is "1" or "true",

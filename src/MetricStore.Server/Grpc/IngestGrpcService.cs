@@ -12,9 +12,10 @@ namespace MetricStore.Server.Grpc;
 /// IngestService.Write: reads requests as fast as the engine's ring accepts them (a full ring
 /// stops the reads, so HTTP/2 flow control slows the sender) and, on a second task, answers each
 /// in order once it is durable. At most <see cref="MaxInFlight"/> requests per stream wait for
-/// durability, which bounds the memory one stream can hold.
+/// durability, and all streams together hold at most <see cref="IngestAdmission"/>'s bytes of decoded
+/// requests: a stream waits for room before it reads on.
 /// </summary>
-internal sealed class IngestGrpcService(StorageEngine engine, RunDirectory runs, TimeProvider clock, IHostApplicationLifetime lifetime) : IngestServiceBase
+internal sealed class IngestGrpcService(StorageEngine engine, RunDirectory runs, IngestAdmission admission, TimeProvider clock, IHostApplicationLifetime lifetime) : IngestServiceBase
 {
     public const int MaxInFlight = 64;
 
@@ -61,7 +62,19 @@ internal sealed class IngestGrpcService(StorageEngine engine, RunDirectory runs,
                     throw;
                 }
 
+                long admitted;
+                try
+                {
+                    admitted = await admission.AdmitAsync(IngestAdmission.MemoryOf(batch), reading.Token);
+                }
+                catch
+                {
+                    batch.Release?.Invoke(batch); // never handed to the engine
+                    throw;
+                }
+
                 var durable = engine.WriteAsync(batch, cancellation).AsTask();
+                _ = durable.ContinueWith(_ => admission.Release(admitted), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
                 await inFlight.Writer.WriteAsync(new InFlight(request.Seq, durable, rejected), cancellation);
                 if (acks.IsCompleted)
                 {
