@@ -7,16 +7,25 @@ namespace MetricStore.Protocol;
 
 /// <summary>
 /// A decoded metricstore.v1.WriteRequest whose columns live in pooled arrays: parsing allocates
-/// per batch (strings, the batch object), never per point. Call <see cref="Return"/> (or let the
-/// engine's release callback do it) to give the arrays back.
+/// per batch (the batch object), never per point, and no strings for series keys: each batch's key
+/// stays as its wire bytes (<see cref="KeyBytes"/>) for the server to look up in the keys it has
+/// seen (<see cref="WriteRequestReader.ParseKey"/> parses one). Call <see cref="Return"/> (or let
+/// the engine's release callback do it) to give the arrays back.
 /// </summary>
 public sealed class PooledWriteRequest
 {
+    private PooledColumn<byte> _keyBytes;
+
     public string WriterId { get; internal set; } = "";
 
     public ulong Seq { get; internal set; }
 
     public List<PooledSeriesBatch> Batches { get; } = [];
+
+    /// <summary>The serialized SeriesKey of a batch (every occurrence of the field, concatenated: protobuf merges them).</summary>
+    public ReadOnlySpan<byte> KeyBytes(PooledSeriesBatch batch) => _keyBytes.Array.AsSpan(batch.KeyOffset, batch.KeyLength);
+
+    internal ref PooledColumn<byte> KeyColumn => ref _keyBytes;
 
     public void Return()
     {
@@ -24,6 +33,8 @@ public sealed class PooledWriteRequest
         {
             batch.Return();
         }
+
+        _keyBytes.Return();
     }
 }
 
@@ -32,11 +43,10 @@ public sealed class PooledSeriesBatch
 {
     public bool HasKey { get; internal set; }
 
-    public string RunId { get; internal set; } = "";
+    /// <summary>Where the batch's key lies in its request's <see cref="PooledWriteRequest.KeyBytes"/>.</summary>
+    public int KeyOffset { get; internal set; }
 
-    public string Metric { get; internal set; } = "";
-
-    public List<KeyValuePair<string, string>> Labels { get; } = [];
+    public int KeyLength { get; internal set; }
 
     public PooledColumn<long> Steps;
     public PooledColumn<double> Values;
@@ -51,6 +61,9 @@ public sealed class PooledSeriesBatch
         Timestamps.Return();
     }
 }
+
+/// <summary>A series key as sent: run id, metric and labels (the last value of a repeated label key wins, as in a protobuf map).</summary>
+public sealed record WireSeriesKey(string RunId, string Metric, IReadOnlyList<KeyValuePair<string, string>> Labels);
 
 /// <summary>A growable column over <see cref="ArrayPool{T}"/> (repeated fields may arrive in several pieces).</summary>
 public struct PooledColumn<T>
@@ -180,7 +193,7 @@ public static class WriteRequestReader
                     case 3 when wire == LengthDelimited:
                         var batch = new PooledSeriesBatch();
                         request.Batches.Add(batch);
-                        ReadBatch(Bytes(data, ref p), batch);
+                        ReadBatch(Bytes(data, ref p), batch, ref request.KeyColumn);
                         break;
                     default:
                         Skip(data, ref p, field, wire);
@@ -197,7 +210,7 @@ public static class WriteRequestReader
         }
     }
 
-    private static void ReadBatch(ReadOnlySpan<byte> data, PooledSeriesBatch batch)
+    private static void ReadBatch(ReadOnlySpan<byte> data, PooledSeriesBatch batch, ref PooledColumn<byte> keys)
     {
         var p = 0;
         while (p < data.Length)
@@ -206,8 +219,16 @@ public static class WriteRequestReader
             switch (field, wire)
             {
                 case (1, LengthDelimited):
-                    batch.HasKey = true;
-                    ReadKey(Bytes(data, ref p), batch);
+                    var key = Bytes(data, ref p);
+                    CheckKey(key); // malformed bytes fail the request here, as every other field does
+                    if (!batch.HasKey)
+                    {
+                        batch.HasKey = true;
+                        batch.KeyOffset = keys.Count;
+                    }
+
+                    keys.Append(key); // right after this batch's earlier key bytes: only keys are appended, one batch at a time
+                    batch.KeyLength += key.Length;
                     break;
                 case (2, LengthDelimited):
                     ReadPackedVarints(Bytes(data, ref p), ref batch.Steps);
@@ -244,8 +265,38 @@ public static class WriteRequestReader
         }
     }
 
-    private static void ReadKey(ReadOnlySpan<byte> data, PooledSeriesBatch batch)
+    /// <summary>Walks a serialized SeriesKey as <see cref="ParseKey"/> does, without decoding its strings.</summary>
+    private static void CheckKey(ReadOnlySpan<byte> data)
     {
+        var p = 0;
+        while (p < data.Length)
+        {
+            var (field, wire) = Tag(data, ref p);
+            if (field == 3 && wire == LengthDelimited)
+            {
+                var entry = Bytes(data, ref p);
+                var q = 0;
+                while (q < entry.Length)
+                {
+                    var (f, w) = Tag(entry, ref q);
+                    Skip(entry, ref q, f, w);
+                }
+            }
+            else
+            {
+                Skip(data, ref p, field, wire);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Parses a serialized metricstore.v1.SeriesKey (fields in any order, repeated fields merged,
+    /// unknown fields skipped). Throws <see cref="InvalidDataException"/> on malformed bytes.
+    /// </summary>
+    public static WireSeriesKey ParseKey(ReadOnlySpan<byte> data)
+    {
+        string runId = "", metric = "";
+        var labels = new List<KeyValuePair<string, string>>();
         var p = 0;
         while (p < data.Length)
         {
@@ -253,10 +304,10 @@ public static class WriteRequestReader
             switch (field, wire)
             {
                 case (1, LengthDelimited):
-                    batch.RunId = Encoding.UTF8.GetString(Bytes(data, ref p));
+                    runId = Encoding.UTF8.GetString(Bytes(data, ref p));
                     break;
                 case (2, LengthDelimited):
-                    batch.Metric = Encoding.UTF8.GetString(Bytes(data, ref p));
+                    metric = Encoding.UTF8.GetString(Bytes(data, ref p));
                     break;
                 case (3, LengthDelimited):
                     var entry = Bytes(data, ref p);
@@ -280,14 +331,14 @@ public static class WriteRequestReader
                     }
 
                     // A map keeps the last value of a repeated key, as protobuf does.
-                    var at = batch.Labels.FindIndex(l => l.Key == key);
+                    var at = labels.FindIndex(l => l.Key == key);
                     if (at >= 0)
                     {
-                        batch.Labels[at] = new(key, value);
+                        labels[at] = new(key, value);
                     }
                     else
                     {
-                        batch.Labels.Add(new(key, value));
+                        labels.Add(new(key, value));
                     }
 
                     break;
@@ -296,6 +347,8 @@ public static class WriteRequestReader
                     break;
             }
         }
+
+        return new WireSeriesKey(runId, metric, labels);
     }
 
     private static void ReadPackedVarints(ReadOnlySpan<byte> data, ref PooledColumn<long> column)

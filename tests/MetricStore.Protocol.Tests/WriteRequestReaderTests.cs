@@ -51,9 +51,10 @@ public sealed class WriteRequestReaderTests
             var e = expected.Batches[i];
             var a = actual.Batches[i];
             Assert.Equal(e.Key is not null, a.HasKey);
-            Assert.Equal(e.Key?.RunId ?? "", a.RunId);
-            Assert.Equal(e.Key?.Metric ?? "", a.Metric);
-            Assert.Equal((e.Key?.Labels ?? []).OrderBy(l => l.Key), a.Labels.OrderBy(l => l.Key));
+            var key = WriteRequestReader.ParseKey(actual.KeyBytes(a));
+            Assert.Equal(e.Key?.RunId ?? "", key.RunId);
+            Assert.Equal(e.Key?.Metric ?? "", key.Metric);
+            Assert.Equal((e.Key?.Labels ?? []).OrderBy(l => l.Key), key.Labels.OrderBy(l => l.Key));
             Assert.Equal(e.Steps, a.Steps.Array.AsSpan(0, a.Steps.Count).ToArray());
             Assert.Equal(e.Values.Select(BitConverter.DoubleToInt64Bits), a.Values.Array.AsSpan(0, a.Values.Count).ToArray().Select(BitConverter.DoubleToInt64Bits));
             Assert.Equal(e.ValuesF32.Select(BitConverter.SingleToInt32Bits), a.ValuesF32.Array.AsSpan(0, a.ValuesF32.Count).ToArray().Select(BitConverter.SingleToInt32Bits));
@@ -122,6 +123,51 @@ public sealed class WriteRequestReaderTests
         var decoded = WriteRequestReader.Read(bytes);
         AssertSame(reference, decoded);
         Assert.Equal(new long[] { 5, -1, long.MaxValue }, decoded.Batches[0].Steps.Array.AsSpan(0, 3).ToArray());
+        decoded.Return();
+    }
+
+    /// <summary>A batch's key field given twice is one key, merged as protobuf merges a message field; batches after it keep their own keys.</summary>
+    [Fact]
+    public void A_key_sent_in_two_pieces_is_merged_as_protobuf_merges_it()
+    {
+        var first = new SeriesKey { RunId = "0123456789abcdef0123456789abcdef", Metric = "loss" };
+        first.Labels["rank"] = "0";
+        var second = new SeriesKey { Metric = "acc" };
+        second.Labels["rank"] = "1";
+        second.Labels["host"] = "a";
+        var batch = new MemoryStream();
+        var b = new CodedOutputStream(batch);
+        b.WriteTag(1, WireFormat.WireType.LengthDelimited);
+        b.WriteBytes(first.ToByteString());
+        b.WriteTag(2, WireFormat.WireType.Varint);
+        b.WriteInt64(3);
+        b.WriteTag(1, WireFormat.WireType.LengthDelimited);
+        b.WriteBytes(second.ToByteString());
+        b.WriteTag(4, WireFormat.WireType.Fixed32);
+        b.WriteFloat(1f);
+        b.Flush();
+        var other = new SeriesBatch { Key = new SeriesKey { RunId = "r", Metric = "m" } };
+        other.Steps.Add(1);
+        other.Values.Add(2);
+        var bytes = new MemoryStream();
+        var output = new CodedOutputStream(bytes);
+        output.WriteTag(1, WireFormat.WireType.LengthDelimited);
+        output.WriteString("w");
+        output.WriteTag(2, WireFormat.WireType.Varint);
+        output.WriteUInt64(1);
+        output.WriteTag(3, WireFormat.WireType.LengthDelimited);
+        output.WriteBytes(ByteString.CopyFrom(batch.ToArray()));
+        output.WriteTag(3, WireFormat.WireType.LengthDelimited);
+        output.WriteBytes(other.ToByteString());
+        output.Flush();
+
+        var decoded = WriteRequestReader.Read(bytes.ToArray());
+        AssertSame(WriteRequest.Parser.ParseFrom(bytes.ToArray()), decoded);
+        var key = WriteRequestReader.ParseKey(decoded.KeyBytes(decoded.Batches[0]));
+        Assert.Equal("acc", key.Metric);
+        Assert.Equal(first.RunId, key.RunId);
+        Assert.Equal([new("host", "a"), new("rank", "1")], key.Labels.OrderBy(l => l.Key));
+        Assert.Equal("m", WriteRequestReader.ParseKey(decoded.KeyBytes(decoded.Batches[1])).Metric);
         decoded.Return();
     }
 

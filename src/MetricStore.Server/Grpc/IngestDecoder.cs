@@ -39,7 +39,7 @@ internal static class IngestDecoder
         return true;
     }
 
-    public static WriteBatch Decode(PooledWriteRequest request, RunDirectory runs, long nowMs, List<V1.BatchRejection> rejected)
+    public static WriteBatch Decode(PooledWriteRequest request, RunDirectory runs, SeriesKeyCache keys, long nowMs, List<V1.BatchRejection> rejected)
     {
         if (request.Batches.Count > MaxBatchesPerRequest)
         {
@@ -51,20 +51,7 @@ internal static class IngestDecoder
         for (var i = 0; i < request.Batches.Count; i++)
         {
             var batch = request.Batches[i];
-            var error = Check(batch, i, runs);
-            SeriesKey? key = null;
-            if (error is null)
-            {
-                try
-                {
-                    key = SeriesKey.Create($"batches[{i}].key", batch.RunId, batch.Metric, batch.Labels);
-                }
-                catch (MetricStoreException e)
-                {
-                    error = ((StatusCode)(int)e.Code, e.Message);
-                }
-            }
-
+            var (key, error) = Check(request, batch, i, runs, keys);
             if (error is { } refused)
             {
                 batch.Return();
@@ -78,54 +65,70 @@ internal static class IngestDecoder
         return new WriteBatch { WriterId = request.WriterId, Seq = request.Seq, Series = series, Release = s_release };
     }
 
-    private static (StatusCode Code, string Message)? Check(PooledSeriesBatch batch, int index, RunDirectory runs)
+    private static (SeriesKey? Key, (StatusCode Code, string Message)? Error) Check(PooledWriteRequest request, PooledSeriesBatch batch, int index, RunDirectory runs, SeriesKeyCache keys)
     {
         if (!batch.HasKey)
         {
-            return (StatusCode.InvalidArgument, $"batches[{index}].key is missing");
+            return (null, (StatusCode.InvalidArgument, $"batches[{index}].key is missing"));
         }
 
         var n = batch.Steps.Count;
         if (n == 0)
         {
-            return (StatusCode.InvalidArgument, $"batches[{index}] has no points (steps is empty)");
+            return (null, (StatusCode.InvalidArgument, $"batches[{index}] has no points (steps is empty)"));
         }
 
         if (n > MaxPointsPerBatch)
         {
-            return (StatusCode.InvalidArgument, $"batches[{index}] has {n} points; the limit is {MaxPointsPerBatch} per batch");
+            return (null, (StatusCode.InvalidArgument, $"batches[{index}] has {n} points; the limit is {MaxPointsPerBatch} per batch"));
         }
 
         var hasDouble = batch.Values.Count > 0;
         var hasFloat = batch.ValuesF32.Count > 0;
         if (hasDouble == hasFloat)
         {
-            return (StatusCode.InvalidArgument, $"batches[{index}] must set exactly one of values ({batch.Values.Count}) and values_f32 ({batch.ValuesF32.Count})");
+            return (null, (StatusCode.InvalidArgument, $"batches[{index}] must set exactly one of values ({batch.Values.Count}) and values_f32 ({batch.ValuesF32.Count})"));
         }
 
         var valueCount = hasDouble ? batch.Values.Count : batch.ValuesF32.Count;
         if (valueCount != n)
         {
-            return (StatusCode.InvalidArgument, $"batches[{index}] has {n} steps but {valueCount} values; columns must have equal length");
+            return (null, (StatusCode.InvalidArgument, $"batches[{index}] has {n} steps but {valueCount} values; columns must have equal length"));
         }
 
         var ts = batch.Timestamps.Count;
         if (ts is not (0 or 1) && ts != n)
         {
-            return (StatusCode.InvalidArgument, $"batches[{index}] has {n} steps but {ts} timestamps_ms; give 0, 1 or {n}");
+            return (null, (StatusCode.InvalidArgument, $"batches[{index}] has {n} steps but {ts} timestamps_ms; give 0, 1 or {n}"));
         }
 
-        if (!RunId.IsWellFormed(batch.RunId))
+        var wire = request.KeyBytes(batch);
+        if (!keys.TryGet(wire, out var key))
         {
-            return (StatusCode.InvalidArgument, $"batches[{index}].key.run_id {Validate.Quote(batch.RunId)} is not a run id: expected 32 lowercase hexadecimal characters");
+            var sent = WriteRequestReader.ParseKey(wire);
+            if (!RunId.IsWellFormed(sent.RunId))
+            {
+                return (null, (StatusCode.InvalidArgument, $"batches[{index}].key.run_id {Validate.Quote(sent.RunId)} is not a run id: expected 32 lowercase hexadecimal characters"));
+            }
+
+            try
+            {
+                key = SeriesKey.Create($"batches[{index}].key", sent.RunId, sent.Metric, sent.Labels);
+            }
+            catch (MetricStoreException e)
+            {
+                return (null, ((StatusCode)(int)e.Code, e.Message));
+            }
+
+            keys.Add(wire, key);
         }
 
-        if (!runs.Exists(batch.RunId))
+        if (!runs.Exists(key.RunId))
         {
-            return (StatusCode.NotFound, $"batches[{index}].key.run_id '{batch.RunId}' names a run that does not exist");
+            return (null, (StatusCode.NotFound, $"batches[{index}].key.run_id '{key.RunId}' names a run that does not exist"));
         }
 
-        return null;
+        return (key, null);
     }
 
     private static SeriesPoints ToPoints(PooledSeriesBatch batch, SeriesKey key, long nowMs)

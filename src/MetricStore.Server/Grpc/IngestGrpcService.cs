@@ -33,6 +33,7 @@ internal sealed class IngestGrpcService(StorageEngine engine, RunDirectory runs,
         // for each ack before it sends again would otherwise wait forever.
         _ = acks.ContinueWith(static (_, state) => CancelQuietly((CancellationTokenSource)state!), reading, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
         string? writerId = null;
+        var keys = new SeriesKeyCache();
         try
         {
             while (await requestStream.MoveNext(reading.Token))
@@ -54,7 +55,7 @@ internal sealed class IngestGrpcService(StorageEngine engine, RunDirectory runs,
                         throw new RpcException(new Status(StatusCode.InvalidArgument, "seq 0 is not valid: a writer numbers its requests 1, 2, 3, ..."));
                     }
 
-                    batch = IngestDecoder.Decode(request, runs, clock.GetUtcNow().ToUnixTimeMilliseconds(), rejected);
+                    batch = IngestDecoder.Decode(request, runs, keys, clock.GetUtcNow().ToUnixTimeMilliseconds(), rejected);
                 }
                 catch
                 {
