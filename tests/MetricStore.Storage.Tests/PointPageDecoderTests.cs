@@ -39,6 +39,8 @@ public sealed class PointPageDecoderTests
         var layout = PointPageDecoder.LayoutOf(reader.Metadata!);
         Assert.NotNull(layout);
         Assert.Equal(float32, layout.Float32);
+        var footer = FooterIndex.Of(reader.Metadata!);
+        AssertIndexes(reader.Metadata!, footer);
         using var decoder = new PointPageDecoder();
         var groups = reader.RowGroupCount;
         Assert.Equal(points > SegmentWriter.MaxRowGroupRows ? 5 : 3, groups);
@@ -62,13 +64,13 @@ public sealed class PointPageDecoderTests
         {
             var expected = await SegmentFile.ReadAsync(path, g, float32, CancellationToken.None);
             AssertSame(written[g], expected, $"row group {g} as Parquet.Net reads it");
-            var actual = decoder.Read(stream.SafeFileHandle, reader.Metadata!, layout, g);
+            var actual = decoder.Read(stream.SafeFileHandle, footer, layout, g);
             AssertSame(expected, actual, $"row group {g}");
 
             // And into columns given to fill, larger than the row group and dirty.
             var into = new SeriesColumns(expected.Count + 5);
             Array.Fill(into.Values, 42.0);
-            Assert.Same(into, decoder.Read(stream.SafeFileHandle, reader.Metadata!, layout, g, into));
+            Assert.Same(into, decoder.Read(stream.SafeFileHandle, footer, layout, g, into));
             AssertSame(expected, into, $"row group {g}, into given columns");
             compared += expected.Count;
         }
@@ -96,7 +98,7 @@ public sealed class PointPageDecoderTests
         AssertSame(points, await readers.ReadAsync(ours, 0, float32: true, CancellationToken.None), "point file");
         Assert.Equal(1, readers.Decoded);
 
-        // The idle readers do not keep the footer's key-value metadata (where the rollups lie).
+        // The rollups' location is in the footer's key-value metadata; the readers keep none of it.
         await using (var stream = File.OpenRead(ours))
         await using (var reader = await ParquetReader.CreateAsync(stream))
         {
@@ -104,7 +106,7 @@ public sealed class PointPageDecoderTests
         }
 
         Assert.Equal(2, readers.Idle);
-        Assert.Equal(0, readers.FooterMetadataChars);
+        Assert.Equal(1, readers.ParquetNetReaders); // the plain file's; ours keeps only its footer index
     }
 
     [Fact]
@@ -132,7 +134,6 @@ public sealed class PointPageDecoderTests
         Assert.Equal(0, readers.Idle);
         Assert.Equal(1, readers.Opened);
         Assert.Equal(1, readers.Footers);
-        Assert.Equal(0, readers.FooterMetadataChars); // the kept footer holds no rollups either
 
         // A file compaction removed is forgotten, with its footer.
         await readers.ForgetAsync(new HashSet<string> { path });
@@ -306,6 +307,33 @@ public sealed class PointPageDecoderTests
             {
                 Assert.Fail($"{what}, point {i}: ({actual.Steps[i]}, {actual.Values[i]}, {actual.Timestamps[i]}), expected ({expected.Steps[i]}, {expected.Values[i]}, {expected.Timestamps[i]})");
             }
+        }
+    }
+
+    /// <summary>The footer index says what the parsed footer says, for every row group and column chunk.</summary>
+    private static void AssertIndexes(Parquet.Meta.FileMetaData metadata, FooterIndex footer)
+    {
+        Assert.Equal(metadata.CreatedBy, footer.CreatedBy);
+        Assert.Equal(metadata.Schema.Count, footer.Schema.Count);
+        Assert.Equal(metadata.RowGroups.Count, footer.RowGroups);
+        for (var g = 0; g < footer.RowGroups; g++)
+        {
+            var group = metadata.RowGroups[g];
+            Assert.Equal(group.NumRows, footer.Rows(g));
+            Assert.Equal(group.Columns.Count, footer.Columns(g));
+            for (var c = 0; c < group.Columns.Count; c++)
+            {
+                var meta = group.Columns[c].MetaData!;
+                var chunk = footer.Chunk(g, c);
+                Assert.Equal(
+                    (meta.Codec, meta.DictionaryPageOffset is not null, meta.NumValues, meta.DataPageOffset, meta.TotalCompressedSize, meta.TotalUncompressedSize),
+                    (chunk.Codec, chunk.HasDictionaryPage, chunk.NumValues, chunk.DataPageOffset, chunk.TotalCompressedSize, chunk.TotalUncompressedSize));
+                Assert.All(Enum.GetValues<Parquet.Meta.Encoding>(), e => Assert.Equal(meta.Encodings.Contains(e), chunk.HasEncoding(e)));
+            }
+
+            var statistics = group.Columns[FooterIndex.TimestampColumn].MetaData!.Statistics!;
+            Assert.True(footer.TryTimestamps(g, out var min, out var max));
+            Assert.Equal((BitConverter.ToInt64(statistics.MinValue), BitConverter.ToInt64(statistics.MaxValue)), (min, max));
         }
     }
 }

@@ -75,29 +75,31 @@ internal sealed class PointPageDecoder : IDisposable
     /// </summary>
     /// <exception cref="UnsupportedLayoutException">A page this decoder does not handle; <paramref name="into"/> may be partly overwritten.</exception>
     /// <exception cref="InvalidDataException">The pages contradict the footer (a damaged file).</exception>
-    public SeriesColumns Read(SafeFileHandle file, FileMetaData metadata, Layout layout, int rowGroup, SeriesColumns? into = null)
+    public SeriesColumns Read(SafeFileHandle file, FooterIndex footer, Layout layout, int rowGroup, SeriesColumns? into = null)
     {
-        var group = metadata.RowGroups[rowGroup];
-        if (group.NumRows is < 0 or > int.MaxValue)
+        var rows = footer.Rows(rowGroup);
+        if (rows is < 0 or > int.MaxValue)
         {
-            throw new InvalidDataException($"row group {rowGroup} has {group.NumRows} rows");
+            throw new InvalidDataException($"row group {rowGroup} has {rows} rows");
         }
 
-        var n = (int)group.NumRows;
+        var n = (int)rows;
         var columns = into is not null && into.Steps.Length >= n ? into : new SeriesColumns(n);
-        ReadInt64(file, Chunk(group, layout.Step), columns.Steps.AsSpan(0, n));
-        ReadInt64(file, Chunk(group, layout.Timestamp), columns.Timestamps.AsSpan(0, n));
-        ReadValues(file, Chunk(group, layout.Value), layout.Float32, columns.Values.AsSpan(0, n));
+        ReadInt64(file, Chunk(footer, rowGroup, layout.Step), columns.Steps.AsSpan(0, n));
+        ReadInt64(file, Chunk(footer, rowGroup, layout.Timestamp), columns.Timestamps.AsSpan(0, n));
+        ReadValues(file, Chunk(footer, rowGroup, layout.Value), layout.Float32, columns.Values.AsSpan(0, n));
         columns.Count = n;
         return columns;
     }
 
     public void Dispose() => _zstd.Dispose();
 
-    private static ColumnMetaData Chunk(RowGroup group, int column) =>
-        group.Columns[column].MetaData ?? throw new UnsupportedLayoutException("column chunk without inline metadata");
+    private static ColumnChunkInfo Chunk(FooterIndex footer, int rowGroup, int column) =>
+        column < footer.Columns(rowGroup) && footer.Chunk(rowGroup, column) is { HasMetaData: true } chunk
+            ? chunk
+            : throw new UnsupportedLayoutException("column chunk without inline metadata");
 
-    private void ReadInt64(SafeFileHandle file, ColumnMetaData chunk, Span<long> into)
+    private void ReadInt64(SafeFileHandle file, in ColumnChunkInfo chunk, Span<long> into)
     {
         var size = LoadChunk(file, chunk);
         var position = 0;
@@ -114,7 +116,7 @@ internal sealed class PointPageDecoder : IDisposable
         }
     }
 
-    private void ReadValues(SafeFileHandle file, ColumnMetaData chunk, bool float32, Span<double> into)
+    private void ReadValues(SafeFileHandle file, in ColumnChunkInfo chunk, bool float32, Span<double> into)
     {
         var size = LoadChunk(file, chunk);
         var position = 0;
@@ -140,14 +142,14 @@ internal sealed class PointPageDecoder : IDisposable
     }
 
     /// <summary>Reads a column chunk (its pages with their headers) into <see cref="_chunk"/>; returns its size.</summary>
-    private int LoadChunk(SafeFileHandle file, ColumnMetaData chunk)
+    private int LoadChunk(SafeFileHandle file, in ColumnChunkInfo chunk)
     {
         if (chunk.Codec is not (CompressionCodec.ZSTD or CompressionCodec.UNCOMPRESSED))
         {
             throw new UnsupportedLayoutException($"codec {chunk.Codec}");
         }
 
-        if (chunk.DictionaryPageOffset is not null)
+        if (chunk.HasDictionaryPage)
         {
             throw new UnsupportedLayoutException("dictionary page");
         }
@@ -171,7 +173,7 @@ internal sealed class PointPageDecoder : IDisposable
     /// The next data page of the chunk in <see cref="_chunk"/>, decompressed into <see cref="_page"/>
     /// (followed by <see cref="Padding"/> zero bytes): its encoding, value count and byte length.
     /// </summary>
-    private (ParquetEncoding Encoding, int Count, int Length) NextPage(ColumnMetaData chunk, int size, ref int position, int valuesLeft)
+    private (ParquetEncoding Encoding, int Count, int Length) NextPage(in ColumnChunkInfo chunk, int size, ref int position, int valuesLeft)
     {
         var at = chunk.DataPageOffset + position;
         var header = PageHeaderReader.Read(_chunk.AsSpan(0, size), ref position);

@@ -22,43 +22,43 @@ internal sealed record RawRowGroup(int Rows, long MinTimestamp, long MaxTimestam
     /// and codec, so that the caller decodes and re-encodes instead.
     /// </summary>
     /// <exception cref="InvalidDataException">The footer points past the end of the file.</exception>
-    public static RawRowGroup? Read(SafeFileHandle file, FileMetaData? metadata, int rowGroup, bool float32, bool zstd, byte[] buffer)
+    public static RawRowGroup? Read(SafeFileHandle file, FooterIndex? footer, int rowGroup, bool float32, bool zstd, byte[] buffer)
     {
         var columns = SegmentWriter.Columns;
-        if (metadata is null || metadata.CreatedBy != CreatedBy || metadata.Schema.Count != 1 + columns.Length || rowGroup >= metadata.RowGroups.Count)
+        if (footer is null || footer.CreatedBy != CreatedBy || footer.Schema.Count != 1 + columns.Length || rowGroup >= footer.RowGroups)
         {
             return null;
         }
 
         for (var c = 0; c < columns.Length; c++)
         {
-            var element = metadata.Schema[c + 1];
+            var element = footer.Schema[c + 1];
             if (element.Name != columns[c].Name || element.Type != SegmentWriter.TypeOf(c, float32) || element.RepetitionType != FieldRepetitionType.REQUIRED || element.NumChildren is > 0)
             {
                 return null;
             }
         }
 
-        var group = metadata.RowGroups[rowGroup];
-        if (group.Columns.Count != columns.Length || group.NumRows is <= 0 or > SegmentWriter.MaxRowGroupRows)
+        var numRows = footer.Rows(rowGroup);
+        if (footer.Columns(rowGroup) != columns.Length || numRows is <= 0 or > SegmentWriter.MaxRowGroupRows)
         {
             return null;
         }
 
-        var rows = (int)group.NumRows;
+        var rows = (int)numRows;
         var chunks = new PointPageEncoder.Chunk[columns.Length];
-        var start = group.Columns[0].MetaData?.DataPageOffset ?? -1;
+        var start = footer.Chunk(rowGroup, 0) is { HasMetaData: true } firstChunk ? firstChunk.DataPageOffset : -1;
         var end = start;
         for (var c = 0; c < columns.Length; c++)
         {
-            var chunk = group.Columns[c].MetaData;
-            if (chunk is null
+            ref readonly var chunk = ref footer.Chunk(rowGroup, c);
+            if (!chunk.HasMetaData
                 || chunk.Codec != (zstd ? CompressionCodec.ZSTD : CompressionCodec.UNCOMPRESSED)
-                || chunk.DictionaryPageOffset is not null
+                || chunk.HasDictionaryPage
                 || chunk.NumValues != rows
                 || chunk.DataPageOffset != end // back to back, as our writer writes them
                 || chunk.TotalCompressedSize <= 0
-                || !chunk.Encodings.Contains((Parquet.Meta.Encoding)columns[c].Encoding))
+                || !chunk.HasEncoding((Parquet.Meta.Encoding)columns[c].Encoding))
             {
                 return null;
             }
@@ -67,7 +67,7 @@ internal sealed record RawRowGroup(int Rows, long MinTimestamp, long MaxTimestam
             end += chunk.TotalCompressedSize;
         }
 
-        if (group.Columns[3].MetaData!.Statistics is not { MinValue.Length: 8, MaxValue.Length: 8 } timestamps || start < 0 || end - start > int.MaxValue)
+        if (!footer.TryTimestamps(rowGroup, out var minTimestamp, out var maxTimestamp) || start < 0 || end - start > int.MaxValue)
         {
             return null;
         }
@@ -89,6 +89,6 @@ internal sealed record RawRowGroup(int Rows, long MinTimestamp, long MaxTimestam
             read += n;
         }
 
-        return new RawRowGroup(rows, BitConverter.ToInt64(timestamps.MinValue), BitConverter.ToInt64(timestamps.MaxValue), chunks, buffer, length);
+        return new RawRowGroup(rows, minTimestamp, maxTimestamp, chunks, buffer, length);
     }
 }

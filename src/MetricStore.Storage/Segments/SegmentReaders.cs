@@ -80,7 +80,7 @@ internal sealed class SegmentReaders(int capacity) : IAsyncDisposable
         var lease = await RentAsync(path, cancellationToken);
         try
         {
-            var raw = RawRowGroup.Read(lease.Stream.SafeFileHandle, lease.Footer.Metadata, rowGroup, float32, zstd, buffer);
+            var raw = RawRowGroup.Read(lease.Stream.SafeFileHandle, lease.Footer.Index, rowGroup, float32, zstd, buffer);
             await ReturnAsync(lease);
             return raw;
         }
@@ -113,7 +113,7 @@ internal sealed class SegmentReaders(int capacity) : IAsyncDisposable
         decoder ??= new PointPageDecoder();
         try
         {
-            var points = decoder.Read(lease.Stream.SafeFileHandle, lease.Footer.Metadata!, layout, rowGroup, into);
+            var points = decoder.Read(lease.Stream.SafeFileHandle, lease.Footer.Index!, layout, rowGroup, into);
             Interlocked.Increment(ref _decoded);
             return points;
         }
@@ -168,16 +168,21 @@ internal sealed class SegmentReaders(int capacity) : IAsyncDisposable
 
             var reader = await ParquetReader.CreateAsync(stream, cancellationToken: cancellationToken);
             Interlocked.Increment(ref _opened);
-            if (reader.Metadata is { } metadata)
+
+            // Kept: the compact index, not Parquet.Net's parsed footer (about 3 KB per row group;
+            // its key-value metadata, the rollups' location, is read through its own reader).
+            var layout = reader.Metadata is { } parsed ? PointPageDecoder.LayoutOf(parsed) : null;
+            var index = reader.Metadata is { } metadata ? FooterIndex.Of(metadata) : null;
+            var lease = new Lease(path, stream, new Footer(index, layout));
+            if (layout is null)
             {
-                // Reads do not need the key-value metadata. In files written before the tenth
-                // session it is the rollups of every row group in base64 (half a MB of string per
-                // file, 25 MB under the mixed load in a heap dump); since then, their location.
-                // Rollups are read through their own reader.
-                metadata.KeyValueMetadata = null;
+                lease.Reader = reader; // reads of this file go through Parquet.Net
+            }
+            else
+            {
+                await reader.DisposeAsync(); // the stream is ours: Parquet.Net leaves it open
             }
 
-            var lease = new Lease(path, stream, new Footer(reader.Metadata, reader.Metadata is { } parsed ? PointPageDecoder.LayoutOf(parsed) : null)) { Reader = reader };
             lock (_lock)
             {
                 if (!_disposed)
@@ -273,14 +278,14 @@ internal sealed class SegmentReaders(int capacity) : IAsyncDisposable
         }
     }
 
-    /// <summary>Characters of footer key-value metadata the kept footers hold, which every idle reader shares (for tests: none).</summary>
-    internal long FooterMetadataChars
+    /// <summary>Idle readers that keep Parquet.Net's reader (and its parsed footer): those of files <see cref="PointPageDecoder"/> does not read (for tests).</summary>
+    internal int ParquetNetReaders
     {
         get
         {
             lock (_lock)
             {
-                return _footers.Values.Sum(footer => footer.Metadata?.KeyValueMetadata?.Sum(kv => (long)kv.Key.Length + (kv.Value?.Length ?? 0)) ?? 0);
+                return _idle.Count(lease => lease.Reader is not null);
             }
         }
     }
@@ -330,8 +335,8 @@ internal sealed class SegmentReaders(int capacity) : IAsyncDisposable
         }
     }
 
-    /// <summary>A file's parsed footer (without its key-value metadata) and, when <see cref="PointPageDecoder"/> reads it, its point columns.</summary>
-    private sealed record Footer(Parquet.Meta.FileMetaData? Metadata, PointPageDecoder.Layout? Layout);
+    /// <summary>A file's footer as <see cref="FooterIndex"/> and, when <see cref="PointPageDecoder"/> reads it, its point columns.</summary>
+    private sealed record Footer(FooterIndex? Index, PointPageDecoder.Layout? Layout);
 
     /// <summary>An open file, its footer, and Parquet.Net's reader once one was needed.</summary>
     private sealed class Lease(string path, FileStream stream, Footer footer)
