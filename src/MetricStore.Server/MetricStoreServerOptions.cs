@@ -44,7 +44,7 @@ public sealed record MetricStoreServerOptions
     /// <summary>
     /// MiB of decoded write requests that all ingest streams hold at once (<see cref="Grpc.IngestAdmission"/>);
     /// a stream past it reads its next request only when earlier ones are durable. 64 by default:
-    /// 4 writers keeping 32 requests of 10k points in flight hold about 32 MiB.
+    /// 4 writers keeping 32 requests of 10k points each in flight hold about 32 MiB.
     /// </summary>
     public int IngestBufferMiB { get; init; } = DefaultIngestBufferMiB;
 

@@ -313,6 +313,7 @@ public sealed class PointPageDecoderTests
     /// <summary>The footer index says what the parsed footer says, for every row group and column chunk.</summary>
     private static void AssertIndexes(Parquet.Meta.FileMetaData metadata, FooterIndex footer)
     {
+        Assert.Equal(48, System.Runtime.CompilerServices.Unsafe.SizeOf<ColumnChunkInfo>()); // what FooterIndex's remarks say it keeps
         Assert.Equal(metadata.CreatedBy, footer.CreatedBy);
         Assert.Equal(metadata.Schema.Count, footer.Schema.Count);
         Assert.Equal(metadata.RowGroups.Count, footer.RowGroups);

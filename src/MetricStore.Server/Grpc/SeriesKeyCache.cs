@@ -26,7 +26,7 @@ internal sealed class SeriesKeyCache
 
     public int Count => _keys.Count;
 
-    /// <summary>Keys decoded because they were not here (for tests).</summary>
+    /// <summary>Keys added: decoded and validated because they were not here (for tests).</summary>
     public long Misses { get; private set; }
 
     public bool TryGet(ReadOnlySpan<byte> wire, out SeriesKey key) => _byWire.TryGetValue(wire, out key!);
